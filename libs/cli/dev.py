@@ -1,0 +1,133 @@
+"""`courier dev up`: the whole stack on one machine with embedded defaults."""
+
+from __future__ import annotations
+
+import asyncio
+import importlib.util
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+from rich.console import Console
+
+from courier.cli import processes, provision
+from courier.common.db.engine import Database
+from courier.common.db.migrate import upgrade_sync
+from courier.common.passwords import generate_password
+from courier.common.storage import file_url
+
+SERVICE_ORDER = (
+    "importer",
+    "poller",
+    "exporter",
+    "monitor",
+    "notifier",
+    "backup",
+    "gateway",
+    "console",
+)
+DEMO_TENANT = "demo"
+DEMO_USER = "demo"
+DEMO_FEED = {
+    "name": "leave-balances",
+    "kind": "leave_balances",
+    "pattern": "leave*.csv",
+}
+
+
+def available_services() -> list[str]:
+    return [s for s in SERVICE_ORDER if importlib.util.find_spec(f"courier.{s}.app") is not None]
+
+
+async def _seed(database_url: str, password_file: Path) -> str:
+    db = Database(database_url)
+    try:
+        tenant = await provision.ensure_tenant(db, DEMO_TENANT, "Demo Customer", "Europe/London")
+        if not await provision.account_exists(db, DEMO_USER):
+            password = generate_password()
+            await provision.create_account(db, tenant, DEMO_USER, password)
+            password_file.write_text(password)
+            password_file.chmod(0o600)
+        await provision.upsert_feed(
+            db, tenant, DEMO_FEED["name"], DEMO_FEED["kind"], DEMO_FEED["pattern"], {}
+        )
+    finally:
+        await db.dispose()
+    return password_file.read_text().strip() if password_file.exists() else "(set earlier)"
+
+
+def up(data_dir: Path, sftp_port: int, console_port: int, console: Console) -> None:
+    started = time.monotonic()
+    data_dir = data_dir.resolve()
+    data_dir.mkdir(parents=True, exist_ok=True)
+    logs = data_dir / "logs"
+    logs.mkdir(exist_ok=True)
+    database_url = f"sqlite+aiosqlite:///{data_dir / 'courier.db'}"
+    storage_url = file_url(data_dir / "storage")
+    procs: list[subprocess.Popen[bytes]] = []
+
+    stopping = False
+
+    def _stop(*_: object) -> None:
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGTERM, _stop)
+    try:
+        nats_port = processes.free_port()
+        nats = processes.start_nats(data_dir / "jetstream", nats_port, logs / "nats-server.log")
+        procs.append(nats)
+        upgrade_sync(database_url)
+        password = asyncio.run(_seed(database_url, data_dir / "demo-password"))
+
+        env = {
+            "COURIER_NATS_URL": f"nats://127.0.0.1:{nats_port}",
+            "COURIER_DATABASE_URL": database_url,
+            "COURIER_STORAGE_URL": storage_url,
+            "COURIER_GATEWAY_PORT": str(sftp_port),
+            "COURIER_GATEWAY_HOST_KEY_DIR": str(data_dir / "hostkeys"),
+            "COURIER_CONSOLE_PORT": str(console_port),
+            "COURIER_CONSOLE_BASE_URL": f"http://127.0.0.1:{console_port}",
+            "COURIER_POLL_RECONCILE_SECONDS": "30",
+        }
+        services: list[tuple[str, subprocess.Popen[bytes], str]] = []
+        for name in available_services():
+            port = console_port if name == "console" else processes.free_port()
+            svc_env = {**env, "COURIER_HEALTH_PORT": "0" if name == "console" else str(port)}
+            proc = processes.start_service(name, svc_env, logs / f"{name}.log")
+            procs.append(proc)
+            services.append((name, proc, f"http://127.0.0.1:{port}/readyz"))
+        for name, proc, url in services:
+            if not processes.wait_ready(url, proc):
+                raise RuntimeError(f"{name} did not become ready; see {logs / (name + '.log')}")
+
+        elapsed = time.monotonic() - started
+        console.print(
+            f"[bold green]Courier is up[/] in {elapsed:.1f} s ({', '.join(s[0] for s in services)})"
+        )
+        console.print(f"  data:     {data_dir}")
+        console.print(f"  logs:     {logs}")
+        console.print(f"  console:  http://127.0.0.1:{console_port}/api/imports")
+        console.print(f"  password: {password}")
+        console.print("  connect:")
+        console.print(
+            f"    sftp -P {sftp_port} -o StrictHostKeyChecking=accept-new {DEMO_USER}@127.0.0.1",
+            soft_wrap=True,
+            highlight=False,
+        )
+        console.print(
+            "  then:     put leave_balances.csv /inbound/   (Ctrl-C here stops everything)"
+        )
+        while not stopping:
+            for name, proc, _ in services:
+                if proc.poll() is not None:
+                    raise RuntimeError(f"{name} exited with {proc.returncode}; see its log")
+            time.sleep(0.5)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        console.print("stopping…")
+        # Services first so they drain, then the bus they drain into.
+        processes.stop_all(list(reversed(procs[1:])))
+        processes.stop_all(procs[:1])

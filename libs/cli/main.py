@@ -1,0 +1,255 @@
+"""`courier`: run services, the dev stack, and the admin commands."""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import json
+import uuid
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+import yaml
+from rich.console import Console
+from rich.table import Table
+
+from courier.cli import dev, provision
+from courier.common.db.engine import Database
+from courier.common.db.migrate import upgrade_sync
+from courier.common.passwords import generate_password
+from courier.common.settings import get_settings
+
+app = typer.Typer(no_args_is_help=True, help="Courier: SFTP import/export for the platform.")
+dev_app = typer.Typer(no_args_is_help=True, help="Run everything on one machine.")
+db_app = typer.Typer(no_args_is_help=True, help="Database schema.")
+tenants_app = typer.Typer(no_args_is_help=True, help="Tenants (customers).")
+accounts_app = typer.Typer(no_args_is_help=True, help="SFTP accounts.")
+feeds_app = typer.Typer(no_args_is_help=True, help="Import feeds.")
+imports_app = typer.Typer(no_args_is_help=True, help="The import audit.")
+for sub, name in (
+    (dev_app, "dev"),
+    (db_app, "db"),
+    (tenants_app, "tenants"),
+    (accounts_app, "accounts"),
+    (feeds_app, "feeds"),
+    (imports_app, "imports"),
+):
+    app.add_typer(sub, name=name)
+
+console = Console()
+err = Console(stderr=True)
+
+
+def _db() -> Database:
+    return Database(get_settings().database_url)
+
+
+def _run(coro: Any) -> Any:
+    try:
+        return asyncio.run(coro)
+    except provision.ProvisionError as exc:
+        err.print(f"[red]error:[/] {exc}")
+        raise typer.Exit(1) from exc
+
+
+async def _with_db(fn: Any) -> Any:
+    db = _db()
+    try:
+        return await fn(db)
+    finally:
+        await db.dispose()
+
+
+# ------------------------------------------------------------------ service / dev
+
+
+@app.command("service")
+def service(
+    name: Annotated[str, typer.Argument(help="gateway, importer, poller, console, …")],
+) -> None:
+    """Run one service in the foreground (what a container runs)."""
+    from courier.common.runtime import run_forever
+
+    if name not in dev.SERVICE_ORDER:
+        err.print(f"[red]error:[/] unknown service {name!r}; one of {', '.join(dev.SERVICE_ORDER)}")
+        raise typer.Exit(2)
+    try:
+        module = importlib.import_module(f"courier.{name}.app")
+    except ModuleNotFoundError as exc:
+        err.print(f"[red]error:[/] service {name!r} is not part of this build")
+        raise typer.Exit(2) from exc
+    run_forever(name, get_settings(), module.main)
+
+
+@dev_app.command("up")
+def dev_up(
+    data_dir: Annotated[Path, typer.Option(help="Where data, logs and keys live.")] = Path(
+        ".courier-dev"
+    ),
+    sftp_port: int = 2222,
+    console_port: int = 8080,
+) -> None:
+    """Start nats-server, migrate SQLite, seed a demo tenant and run every service."""
+    try:
+        dev.up(data_dir, sftp_port, console_port, console)
+    except RuntimeError as exc:
+        err.print(f"[red]error:[/] {exc}")
+        raise typer.Exit(1) from exc
+
+
+@db_app.command("upgrade")
+def db_upgrade() -> None:
+    """Apply every pending migration."""
+    upgrade_sync(get_settings().database_url)
+    console.print("database is up to date")
+
+
+# ------------------------------------------------------------------ tenants / accounts
+
+
+@tenants_app.command("create")
+def tenants_create(slug: str, name: str = "", timezone: str = "UTC") -> None:
+    tenant = _run(_with_db(lambda db: provision.ensure_tenant(db, slug, name or slug, timezone)))
+    console.print(f"tenant {tenant.slug} ({tenant.id})")
+
+
+@tenants_app.command("list")
+def tenants_list() -> None:
+    from sqlalchemy import select
+
+    from courier.common.db.models import Tenant
+
+    async def _list(db: Database) -> list[Tenant]:
+        async with db.session() as s:
+            return list(await s.scalars(select(Tenant).order_by(Tenant.slug)))
+
+    table = Table("slug", "name", "timezone", "id")
+    for t in _run(_with_db(_list)):
+        table.add_row(t.slug, t.name, t.timezone, str(t.id))
+    console.print(table)
+
+
+@accounts_app.command("create")
+def accounts_create(
+    username: str,
+    tenant: Annotated[str, typer.Option(help="Tenant slug.")],
+) -> None:
+    """Create an SFTP account; the generated password is printed once and never stored."""
+    password = generate_password()
+
+    async def _create(db: Database) -> None:
+        t = await provision.get_tenant(db, tenant)
+        await provision.create_account(db, t, username, password)
+
+    _run(_with_db(_create))
+    console.print(f"account {username} created for tenant {tenant}")
+    console.print(f"password (shown once): {password}", highlight=False)
+
+
+# ------------------------------------------------------------------ feeds
+
+
+@feeds_app.command("apply")
+def feeds_apply(file: Path) -> None:
+    """Create or update the feeds declared in a YAML file."""
+    doc = yaml.safe_load(file.read_text())
+    tenant_slug = doc.get("tenant")
+    feeds = doc.get("feeds") or []
+
+    async def _apply(db: Database) -> int:
+        t = await provision.get_tenant(db, tenant_slug)
+        for spec in feeds:
+            await provision.upsert_feed(db, t, spec["name"], spec["kind"], spec["pattern"], spec)
+        return len(feeds)
+
+    n = _run(_with_db(_apply))
+    console.print(f"{n} feed(s) applied to {tenant_slug}")
+
+
+# ------------------------------------------------------------------ imports
+
+
+@imports_app.command("list")
+def imports_list(
+    tenant: str | None = None,
+    status: str | None = None,
+    limit: int = 50,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Recent imports, newest first."""
+    from courier.console import views
+
+    async def _list(db: Database) -> list[views.ImportSummary]:
+        async with db.session() as s:
+            return await views.list_imports(s, tenant=tenant, status=status, limit=limit)
+
+    rows = _run(_with_db(_list))
+    if as_json:
+        console.print_json(json.dumps([r.model_dump(mode="json") for r in rows]))
+        return
+    table = Table(
+        "id",
+        "tenant",
+        "feed",
+        "file",
+        "status",
+        "created",
+        "updated",
+        "unchanged",
+        "deleted",
+        "errored",
+        "received",
+    )
+    for r in rows:
+        table.add_row(
+            str(r.id), r.tenant, r.feed or "-", r.file_name, r.status,
+            str(r.created), str(r.updated), str(r.unchanged), str(r.deleted), str(r.errored),
+            r.received_at.strftime("%Y-%m-%d %H:%M:%S"),
+        )  # fmt: skip
+    console.print(table)
+
+
+@imports_app.command("show")
+def imports_show(
+    import_id: uuid.UUID,
+    action: str | None = None,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """One import with its records (created / updated / unchanged / deleted / errored)."""
+    from courier.console import views
+
+    async def _show(db: Database) -> views.ImportDetail | None:
+        async with db.session() as s:
+            imp = await views.get_import(s, import_id)
+            return None if imp is None else await views.import_detail(s, imp, action=action)
+
+    detail = _run(_with_db(_show))
+    if detail is None:
+        err.print(f"[red]error:[/] no import {import_id}")
+        raise typer.Exit(1)
+    if as_json:
+        console.print_json(detail.model_dump_json())
+        return
+    console.print(
+        f"[bold]{detail.file_name}[/] ({detail.tenant}/{detail.feed or '-'}): {detail.status}"
+    )
+    if detail.error:
+        console.print(f"  reason: {detail.error}")
+    for k, v in detail.details.items():
+        console.print(f"  {k}: {v}")
+    console.print(
+        f"  created {detail.created}, updated {detail.updated}, unchanged {detail.unchanged}, "
+        f"deleted {detail.deleted}, errored {detail.errored}; sha256 {detail.sha256}"
+    )
+    table = Table("row", "key", "action", "changes / error")
+    for rec in detail.records:
+        info = rec.error or ", ".join(
+            f"{k}: {v[0]} → {v[1]}" for k, v in (rec.changes or {}).items()
+        )
+        table.add_row(str(rec.row_number), rec.record_key or "-", rec.action, info)
+    console.print(table)
+
+
+if __name__ == "__main__":
+    app()

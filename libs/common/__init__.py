@@ -1,0 +1,1 @@
+"""What every Courier service shares: settings, events, bus, database, storage, metrics, logs."""

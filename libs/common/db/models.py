@@ -1,0 +1,134 @@
+"""Tables shared across services: tenants, accounts, feeds, received files, imports, domain."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import date, datetime
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    ForeignKey,
+    Index,
+    Integer,
+    Numeric,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from courier.common.db.base import Base, CreatedMixin, IdMixin, utcnow
+
+
+class Tenant(IdMixin, CreatedMixin, Base):
+    __tablename__ = "tenants"
+
+    slug: Mapped[str] = mapped_column(String(63), unique=True)
+    name: Mapped[str] = mapped_column(String(200))
+    timezone: Mapped[str] = mapped_column(String(64), default="UTC")
+
+
+class SftpAccount(IdMixin, CreatedMixin, Base):
+    __tablename__ = "sftp_accounts"
+
+    tenant_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"))
+    username: Mapped[str] = mapped_column(String(64), unique=True)
+    password_hash: Mapped[str | None] = mapped_column(String(255))
+    enabled: Mapped[bool] = mapped_column(default=True)
+
+    tenant: Mapped[Tenant] = relationship(lazy="joined")
+
+
+class Feed(IdMixin, CreatedMixin, Base):
+    """An import feed: which file names it takes and how they are read (spec as JSON)."""
+
+    __tablename__ = "feeds"
+    __table_args__ = (UniqueConstraint("tenant_id", "name"),)
+
+    tenant_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"))
+    name: Mapped[str] = mapped_column(String(100))
+    kind: Mapped[str] = mapped_column(String(32))
+    pattern: Mapped[str] = mapped_column(String(255))
+    spec: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    enabled: Mapped[bool] = mapped_column(default=True)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class ReceivedFile(IdMixin, Base):
+    """Ledger of every file that reached storage; `announced_at` is set once it was published."""
+
+    __tablename__ = "received_files"
+    __table_args__ = (Index("ix_received_files_unannounced", "announced_at"),)
+
+    tenant_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"))
+    area: Mapped[str] = mapped_column(String(16), default="inbound")
+    name: Mapped[str] = mapped_column(String(255))
+    storage_key: Mapped[str] = mapped_column(String(1024), unique=True)
+    inbound_key: Mapped[str | None] = mapped_column(String(1024))
+    size: Mapped[int] = mapped_column(BigInteger)
+    sha256: Mapped[str] = mapped_column(String(64))
+    source: Mapped[str] = mapped_column(String(16))
+    account: Mapped[str | None] = mapped_column(String(64))
+    received_at: Mapped[datetime] = mapped_column(default=utcnow)
+    announced_at: Mapped[datetime | None] = mapped_column(default=None)
+
+    tenant: Mapped[Tenant] = relationship(lazy="joined")
+
+
+class Import(IdMixin, Base):
+    """One processed file. `file_id` is unique so a redelivered event cannot import twice."""
+
+    __tablename__ = "imports"
+
+    tenant_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"))
+    feed_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("feeds.id", ondelete="SET NULL"))
+    file_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("received_files.id"), unique=True)
+    file_name: Mapped[str] = mapped_column(String(255))
+    storage_key: Mapped[str] = mapped_column(String(1024))
+    sha256: Mapped[str] = mapped_column(String(64))
+    size: Mapped[int] = mapped_column(BigInteger)
+    # received | applied | rejected | failed | duplicate | awaiting_approval
+    status: Mapped[str] = mapped_column(String(24))
+    error: Mapped[str | None] = mapped_column(Text)
+    details: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    created: Mapped[int] = mapped_column(default=0)
+    updated: Mapped[int] = mapped_column(default=0)
+    deleted: Mapped[int] = mapped_column(default=0)
+    unchanged: Mapped[int] = mapped_column(default=0)
+    errored: Mapped[int] = mapped_column(default=0)
+    received_at: Mapped[datetime] = mapped_column(default=utcnow)
+    started_at: Mapped[datetime] = mapped_column(default=utcnow)
+    finished_at: Mapped[datetime | None] = mapped_column(default=None)
+
+    tenant: Mapped[Tenant] = relationship(lazy="joined")
+    feed: Mapped[Feed | None] = relationship(lazy="joined")
+
+
+class ImportRecord(Base):
+    __tablename__ = "import_records"
+    __table_args__ = (Index("ix_import_records_import_row", "import_id", "row_number"),)
+
+    id: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer(), "sqlite"), primary_key=True, autoincrement=True
+    )
+    import_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("imports.id", ondelete="CASCADE"))
+    row_number: Mapped[int]
+    record_key: Mapped[str | None] = mapped_column(String(255))
+    action: Mapped[str] = mapped_column(String(16))
+    changes: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    error: Mapped[str | None] = mapped_column(Text)
+
+
+class LeaveBalance(IdMixin, Base):
+    __tablename__ = "leave_balances"
+    __table_args__ = (UniqueConstraint("tenant_id", "employee_id", "leave_type"),)
+
+    tenant_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"))
+    employee_id: Mapped[str] = mapped_column(String(64))
+    leave_type: Mapped[str] = mapped_column(String(64))
+    balance_hours: Mapped[Decimal] = mapped_column(Numeric(12, 2))
+    as_of: Mapped[date]
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)

@@ -1,0 +1,162 @@
+"""Versioned payloads of every subject on the bus.
+
+A consumer accepts any `version` it knows; adding an optional field keeps the
+version, changing or removing one bumps it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import uuid
+from datetime import UTC, datetime
+from typing import Any, ClassVar, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+FILE_RECEIVED = "courier.file.received"
+FILE_REJECTED = "courier.file.rejected"
+IMPORT_COMPLETED = "courier.import.completed"
+IMPORT_FAILED = "courier.import.failed"
+EXPORT_DELIVERED = "courier.export.delivered"
+ALERT_RAISED = "courier.alert.raised"
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+class Event(BaseModel):
+    """Base of every payload; `msg_id` derives the JetStream dedupe id from content."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    subject: ClassVar[str]
+    version: int = 1
+    event_id: uuid.UUID = Field(default_factory=uuid.uuid4)
+    occurred_at: datetime = Field(default_factory=_now)
+
+    def dedupe_key(self) -> str:
+        return str(self.event_id)
+
+    def msg_id(self) -> str:
+        digest = hashlib.sha256(f"{self.subject}|{self.dedupe_key()}".encode()).hexdigest()
+        return digest[:40]
+
+
+class FileReceived(Event):
+    subject: ClassVar[str] = FILE_RECEIVED
+
+    file_id: uuid.UUID
+    tenant_id: uuid.UUID
+    tenant: str
+    area: Literal["inbound"] = "inbound"
+    name: str
+    storage_key: str
+    size: int
+    sha256: str
+    source: Literal["gateway", "poll", "reconcile", "api"] = "gateway"
+    account: str | None = None
+
+    def dedupe_key(self) -> str:
+        return f"{self.tenant_id}|{self.file_id}|{self.sha256}"
+
+
+class FileRejected(Event):
+    subject: ClassVar[str] = FILE_REJECTED
+
+    file_id: uuid.UUID
+    tenant_id: uuid.UUID
+    tenant: str
+    name: str
+    reason: str
+    details: dict[str, Any] = Field(default_factory=dict)
+    import_id: uuid.UUID | None = None
+
+    def dedupe_key(self) -> str:
+        return f"{self.file_id}|{self.reason}"
+
+
+class ImportCounts(BaseModel):
+    created: int = 0
+    updated: int = 0
+    deleted: int = 0
+    unchanged: int = 0
+    errored: int = 0
+
+
+class ImportCompleted(Event):
+    subject: ClassVar[str] = IMPORT_COMPLETED
+
+    import_id: uuid.UUID
+    file_id: uuid.UUID
+    tenant_id: uuid.UUID
+    tenant: str
+    feed: str
+    name: str
+    status: str
+    counts: ImportCounts
+
+    def dedupe_key(self) -> str:
+        return f"{self.import_id}|{self.status}"
+
+
+class ImportFailed(Event):
+    subject: ClassVar[str] = IMPORT_FAILED
+
+    import_id: uuid.UUID | None
+    file_id: uuid.UUID
+    tenant_id: uuid.UUID
+    tenant: str
+    feed: str | None
+    name: str
+    reason: str
+    details: dict[str, Any] = Field(default_factory=dict)
+
+    def dedupe_key(self) -> str:
+        return f"{self.file_id}|{self.import_id}"
+
+
+class ExportDelivered(Event):
+    subject: ClassVar[str] = EXPORT_DELIVERED
+
+    export_id: uuid.UUID
+    tenant_id: uuid.UUID
+    tenant: str
+    spec: str
+    destination: str
+    name: str
+    sha256: str
+    rows: int
+
+    def dedupe_key(self) -> str:
+        return f"{self.export_id}|{self.destination}"
+
+
+class AlertRaised(Event):
+    """Anything a person may need to hear about; the monitor turns these into incidents."""
+
+    subject: ClassVar[str] = ALERT_RAISED
+
+    kind: str
+    # Alerts with the same cause share a key so they fold into one incident.
+    cause_key: str
+    tenant_id: uuid.UUID | None = None
+    tenant: str | None = None
+    summary: str
+    details: dict[str, Any] = Field(default_factory=dict)
+
+    def dedupe_key(self) -> str:
+        return f"{self.kind}|{self.cause_key}|{self.occurred_at.isoformat()}"
+
+
+EVENT_TYPES: dict[str, type[Event]] = {
+    cls.subject: cls
+    for cls in (
+        FileReceived,
+        FileRejected,
+        ImportCompleted,
+        ImportFailed,
+        ExportDelivered,
+        AlertRaised,
+    )
+}

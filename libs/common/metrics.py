@@ -1,0 +1,28 @@
+"""Prometheus metrics, defined once so every service names them the same way."""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram
+
+FILES_RECEIVED = Counter(
+    "courier_files_received_total", "Files that reached storage and were announced", ["source"]
+)
+SFTP_SESSIONS = Gauge("courier_sftp_active_sessions", "Open SFTP sessions")
+SFTP_AUTH_FAILURES = Counter("courier_sftp_auth_failures_total", "Failed SFTP logins", ["reason"])
+SFTP_BYTES = Counter("courier_sftp_bytes_total", "Bytes through the gateway", ["direction"])
+SFTP_UPLOAD_SECONDS = Histogram(
+    "courier_sftp_upload_seconds",
+    "Time from open to close of a completed upload",
+    buckets=(0.01, 0.05, 0.1, 0.5, 1, 5, 10, 30, 60, 300, 1800),
+)
+IMPORTS = Counter("courier_imports_total", "Processed import files", ["kind", "status"])
+IMPORT_RECORDS = Counter(
+    "courier_import_records_total", "Audited import records", ["kind", "action"]
+)
+IMPORT_SECONDS = Histogram(
+    "courier_import_seconds",
+    "Time to process one import file",
+    ["kind"],
+    buckets=(0.05, 0.1, 0.5, 1, 5, 10, 30, 60, 300, 900),
+)
+RECONCILED = Counter("courier_reconciled_files_total", "Files announced by the reconciliation pass")

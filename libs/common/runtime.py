@@ -1,0 +1,94 @@
+"""What a service process holds for its lifetime, and how it starts and stops."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import Any
+
+import structlog
+from sqlalchemy import text
+
+from courier.common.bus import Bus
+from courier.common.db.engine import Database
+from courier.common.health import serve_health
+from courier.common.logging import configure_logging, get_logger
+from courier.common.settings import Settings
+from courier.common.storage import Storage, open_storage
+
+
+class Runtime:
+    """Adapters (database, bus, storage) wired once per service process."""
+
+    def __init__(self, name: str, settings: Settings) -> None:
+        self.name = name
+        self.settings = settings
+        self.db = Database(settings.database_url)
+        self.bus = Bus(settings, client_name=f"courier-{name}")
+        self.storage: Storage = open_storage(settings.storage_url)
+        self.stopping = asyncio.Event()
+        self.log = get_logger(f"courier.{name}")
+        self.ready_checks: dict[str, Callable[[], Awaitable[bool]]] = {
+            "database": self._db_ready,
+            "bus": self.bus.ping,
+        }
+
+    async def _db_ready(self) -> bool:
+        async with self.db.session() as session:
+            await session.execute(text("SELECT 1"))
+        return True
+
+    async def run(self, *workers: Coroutine[Any, Any, None]) -> None:
+        """Start the bus (subscribers registered before this call) and run until stopped."""
+        await self.bus.start()
+        tasks = [
+            asyncio.create_task(w)
+            for w in (
+                *workers,
+                serve_health(
+                    self.settings.health_host, self.settings.health_port, self.ready_checks
+                ),
+            )
+        ]
+        stop_task = asyncio.create_task(self.stopping.wait())
+        self.log.info("service started")
+        pending: set[asyncio.Task[Any]] = {*tasks, stop_task}
+        try:
+            # A worker that returns is done with its job (a one-off catch-up, say);
+            # one that raises takes the service down so the orchestrator restarts it.
+            while stop_task in pending:
+                done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+                for task in done:
+                    if task is not stop_task and task.exception() is not None:
+                        raise task.exception()  # type: ignore[misc]
+        finally:
+            for task in [*tasks, stop_task]:
+                task.cancel()
+            for task in tasks:
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await task
+            await self.close()
+            self.log.info("service stopped")
+
+    async def close(self) -> None:
+        with contextlib.suppress(Exception):
+            await self.bus.stop()
+        await self.db.dispose()
+
+
+def run_forever(name: str, settings: Settings, main: Callable[[Runtime], Awaitable[None]]) -> None:
+    """Entry point of `courier service NAME`: logs, signals, one runtime."""
+    settings = settings.model_copy(update={"service_name": name})
+    configure_logging(name, settings.log_level, settings.log_json)
+
+    async def _main() -> None:
+        runtime = Runtime(name, settings)
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, runtime.stopping.set)
+        structlog.contextvars.bind_contextvars(service=name)
+        await main(runtime)
+
+    asyncio.run(_main())

@@ -1,0 +1,50 @@
+"""Configuration from `COURIER_*` environment variables, the same for every service."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="COURIER_", extra="ignore")
+
+    nats_url: str = "nats://127.0.0.1:4222"
+    # Prefix for stream names and subjects so several environments (or test runs)
+    # can share one NATS cluster without seeing each other's messages.
+    nats_namespace: str = ""
+    database_url: str = "sqlite+aiosqlite:///courier.db"
+    storage_url: str = "file://./courier-data/storage"
+    backup_url: str | None = None
+    smtp_url: SecretStr | None = None
+
+    gateway_host: str = "127.0.0.1"
+    gateway_port: int = 2222
+    gateway_host_key_dir: Path = Path("./courier-data/hostkeys")
+    # Idle sessions are dropped so a stuck client cannot hold a slot forever.
+    gateway_idle_timeout: int = 900
+
+    console_host: str = "127.0.0.1"
+    console_port: int = 8080
+    console_base_url: str = "http://127.0.0.1:8080"
+
+    # Each service serves /metrics, /healthz and /readyz on its own port; 0 disables.
+    health_host: str = "127.0.0.1"
+    health_port: int = 0
+
+    # JetStream consumer tuning shared by all durable consumers.
+    max_deliver: int = 5
+    ack_wait_seconds: float = 60.0
+
+    poll_reconcile_seconds: float = 60.0
+    log_level: str = "INFO"
+    log_json: bool = True
+    service_name: str = Field(default="courier")
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()

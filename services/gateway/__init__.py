@@ -1,0 +1,1 @@
+"""SFTP gateway: partners' drop (`/inbound`) and pickup (`/outbound`) areas over object storage."""

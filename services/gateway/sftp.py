@@ -1,0 +1,240 @@
+"""asyncssh SFTP server adapter: protocol calls in, storage calls out, never the local disk."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import asyncssh
+from asyncssh import SFTPAttrs, SFTPName
+
+from courier.common.announce import announce, record_file
+from courier.common.areas import is_temporary_name
+from courier.common.metrics import SFTP_BYTES, SFTP_UPLOAD_SECONDS
+from courier.common.storage import NotFound, Storage, Writer
+from courier.gateway.vfs import Entry, Location, TenantTree, VfsError, resolve
+
+if TYPE_CHECKING:
+    from courier.gateway.server import GatewayContext, Session
+
+_DIR_MODE = 0o40750
+_FILE_MODE = 0o100640
+
+_ERRORS = {
+    "no_such_file": asyncssh.SFTPNoSuchFile,
+    "no_such_path": asyncssh.SFTPNoSuchPath,
+    "permission_denied": asyncssh.SFTPPermissionDenied,
+    "failure": asyncssh.SFTPFailure,
+    "op_unsupported": asyncssh.SFTPOpUnsupported,
+}
+
+
+def _sftp_error(exc: VfsError) -> asyncssh.SFTPError:
+    return _ERRORS.get(exc.code, asyncssh.SFTPFailure)(str(exc))
+
+
+def _attrs(entry: Entry) -> SFTPAttrs:
+    mtime = int(entry.modified.timestamp()) if entry.modified else int(time.time())
+    if entry.is_dir:
+        return SFTPAttrs(permissions=_DIR_MODE, size=0, uid=0, gid=0, mtime=mtime, atime=mtime)
+    return SFTPAttrs(
+        permissions=_FILE_MODE, size=entry.size, uid=0, gid=0, mtime=mtime, atime=mtime
+    )
+
+
+@dataclass
+class Upload:
+    loc: Location
+    key: str
+    writer: Writer
+    started: float = field(default_factory=time.monotonic)
+    digest: Any = field(default_factory=hashlib.sha256)
+    next_offset: int = 0
+    sequential: bool = True
+
+
+@dataclass
+class Download:
+    loc: Location
+    key: str
+    size: int
+    fd: int | None = None
+
+
+class CourierSFTPServer(asyncssh.SFTPServer):
+    def __init__(self, chan: asyncssh.SSHServerChannel, ctx: GatewayContext) -> None:
+        super().__init__(chan)
+        self.ctx = ctx
+        self.session: Session = chan.get_connection().get_owner().session  # type: ignore[attr-defined]
+        self.tree = TenantTree(ctx.storage, self.session.principal.tenant.slug)
+        self.storage: Storage = ctx.storage
+
+    # ------------------------------------------------------------ paths
+
+    def _resolve(self, path: bytes) -> Location:
+        try:
+            return resolve(path)
+        except VfsError as exc:
+            raise _sftp_error(exc) from exc
+
+    def realpath(self, path: bytes) -> bytes:
+        return self._resolve(path).path.encode()
+
+    async def stat(self, path: bytes) -> SFTPAttrs:
+        loc = self._resolve(path)
+        try:
+            return _attrs(await self.tree.stat(loc))
+        except VfsError as exc:
+            raise _sftp_error(exc) from exc
+
+    lstat = stat
+
+    async def scandir(self, path: bytes):  # type: ignore[no-untyped-def,override]
+        loc = self._resolve(path)
+        try:
+            entries = await self.tree.listdir(loc)
+        except VfsError as exc:
+            raise _sftp_error(exc) from exc
+        yield SFTPName(b".", attrs=_attrs(Entry(".", True)))
+        yield SFTPName(b"..", attrs=_attrs(Entry("..", True)))
+        for entry in entries:
+            yield SFTPName(entry.name.encode(), attrs=_attrs(entry))
+
+    # ------------------------------------------------------------ files
+
+    async def open(self, path: bytes, pflags: int, attrs: SFTPAttrs) -> Upload | Download:
+        loc = self._resolve(path)
+        if loc.is_root or loc.is_area:
+            raise asyncssh.SFTPFailure(f"{loc.path} is a directory")
+        writing = bool(pflags & (asyncssh.FXF_WRITE | asyncssh.FXF_APPEND | asyncssh.FXF_CREAT))
+        key = self.tree.key(loc)
+        if writing:
+            if loc.area != "inbound":
+                raise asyncssh.SFTPPermissionDenied(f"{loc.path}: uploads go to /inbound")
+            writer = await self.storage.open_write(key)
+            self.session.log.info("upload started", path=loc.path)
+            return Upload(loc, key, writer)
+        try:
+            info = await self.storage.stat(key)
+        except NotFound as exc:
+            raise asyncssh.SFTPNoSuchFile(f"{loc.path}: no such file") from exc
+        local = await self.storage.local_path(key)
+        fd = os.open(local, os.O_RDONLY) if local is not None else None
+        return Download(loc, key, info.size, fd)
+
+    async def read(self, file_obj: object, offset: int, size: int) -> bytes:
+        if not isinstance(file_obj, Download):
+            raise asyncssh.SFTPPermissionDenied("file not open for reading")
+        if file_obj.fd is not None:
+            data = os.pread(file_obj.fd, size, offset)
+        else:
+            data = b"".join(
+                [c async for c in self.storage.get(file_obj.key, offset=offset, length=size)]
+            )
+        SFTP_BYTES.labels(direction="out").inc(len(data))
+        self.session.bytes_out += len(data)
+        return data
+
+    async def write(self, file_obj: object, offset: int, data: bytes) -> int:
+        if not isinstance(file_obj, Upload):
+            raise asyncssh.SFTPPermissionDenied("file not open for writing")
+        await file_obj.writer.write(data, offset)
+        if file_obj.sequential and offset == file_obj.next_offset:
+            file_obj.digest.update(data)
+            file_obj.next_offset += len(data)
+        else:
+            file_obj.sequential = False
+        SFTP_BYTES.labels(direction="in").inc(len(data))
+        self.session.bytes_in += len(data)
+        return len(data)
+
+    async def fstat(self, file_obj: object) -> SFTPAttrs:
+        if isinstance(file_obj, Upload):
+            return _attrs(Entry(file_obj.loc.relpath, False, file_obj.writer.size))
+        assert isinstance(file_obj, Download)
+        return _attrs(Entry(file_obj.loc.relpath, False, file_obj.size))
+
+    def fsetstat(self, file_obj: object, attrs: SFTPAttrs) -> None:
+        """Clients set times and modes after upload; storage keeps its own, so accept and drop."""
+
+    def setstat(self, path: bytes, attrs: SFTPAttrs) -> None:
+        self._resolve(path)
+
+    async def close(self, file_obj: object) -> None:
+        if isinstance(file_obj, Download):
+            if file_obj.fd is not None:
+                os.close(file_obj.fd)
+            return
+        assert isinstance(file_obj, Upload)
+        if self.channel.is_closing() or self.session.lost:
+            # The connection died with the file open: the upload is incomplete.
+            await file_obj.writer.abort()
+            self.session.log.warning("upload aborted", path=file_obj.loc.path)
+            return
+        await file_obj.writer.finalize()
+        SFTP_UPLOAD_SECONDS.observe(time.monotonic() - file_obj.started)
+        sha = file_obj.digest.hexdigest() if file_obj.sequential else None
+        self.session.log.info("upload completed", path=file_obj.loc.path, size=file_obj.writer.size)
+        if not is_temporary_name(file_obj.loc.relpath):
+            await self._announce(file_obj.loc, file_obj.key, sha)
+
+    async def _announce(self, loc: Location, key: str, sha: str | None) -> None:
+        tenant = self.session.principal.tenant
+        row = await record_file(
+            self.ctx.db,
+            self.storage,
+            tenant,
+            loc.relpath,
+            key,
+            source="gateway",
+            account=self.session.principal.username,
+            sha256=sha,
+        )
+        await announce(self.ctx.db, self.ctx.bus, row, tenant)
+
+    # ------------------------------------------------------------ names
+
+    async def remove(self, path: bytes) -> None:
+        loc = self._resolve(path)
+        if loc.is_root or loc.is_area:
+            raise asyncssh.SFTPPermissionDenied(f"{loc.path} cannot be removed")
+        try:
+            await self.storage.delete(self.tree.key(loc))
+        except NotFound as exc:
+            raise asyncssh.SFTPNoSuchFile(f"{loc.path}: no such file") from exc
+        self.session.log.info("file deleted", path=loc.path)
+
+    async def rename(self, oldpath: bytes, newpath: bytes) -> None:
+        old, new = self._resolve(oldpath), self._resolve(newpath)
+        if old.area != "inbound" or new.area != "inbound" or old.is_area or new.is_area:
+            raise asyncssh.SFTPPermissionDenied("only files in /inbound can be renamed")
+        src, dst = self.tree.key(old), self.tree.key(new)
+        try:
+            await self.storage.copy(src, dst)
+        except NotFound as exc:
+            raise asyncssh.SFTPNoSuchFile(f"{old.path}: no such file") from exc
+        await self.storage.delete(src)
+        self.session.log.info("file renamed", path=old.path, to=new.path)
+        # Clients upload to a temporary name and rename when done: announce the final name.
+        if is_temporary_name(old.relpath) and not is_temporary_name(new.relpath):
+            await self._announce(new, dst, None)
+
+    posix_rename = rename
+
+    def mkdir(self, path: bytes, attrs: SFTPAttrs) -> None:
+        raise asyncssh.SFTPPermissionDenied("directories cannot be created here")
+
+    def rmdir(self, path: bytes) -> None:
+        raise asyncssh.SFTPPermissionDenied("directories cannot be removed")
+
+    def symlink(self, oldpath: bytes, newpath: bytes) -> None:
+        raise asyncssh.SFTPPermissionDenied("symbolic links are not allowed")
+
+    def link(self, oldpath: bytes, newpath: bytes) -> None:
+        raise asyncssh.SFTPPermissionDenied("hard links are not allowed")
+
+    def readlink(self, path: bytes) -> bytes:
+        raise asyncssh.SFTPNoSuchFile("no symbolic links here")

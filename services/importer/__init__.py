@@ -1,0 +1,1 @@
+"""Importer: validates inbound files, applies them to the domain tables, audits every record."""

@@ -1,0 +1,1 @@
+"""Poller: finds files nobody announced (and, later, pulls them from vendors' servers)."""

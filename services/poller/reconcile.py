@@ -1,0 +1,60 @@
+"""Reconciliation: every file in a tenant's `/inbound` storage is announced exactly once.
+
+Covers uploads that finished while NATS was down and files written to the
+bucket directly. Objects younger than `min_age` are left to the gateway, which
+records them itself a moment after they appear.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from sqlalchemy import select
+
+from courier.common.announce import announce, announce_pending, record_file
+from courier.common.areas import area_key, is_temporary_name
+from courier.common.bus import Bus
+from courier.common.db.engine import Database
+from courier.common.db.models import ReceivedFile, Tenant
+from courier.common.logging import get_logger
+from courier.common.metrics import RECONCILED
+from courier.common.storage import Storage
+
+log = get_logger(__name__)
+
+
+async def reconcile(
+    db: Database, bus: Bus, storage: Storage, min_age: timedelta = timedelta(minutes=2)
+) -> int:
+    announced = await announce_pending(db, bus)
+    now = datetime.now(UTC)
+    async with db.session() as session:
+        tenants = (await session.scalars(select(Tenant))).all()
+    for tenant in tenants:
+        prefix = area_key(tenant.slug, "inbound")
+        objects = await storage.list(prefix)
+        if not objects:
+            continue
+        async with db.session() as session:
+            known = {
+                (key, size)
+                for key, size in (
+                    await session.execute(
+                        select(ReceivedFile.inbound_key, ReceivedFile.size).where(
+                            ReceivedFile.tenant_id == tenant.id
+                        )
+                    )
+                ).all()
+            }
+        for obj in objects:
+            name = obj.key[len(prefix) + 1 :]
+            if is_temporary_name(name) or (obj.key, obj.size) in known:
+                continue
+            if now - obj.modified < min_age:
+                continue
+            row = await record_file(db, storage, tenant, name, obj.key, source="reconcile")
+            log.info("unannounced file found", tenant=tenant.slug, name=name)
+            RECONCILED.inc()
+            if await announce(db, bus, row, tenant):
+                announced += 1
+    return announced
