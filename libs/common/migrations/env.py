@@ -7,8 +7,10 @@ import asyncio
 from alembic import context
 from sqlalchemy.engine import Connection
 
-from courier.common.db import models  # noqa: F401 - registers every table
 from courier.common.db.base import Base, UtcDateTime
+from courier.common.db.registry import import_all_models
+
+import_all_models()
 from courier.common.db.engine import create_engine
 
 config = context.config

@@ -1,0 +1,1 @@
+"""Test fixtures' building blocks: real NATS, real databases, services run in-process."""
