@@ -68,9 +68,7 @@ def database_url(
 
 
 @pytest.fixture
-def settings(
-    database_url: str, nats_server_url: str, tmp_path: Path
-) -> Settings:
+def settings(database_url: str, nats_server_url: str, tmp_path: Path) -> Settings:
     return Settings(
         database_url=database_url,
         nats_url=nats_server_url,

@@ -10,7 +10,6 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-import yaml
 from rich.console import Console
 from rich.table import Table
 
@@ -151,20 +150,32 @@ def accounts_create(
 
 
 @feeds_app.command("apply")
-def feeds_apply(file: Path) -> None:
-    """Create or update the feeds declared in a YAML file."""
-    doc = yaml.safe_load(file.read_text())
-    tenant_slug = doc.get("tenant")
-    feeds = doc.get("feeds") or []
+def feeds_apply(
+    file: Annotated[Path, typer.Argument(exists=True, dir_okay=False, readable=True)],
+) -> None:
+    """Create or update what a YAML spec file declares (feeds, sources, exports, …)."""
+    from courier.cli import specs
 
-    async def _apply(db: Database) -> int:
-        t = await provision.get_tenant(db, tenant_slug)
-        for spec in feeds:
-            await provision.upsert_feed(db, t, spec["name"], spec["kind"], spec["pattern"], spec)
-        return len(feeds)
+    try:
+        doc, sections = specs.load(file)
+    except specs.SpecError as exc:
+        err.print(f"[red]error:[/] {exc}")
+        raise typer.Exit(1) from exc
 
-    n = _run(_with_db(_apply))
-    console.print(f"{n} feed(s) applied to {tenant_slug}")
+    async def _apply(db: Database) -> list[str]:
+        tenant = await provision.get_tenant(db, doc.tenant)
+        applied: list[str] = []
+        for name, items in sections.items():
+            applied += await specs.SECTIONS[name](db, tenant, items)
+        return applied
+
+    try:
+        applied = _run(_with_db(_apply))
+    except specs.SpecError as exc:
+        err.print(f"[red]error:[/] {file}: {exc}")
+        raise typer.Exit(1) from exc
+    for line in applied:
+        console.print(line)
 
 
 # ------------------------------------------------------------------ imports

@@ -31,7 +31,7 @@ async def openssh_sftp(
     identity: Path | None = None,
     host: str = "127.0.0.1",
     bind_address: str | None = None,
-    timeout: float = 60,
+    within: float = 60,
 ) -> SftpResult:
     """Run OpenSSH's sftp with commands on stdin.
 
@@ -70,8 +70,10 @@ async def openssh_sftp(
         env=env,
     )
     script = "\n".join([*commands, "bye"]) + "\n"
-    out, err = await asyncio.wait_for(proc.communicate(script.encode()), timeout)
-    return SftpResult(proc.returncode or 0, out.decode(errors="replace"), err.decode(errors="replace"))
+    out, err = await asyncio.wait_for(proc.communicate(script.encode()), within)
+    return SftpResult(
+        proc.returncode or 0, out.decode(errors="replace"), err.decode(errors="replace")
+    )
 
 
 async def asyncssh_connect(

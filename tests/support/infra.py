@@ -108,11 +108,11 @@ class PostgresDatabases:
         self.created: list[str] = []
 
     def _admin(self, sql: str) -> None:
-        import asyncpg  # noqa: F401 - driver presence
         import asyncio
 
+        import asyncpg
+
         async def _run() -> None:
-            import asyncpg
 
             url = self.server_url
             conn = await asyncpg.connect(

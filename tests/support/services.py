@@ -36,14 +36,14 @@ async def running(name: str, settings: Settings) -> AsyncIterator[Runtime]:
 
 
 async def eventually(
-    probe: Callable[[], Awaitable[T | None]], timeout: float = 20, interval: float = 0.1
+    probe: Callable[[], Awaitable[T | None]], within: float = 20, interval: float = 0.1
 ) -> T:
     """Poll until `probe` returns something truthy (the outcome a user waits for)."""
-    deadline = asyncio.get_running_loop().time() + timeout
+    deadline = asyncio.get_running_loop().time() + within
     last: Any = None
     while asyncio.get_running_loop().time() < deadline:
         last = await probe()
         if last:
             return last
         await asyncio.sleep(interval)
-    raise AssertionError(f"condition not met within {timeout} s (last: {last!r})")
+    raise AssertionError(f"condition not met within {within} s (last: {last!r})")

@@ -8,10 +8,10 @@ from alembic import context
 from sqlalchemy.engine import Connection
 
 from courier.common.db.base import Base, UtcDateTime
+from courier.common.db.engine import create_engine
 from courier.common.db.registry import import_all_models
 
 import_all_models()
-from courier.common.db.engine import create_engine
 
 config = context.config
 target_metadata = Base.metadata
