@@ -12,21 +12,14 @@ from pathlib import Path
 from rich.console import Console
 
 from courier.cli import processes, provision
+from courier.cli.service import SERVICES
 from courier.common.db.engine import Database
 from courier.common.db.migrate import upgrade_sync
 from courier.common.passwords import generate_password
 from courier.common.storage import file_url
 
-SERVICE_ORDER = (
-    "importer",
-    "poller",
-    "exporter",
-    "monitor",
-    "notifier",
-    "backup",
-    "gateway",
-    "console",
-)
+# Consumers first, so nothing a producer announces waits for them; the front doors last.
+SERVICE_ORDER = SERVICES
 DEMO_TENANT = "demo"
 DEMO_USER = "demo"
 DEMO_FEED = {

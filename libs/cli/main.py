@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import importlib
 import json
 import uuid
 from pathlib import Path
@@ -64,21 +63,15 @@ async def _with_db(fn: Any) -> Any:
 
 
 @app.command("service")
-def service(
-    name: Annotated[str, typer.Argument(help="gateway, importer, poller, console, …")],
-) -> None:
+def service(name: Annotated[str, typer.Argument(help="gateway, importer, poller, …")]) -> None:
     """Run one service in the foreground (what a container runs)."""
-    from courier.common.runtime import run_forever
+    from courier.cli.service import UnknownService, run
 
-    if name not in dev.SERVICE_ORDER:
-        err.print(f"[red]error:[/] unknown service {name!r}; one of {', '.join(dev.SERVICE_ORDER)}")
-        raise typer.Exit(2)
     try:
-        module = importlib.import_module(f"courier.{name}.app")
-    except ModuleNotFoundError as exc:
-        err.print(f"[red]error:[/] service {name!r} is not part of this build")
+        run(name)
+    except UnknownService as exc:
+        err.print(f"[red]error:[/] {exc}")
         raise typer.Exit(2) from exc
-    run_forever(name, get_settings(), module.main)
 
 
 @dev_app.command("up")

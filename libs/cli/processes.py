@@ -69,7 +69,7 @@ def start_nats(store_dir: Path, port: int, log_file: Path) -> subprocess.Popen[b
 def start_service(name: str, env: dict[str, str], log_file: Path) -> subprocess.Popen[bytes]:
     out = open(log_file, "ab")  # noqa: SIM115 - handed to the child
     return subprocess.Popen(
-        [sys.executable, "-m", "courier.cli.main", "service", name],
+        [sys.executable, "-m", "courier.cli.service", name],
         env={**os.environ, **env},
         stdout=out,
         stderr=out,

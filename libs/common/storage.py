@@ -42,8 +42,7 @@ def check_key(key: str) -> str:
     """Refuse keys that could escape the storage root, whatever the backend."""
     if not key or key.startswith("/") or "\\" in key or "\x00" in key:
         raise StorageError(f"invalid storage key {key!r}")
-    parts = PurePosixPath(key).parts
-    if any(p in ("", ".", "..") for p in parts):
+    if any(p in ("", ".", "..") for p in key.split("/")):
         raise StorageError(f"invalid storage key {key!r}")
     return key
 

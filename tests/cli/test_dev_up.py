@@ -1,0 +1,89 @@
+"""`courier dev up`: the whole stack from one command, stopped cleanly by Ctrl-C."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import psutil
+import pytest
+
+from tests.support.clients import openssh_available, openssh_sftp
+from tests.support.fixtures_data import leave_csv
+from tests.support.infra import free_port
+
+
+def _start(data_dir: Path, sftp_port: int, console_port: int) -> subprocess.Popen[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("COURIER_")}
+    args = ["dev", "up", "--data-dir", str(data_dir), "--sftp-port", str(sftp_port)]
+    return subprocess.Popen(
+        [sys.executable, "-m", "courier.cli.main", *args, "--console-port", str(console_port)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env={**env, "COLUMNS": "200"},
+    )
+
+
+def _read_until_connect_line(proc: subprocess.Popen[str], limit: float = 30) -> str:
+    deadline = time.monotonic() + limit
+    out = ""
+    assert proc.stdout is not None
+    while time.monotonic() < deadline:
+        line = proc.stdout.readline()
+        if not line:
+            break
+        out += line
+        if "sftp -P" in line:
+            return out
+    raise AssertionError(f"no connect line within {limit} s:\n{out}")
+
+
+def _children(proc: subprocess.Popen[str]) -> list[psutil.Process]:
+    return psutil.Process(proc.pid).children(recursive=True)
+
+
+@pytest.mark.skipif(not openssh_available(), reason="needs OpenSSH sftp and sshpass")
+async def test_dev_up_prints_connect_line_accepts_uploads_and_stops_everything(
+    tmp_path: Path,
+) -> None:
+    data_dir = tmp_path / "dev"
+    sftp_port, console_port = free_port(), free_port()
+    proc = _start(data_dir, sftp_port, console_port)
+    try:
+        out = _read_until_connect_line(proc)
+        password = re.search(r"password: (\S+)", out).group(1)  # type: ignore[union-attr]
+        assert f"sftp -P {sftp_port}" in out and f"http://127.0.0.1:{console_port}" in out
+        children = _children(proc)
+        assert any("nats-server" in c.name() for c in children)
+
+        (tmp_path / "leave_1.csv").write_bytes(leave_csv("E1,annual,8,2026-11-01"))
+        result = await openssh_sftp(
+            sftp_port, "demo", [f"put {tmp_path / 'leave_1.csv'} /inbound/"], password=password
+        )
+        assert "Uploading" in result.stdout, result.stderr
+    finally:
+        proc.send_signal(signal.SIGINT)
+        proc.wait(30)
+    for child in children:
+        assert not child.is_running() or child.status() == psutil.STATUS_ZOMBIE, child
+
+    # A second run on the same directory keeps the data: same password, import still there.
+    proc = _start(data_dir, sftp_port, console_port)
+    try:
+        out = _read_until_connect_line(proc)
+        assert f"password: {password}" in out
+        async with httpx.AsyncClient() as http:
+            resp = await http.get(f"http://127.0.0.1:{console_port}/api/imports", timeout=5)
+        imports = resp.json()
+        assert [i["file_name"] for i in imports] == ["leave_1.csv"]
+        assert imports[0]["created"] == 1
+    finally:
+        proc.send_signal(signal.SIGINT)
+        proc.wait(30)
