@@ -17,6 +17,7 @@ import pytest
 from tests.support.clients import openssh_available, openssh_sftp
 from tests.support.fixtures_data import leave_csv
 from tests.support.infra import free_port
+from tests.support.services import eventually
 
 
 def _start(data_dir: Path, sftp_port: int, console_port: int) -> subprocess.Popen[str]:
@@ -79,9 +80,14 @@ async def test_dev_up_prints_connect_line_accepts_uploads_and_stops_everything(
     try:
         out = _read_until_connect_line(proc)
         assert f"password: {password}" in out
-        async with httpx.AsyncClient() as http:
-            resp = await http.get(f"http://127.0.0.1:{console_port}/api/imports", timeout=5)
-        imports = resp.json()
+
+        async def imported() -> list[dict[str, object]] | None:
+            async with httpx.AsyncClient() as http:
+                resp = await http.get(f"http://127.0.0.1:{console_port}/api/imports", timeout=5)
+            found = resp.json()
+            return found if found and found[0]["finished_at"] else None
+
+        imports = await eventually(imported)
         assert [i["file_name"] for i in imports] == ["leave_1.csv"]
         assert imports[0]["created"] == 1
     finally:
