@@ -13,6 +13,7 @@ from rich.console import Console
 from rich.table import Table
 
 from courier.cli import dev, provision
+from courier.cli import sources as sources_cli
 from courier.common.db.engine import Database
 from courier.common.db.migrate import upgrade_sync
 from courier.common.passwords import generate_password
@@ -25,6 +26,7 @@ tenants_app = typer.Typer(no_args_is_help=True, help="Tenants (customers).")
 accounts_app = typer.Typer(no_args_is_help=True, help="SFTP accounts.")
 feeds_app = typer.Typer(no_args_is_help=True, help="Import feeds.")
 imports_app = typer.Typer(no_args_is_help=True, help="The import audit.")
+app.add_typer(sources_cli.app, name="sources")
 for sub, name in (
     (dev_app, "dev"),
     (db_app, "db"),

@@ -1,15 +1,64 @@
-"""Poller process wiring: the periodic reconciliation pass."""
+"""Poller process wiring: source polling and the periodic reconciliation pass."""
 
 from __future__ import annotations
 
 import asyncio
+import socket
+import uuid
+from datetime import timedelta
 
+from sqlalchemy import select
+
+from courier.common.db.models_sources import Source
 from courier.common.runtime import Runtime
+from courier.poller.fetch import (
+    Observations,
+    due,
+    poll_source,
+    record_outcome,
+    release_lease,
+    take_lease,
+    utc_now,
+)
+from courier.poller.metrics import POLL_ERRORS
 from courier.poller.reconcile import reconcile
+
+TICK_SECONDS = 1.0
+
+
+async def poll_due_sources(runtime: Runtime, observations: Observations, owner: str) -> None:
+    now = utc_now()
+    async with runtime.db.session() as session:
+        sources = (await session.scalars(select(Source).where(Source.enabled.is_(True)))).all()
+    for source in sources:
+        if not due(source, now):
+            continue
+        if not await take_lease(runtime.db, source, owner, now, timedelta(minutes=10)):
+            continue
+        error: str | None = None
+        try:
+            await poll_source(runtime.db, runtime.bus, runtime.storage, source, observations, owner)
+        except Exception as exc:  # one bad source must not stop the others
+            error = f"{type(exc).__name__}: {exc}"
+            POLL_ERRORS.labels(source=source.name, reason="poll").inc()
+            runtime.log.warning("poll failed", source=source.name, error=error)
+        await record_outcome(runtime.db, runtime.bus, source, utc_now(), error)
+        await release_lease(runtime.db, source, owner)
 
 
 async def main(runtime: Runtime) -> None:
-    async def _loop() -> None:
+    owner = f"{socket.gethostname()}-{uuid.uuid4().hex[:8]}"
+    observations = Observations()
+
+    async def _poll_loop() -> None:
+        while True:
+            try:
+                await poll_due_sources(runtime, observations, owner)
+            except Exception:
+                runtime.log.exception("polling pass failed")
+            await asyncio.sleep(TICK_SECONDS)
+
+    async def _reconcile_loop() -> None:
         while True:
             try:
                 await reconcile(runtime.db, runtime.bus, runtime.storage)
@@ -17,4 +66,4 @@ async def main(runtime: Runtime) -> None:
                 runtime.log.exception("reconciliation pass failed")
             await asyncio.sleep(runtime.settings.poll_reconcile_seconds)
 
-    await runtime.run(_loop())
+    await runtime.run(_poll_loop(), _reconcile_loop())
