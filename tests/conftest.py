@@ -16,10 +16,17 @@ from courier.cli import provision
 from courier.common.bus import Bus
 from courier.common.db.engine import Database
 from courier.common.db.models import Tenant
+from courier.common.logging import configure_logging
 from courier.common.settings import Settings
 from courier.common.storage import Storage, file_url, open_storage
 from tests.support import infra
 from tests.support.sshd import Sshd, sshd_available
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _json_logs() -> None:
+    """Services log JSON as in production (and fast: no rendered tracebacks)."""
+    configure_logging("tests", "INFO", json=True)
 
 
 @pytest.fixture(scope="session")
