@@ -99,6 +99,14 @@ def db_upgrade() -> None:
     console.print("database is up to date")
 
 
+@app.command("asyncapi")
+def asyncapi() -> None:
+    """Print the AsyncAPI document of every event subject (JSON)."""
+    from courier.common.asyncapi import document
+
+    print(json.dumps(document(), indent=2))
+
+
 # ------------------------------------------------------------------ tenants / accounts
 
 
