@@ -302,9 +302,10 @@ async def record_outcome(
         row.last_poll_at = now
         if error is None:
             row.last_success_at, row.failing_since, row.last_error = now, None, None
-            row.alerted_unreachable = False
+            row.alerted_unreachable, row.consecutive_failures = False, 0
         else:
             row.failing_since = row.failing_since or now
+            row.consecutive_failures += 1
             row.last_error = error
             limit = timedelta(minutes=spec.unreachable_alert_minutes)
             if not row.alerted_unreachable and now - row.failing_since >= limit:
@@ -331,7 +332,18 @@ async def record_outcome(
         log.error("source unreachable", source=spec.name, error=error)
 
 
-def due(source: Source, now: datetime) -> bool:
+MAX_BACKOFF = timedelta(minutes=15)
+
+
+def next_poll_delay(source: Source) -> timedelta:
+    """The interval, doubled per failure in a row (capped): a dead server is not hammered."""
     spec = SourceSpec.model_validate(source.spec)
+    base = timedelta(seconds=spec.interval_seconds)
+    if not source.consecutive_failures:
+        return base
+    return max(base, min(base * 2 ** min(source.consecutive_failures, 10), MAX_BACKOFF))
+
+
+def due(source: Source, now: datetime) -> bool:
     last = source.last_poll_at
-    return last is None or now - last >= timedelta(seconds=spec.interval_seconds)
+    return last is None or now - last >= next_poll_delay(source)

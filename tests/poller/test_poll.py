@@ -187,3 +187,29 @@ async def test_poller_service_pulls_files_that_get_imported(
 
         imp = await eventually(imported, within=30)
     assert imp.file_name == "leave_20261103.csv" and imp.created == 1
+
+
+async def test_failing_source_backs_off_and_recovers_to_its_interval(
+    db: Database, bus: Bus, make_source: MakeSource
+) -> None:
+    from courier.common.db.models_sources import Source
+    from courier.poller.fetch import next_poll_delay
+
+    source = await make_source(interval_seconds=60)
+    start = datetime(2026, 11, 25, 9, 0, tzinfo=UTC)
+    delays = []
+    for n in range(6):
+        await record_outcome(db, bus, source, start + timedelta(minutes=n), "refused")
+        async with db.session() as s:
+            delays.append(next_poll_delay(await s.get(Source, source.id)))
+    assert delays == [
+        timedelta(minutes=2),
+        timedelta(minutes=4),
+        timedelta(minutes=8),
+        timedelta(minutes=15),
+        timedelta(minutes=15),
+        timedelta(minutes=15),
+    ]
+    await record_outcome(db, bus, source, start + timedelta(minutes=30), None)
+    async with db.session() as s:
+        assert next_poll_delay(await s.get(Source, source.id)) == timedelta(minutes=1)

@@ -29,6 +29,7 @@ class Source(IdMixin, CreatedMixin, Base):
     last_success_at: Mapped[datetime | None] = mapped_column(default=None)
     failing_since: Mapped[datetime | None] = mapped_column(default=None)
     last_error: Mapped[str | None] = mapped_column(Text)
+    consecutive_failures: Mapped[int] = mapped_column(default=0)
     alerted_unreachable: Mapped[bool] = mapped_column(default=False)
 
     tenant: Mapped[Tenant] = relationship(lazy="joined")
