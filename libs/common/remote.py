@@ -74,6 +74,17 @@ class RemoteEndpoint(StrictModel):
         return f"sftp://{self.user}@{self.host}:{self.port}"
 
 
+def describe(exc: BaseException) -> str:
+    """A short, secret-free reason for a failed connection or transfer."""
+    if isinstance(exc, ConnectionRefusedError):
+        return "connection refused"
+    if isinstance(exc, TimeoutError):
+        return "timed out"
+    if isinstance(exc, asyncssh.PermissionDenied):
+        return "authentication failed"
+    return getattr(exc, "reason", None) or str(exc) or type(exc).__name__
+
+
 class _PinnedClient(asyncssh.SSHClient):
     """Trusts exactly one host key, chosen by its fingerprint, and remembers what it saw."""
 
@@ -128,6 +139,5 @@ async def connect(endpoint: RemoteEndpoint) -> asyncssh.SSHClientConnection:
                 f"{endpoint.host_key_sha256}; refusing to connect (has the server been "
                 "rebuilt, or is someone in the way? update the pin only after checking)"
             ) from exc
-        reason = getattr(exc, "reason", None) or str(exc) or type(exc).__name__
-        raise RemoteError(f"{endpoint.label}: {reason}") from exc
+        raise RemoteError(f"{endpoint.label}: {describe(exc)}") from exc
     return conn

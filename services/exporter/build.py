@@ -73,7 +73,7 @@ def _converter(kind: str, col: Column, tz: ZoneInfo, neutralising: bool, in_sql:
     if ftype == "text":
         return neutralise if neutralising else None
     if ftype == "datetime":
-        if in_sql:
+        if in_sql and fmt is None:
             return None
         pattern = fmt or DEFAULT_DATETIME
         return lambda v: _as_utc(v).astimezone(tz).strftime(pattern)

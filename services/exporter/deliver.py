@@ -11,7 +11,7 @@ import posixpath
 import asyncssh
 
 from courier.common.areas import area_key
-from courier.common.remote import RemoteError, connect
+from courier.common.remote import RemoteError, connect, describe
 from courier.common.storage import Storage
 from courier.exporter.spec import PickupDestination, SftpDestination
 
@@ -50,8 +50,7 @@ async def to_sftp(storage: Storage, key: str, dest: SftpDestination, name: str) 
     except RemoteError:
         raise
     except (asyncssh.Error, OSError) as exc:
-        reason = getattr(exc, "reason", None) or str(exc) or type(exc).__name__
-        raise DeliveryError(f"{dest.label}: {reason}") from exc
+        raise DeliveryError(f"{dest.label}: {describe(exc)}") from exc
     if size != expected:
         raise DeliveryError(
             f"{dest.label}: {final} has {size} bytes on the server, sent {expected}"

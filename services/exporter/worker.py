@@ -20,7 +20,13 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import or_, select, update
-from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, wait_exponential
+from tenacity import (
+    AsyncRetrying,
+    RetryCallState,
+    retry_if_exception_type,
+    retry_if_not_exception_type,
+    wait_exponential,
+)
 
 from courier.common.db.base import utcnow
 from courier.common.db.engine import Database
@@ -284,13 +290,15 @@ class Exporter:
             async for trying in AsyncRetrying(
                 stop=window_closed,
                 wait=wait,
-                retry=retry_if_exception_type(RETRYABLE) & ~retry_if_exception_type(HostKeyRefused),
+                # A refused host key will not fix itself: an operator has to look.
+                retry=retry_if_exception_type(RETRYABLE)
+                & retry_if_not_exception_type(HostKeyRefused),
                 reraise=True,
             ):
                 with trying:
                     await attempt()
-        except Exception:
-            return last_error[0] if last_error else "delivery failed"
+        except Exception as exc:
+            return last_error[0] if last_error else f"{type(exc).__name__}: {exc}"
         await self.publish(
             ExportDelivered(
                 export_id=export.id,
