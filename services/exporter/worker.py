@@ -143,17 +143,17 @@ class Exporter:
         async with self.leased(export_id) as mine:
             if not mine:
                 return None
-            export = await self._load(export_id)
+            export = await self.load(export_id)
             spec = ExportSpecModel.model_validate(export.spec.spec)
             if export.status == "pending":
                 await self._build(export, spec)
-                export = await self._load(export_id)
+                export = await self.load(export_id)
             if export.status == "delivering":
                 await self._deliver(export, spec, single_attempt=single_attempt)
-                export = await self._load(export_id)
+                export = await self.load(export_id)
             return export.status
 
-    async def _load(self, export_id: uuid.UUID) -> Export:
+    async def load(self, export_id: uuid.UUID) -> Export:
         async with self.db.session() as s:
             export = await s.get(Export, export_id, populate_existing=True)
             assert export is not None
