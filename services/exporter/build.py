@@ -10,19 +10,19 @@ from __future__ import annotations
 import csv
 import hashlib
 import io
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import DateTime, String, func, select, type_coerce
+from sqlalchemy import DateTime, String, Text, and_, case, cast, func, literal, select, type_coerce
 from sqlalchemy.sql.elements import ColumnElement
 
 from courier.common.db.engine import Database
 from courier.common.db.models_exports import Actual, Timesheet
 from courier.common.storage import ObjectInfo, Storage
-from courier.exporter.csvsafe import neutralise
+from courier.exporter.csvsafe import NUMBER, TRIGGERS, neutralise
 from courier.exporter.spec import FIELDS, Column, ExportSpecModel
 
 BATCH_ROWS = 20_000
@@ -66,15 +66,20 @@ class Built:
 Converter = Callable[[Any], Any]
 
 
-def _converter(kind: str, col: Column, tz: ZoneInfo, neutralising: bool, in_sql: bool) -> Any:
-    """How a cell becomes text; None when csv's own str() already gives the right text."""
+def _in_sql(col: Column, dialect: str) -> bool:
+    """PostgreSQL renders cells without a custom format itself: text costs less to move."""
+    return dialect == "postgresql" and col.format is None
+
+
+def _converter(kind: str, col: Column, tz: ZoneInfo, neutralising: bool, dialect: str) -> Any:
+    """How a cell becomes text in Python; None when nothing (or csv's own str()) is needed."""
     ftype = FIELDS[kind][col.field]
     fmt = col.format
+    if _in_sql(col, dialect):
+        return None
     if ftype == "text":
         return neutralise if neutralising else None
     if ftype == "datetime":
-        if in_sql and fmt is None:
-            return None
         pattern = fmt or DEFAULT_DATETIME
         return lambda v: _as_utc(v).astimezone(tz).strftime(pattern)
     if fmt is None:
@@ -90,21 +95,33 @@ def _as_utc(value: datetime | str) -> datetime:
     return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
+def _sql_text(spec: ExportSpecModel, ftype: str, attr: Any) -> ColumnElement[Any]:
+    """A cell as PostgreSQL renders it, with the same rules as the Python converters."""
+    if ftype == "datetime":
+        local = func.timezone(spec.schedule.timezone, attr)
+        return type_coerce(func.to_char(local, _PG_DEFAULT_DATETIME), String())
+    if ftype != "text":
+        return cast(attr, Text)
+    if not spec.neutralise_formulas:
+        return attr
+    risky = and_(func.left(attr, 1).in_(TRIGGERS), ~attr.regexp_match(NUMBER.pattern))
+    return case((risky, literal("'") + attr), else_=attr)
+
+
 def export_query(
     spec: ExportSpecModel, tenant_id: Any, start: date, end: date, dialect: str
 ) -> Any:
-    """The rows of a period, in file order; local times are computed by PostgreSQL itself."""
+    """The rows of a period, in file order."""
     source = _SOURCES[spec.kind]
     exprs: list[ColumnElement[Any]] = []
     for col in spec.effective_columns():
         attr = source[col.field]
-        if FIELDS[spec.kind][col.field] == "datetime":
-            if dialect == "postgresql" and col.format is None:
-                local = func.timezone(spec.schedule.timezone, attr)
-                exprs.append(type_coerce(func.to_char(local, _PG_DEFAULT_DATETIME), String()))
-            else:
-                # Read the stored value as is; the converter makes it local.
-                exprs.append(type_coerce(attr, DateTime()))
+        ftype = FIELDS[spec.kind][col.field]
+        if _in_sql(col, dialect):
+            exprs.append(_sql_text(spec, ftype, attr))
+        elif ftype == "datetime":
+            # Read the stored value as is; the converter makes it local.
+            exprs.append(type_coerce(attr, DateTime()))
         else:
             exprs.append(attr)
     if spec.kind == "timesheets":
@@ -143,12 +160,7 @@ async def build_file(
     converters = [
         (i, fn)
         for i, col in enumerate(columns)
-        if (
-            fn := _converter(
-                spec.kind, col, tz, spec.neutralise_formulas, in_sql=dialect == "postgresql"
-            )
-        )
-        is not None
+        if (fn := _converter(spec.kind, col, tz, spec.neutralise_formulas, dialect)) is not None
     ]
     digest = hashlib.sha256()
     buf = io.StringIO()
@@ -166,18 +178,38 @@ async def build_file(
 
         if spec.header:
             out.writerow([c.header or c.field for c in columns])
-        async with db.engine.connect() as conn:
-            result = await conn.stream(stmt)
-            async for batch in result.partitions():
-                out.writerows(_convert(batch, converters))
-                rows += len(batch)
-                await flush()
+        async for batch in _batches(db, stmt):
+            out.writerows(_convert(batch, converters))
+            rows += len(batch)
+            await flush()
         await flush()
         info: ObjectInfo = await writer.finalize()
     except BaseException:
         await writer.abort()
         raise
     return Built(key=key, rows=rows, size=info.size, sha256=digest.hexdigest())
+
+
+async def _batches(db: Database, stmt: Any) -> AsyncIterator[Sequence[Any]]:
+    """Rows in batches from a server-side cursor.
+
+    On PostgreSQL the cursor is asyncpg's own: its records go straight to the csv
+    writer, skipping a Python row object per line (a third of the time at 1M lines).
+    """
+    async with db.engine.connect() as conn:
+        if conn.dialect.name != "postgresql":
+            result = await conn.stream(stmt)
+            async for batch in result.partitions():
+                yield batch
+            return
+        compiled = stmt.compile(dialect=conn.dialect, compile_kwargs={"render_postcompile": True})
+        args = [compiled.params[name] for name in compiled.positiontup or ()]
+        raw = (await conn.get_raw_connection()).driver_connection
+        assert raw is not None
+        async with raw.transaction(readonly=True):
+            cursor = await raw.cursor(compiled.string, *args)
+            while batch := await cursor.fetch(BATCH_ROWS):
+                yield batch
 
 
 def _convert(batch: Sequence[Any], converters: list[tuple[int, Converter]]) -> Sequence[Any]:

@@ -9,10 +9,10 @@ from __future__ import annotations
 import re
 
 TRIGGERS = ("=", "+", "-", "@", "\t", "\r")
-_NUMBER = re.compile(r"^[+-]?(\d+([.,]\d*)?|[.,]\d+)([eE][+-]?\d+)?$")
+NUMBER = re.compile(r"^[+-]?(\d+([.,]\d*)?|[.,]\d+)([eE][+-]?\d+)?$")
 
 
 def neutralise(value: str) -> str:
-    if value[:1] in TRIGGERS and not _NUMBER.match(value):
+    if value[:1] in TRIGGERS and not NUMBER.match(value):
         return "'" + value
     return value

@@ -99,10 +99,10 @@ async def test_declared_export_runs_lists_and_redelivers(
     assert redone.exit_code == 0, redone.output
     assert pushed.exists()
 
-    async with running("console", settings):
-        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{settings.console_port}") as h:
-            [listed] = (await h.get("/api/exports", params={"tenant": "acme"})).json()
-            detail = (await h.get(f"/api/exports/{export['id']}")).json()
+    base = f"http://127.0.0.1:{settings.console_port}"
+    async with running("console", settings), httpx.AsyncClient(base_url=base) as h:
+        [listed] = (await h.get("/api/exports", params={"tenant": "acme"})).json()
+        detail = (await h.get(f"/api/exports/{export['id']}")).json()
     assert listed["id"] == export["id"] and listed["status"] == "delivered"
     # pickup + vendor, then both again after the redelivery
     assert [a["outcome"] for a in detail["attempts"]] == ["delivered"] * 4
