@@ -50,7 +50,7 @@ def list_sources(tenant: str | None = None) -> None:
         table.add_row(
             s.tenant.slug,
             s.name + ("" if s.enabled else " (disabled)"),
-            f"{remote['username']}@{remote['host']}:{remote['port']} {remote['directory']}",
+            f"{remote['user']}@{remote['host']}:{remote['port']} {spec['directory']}",
             spec["pattern"],
             f"{spec['interval_seconds']}s",
             s.last_success_at.isoformat(timespec="seconds") if s.last_success_at else "-",
@@ -87,7 +87,7 @@ def test_source(
         table = Table("name", "size", "mtime")
         for f in files:
             table.add_row(f.name, str(f.size), str(f.mtime))
-        console.print(f"{len(files)} file(s) in {spec.remote.directory} match {spec.pattern!r}")
+        console.print(f"{len(files)} file(s) in {spec.directory} match {spec.pattern!r}")
         console.print(table)
 
     try:

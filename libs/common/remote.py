@@ -1,11 +1,13 @@
-"""Connections to partners' own SFTP servers, with the host key pinned.
+"""A remote SFTP server Courier talks to (a vendor's), and how to connect to it safely.
 
-Credentials are never in the spec itself, only references to where they live
-(`env:NAME` or `file:/path`), so specs can be committed and shown in the console.
+Credentials are never in the spec itself but referenced (`env:NAME`, `file:/path`),
+and the server's host key is pinned by its SHA256 fingerprint: an unknown or changed
+key is refused before any credential is sent. Pushing and pulling build on `connect`.
 """
 
 from __future__ import annotations
 
+import asyncio
 import os
 from pathlib import Path
 
@@ -14,104 +16,128 @@ from pydantic import Field, field_validator, model_validator
 
 from courier.common.specs import StrictModel
 
+SECRET_SCHEMES = ("env:", "file:")
 
-class SecretError(Exception):
+
+class RemoteError(Exception):
+    """A remote server could not be used; the message is safe to show and log."""
+
+
+class HostKeyRefused(RemoteError):
     pass
 
 
-class HostKeyMismatch(Exception):
-    pass
+def check_secret_ref(value: str) -> str:
+    if not value.startswith(SECRET_SCHEMES) or len(value.split(":", 1)[1]) == 0:
+        raise ValueError("give a secret reference, env:NAME or file:/path, not the secret itself")
+    return value
 
 
 def resolve_secret(ref: str) -> str:
-    """`env:NAME` reads an environment variable, `file:/path` a file (e.g. a mounted Secret)."""
-    kind, _, where = ref.partition(":")
-    if kind == "env":
-        value = os.environ.get(where)
+    """The secret a reference points at; the error names the reference, never a value."""
+    scheme, _, target = ref.partition(":")
+    if scheme == "env":
+        value = os.environ.get(target)
         if value is None:
-            raise SecretError(f"secret {ref!r}: environment variable {where} is not set")
+            raise RemoteError(f"secret {ref} is not set")
         return value
-    if kind == "file":
+    if scheme == "file":
         try:
-            return Path(where).read_text().strip("\n")
+            return Path(target).read_text().strip("\n")
         except OSError as exc:
-            raise SecretError(f"secret {ref!r}: {exc.strerror}") from exc
-    raise SecretError(f"secret reference {ref!r}: use env:NAME or file:/path")
+            raise RemoteError(f"secret {ref} cannot be read: {exc.strerror}") from exc
+    raise RemoteError(f"unknown secret reference {ref!r}")
 
 
 class RemoteEndpoint(StrictModel):
+    """Where a remote SFTP server is and how Courier proves who it is and who the server is."""
+
     host: str
     port: int = Field(default=22, ge=1, le=65535)
-    username: str
-    password: str | None = Field(default=None, description="secret reference")
-    private_key: str | None = Field(default=None, description="secret reference")
-    host_key_fingerprint: str = Field(description="SHA256:… as `ssh-keygen -lf` prints it")
-    directory: str = "."
-    connect_timeout: float = 20
+    user: str
+    password: str | None = None
+    private_key: str | None = None
+    host_key_sha256: str = Field(pattern=r"^SHA256:[A-Za-z0-9+/]{43}=?$")
+    connect_timeout: float = Field(default=20, gt=0)
 
-    @field_validator("password", "private_key")
-    @classmethod
-    def _ref(cls, value: str | None) -> str | None:
-        if value is not None and not value.startswith(("env:", "file:")):
-            raise ValueError("must be a secret reference (env:NAME or file:/path), not the secret")
-        return value
-
-    @field_validator("host_key_fingerprint")
-    @classmethod
-    def _fingerprint(cls, value: str) -> str:
-        if not value.startswith("SHA256:") or len(value) < 50:
-            raise ValueError("expected a SHA256 fingerprint like 'SHA256:abc…'")
-        return value
+    _password = field_validator("password")(lambda v: v if v is None else check_secret_ref(v))
+    _key = field_validator("private_key")(lambda v: v if v is None else check_secret_ref(v))
 
     @model_validator(mode="after")
-    def _credentials(self) -> RemoteEndpoint:
+    def _some_credential(self) -> RemoteEndpoint:
         if not (self.password or self.private_key):
-            raise ValueError("give a password or a private_key reference")
+            raise ValueError("give password or private_key (a secret reference)")
         return self
 
     @property
     def label(self) -> str:
-        return f"{self.username}@{self.host}:{self.port}"
+        return f"sftp://{self.user}@{self.host}:{self.port}"
+
+
+def describe(exc: BaseException) -> str:
+    """A short, secret-free reason for a failed connection or transfer."""
+    if isinstance(exc, ConnectionRefusedError):
+        return "connection refused"
+    if isinstance(exc, TimeoutError):
+        return "timed out"
+    if isinstance(exc, asyncssh.PermissionDenied):
+        return "authentication failed"
+    return getattr(exc, "reason", None) or str(exc) or type(exc).__name__
 
 
 class _PinnedClient(asyncssh.SSHClient):
+    """Trusts exactly one host key, chosen by its fingerprint, and remembers what it saw."""
+
     def __init__(self, fingerprint: str) -> None:
-        self.fingerprint = fingerprint
-        self.seen: str | None = None
+        self.expected = fingerprint.rstrip("=")
+        self.offered: str | None = None
 
     def validate_host_public_key(
         self, host: str, addr: str, port: int, key: asyncssh.SSHKey
     ) -> bool:
-        self.seen = key.get_fingerprint("sha256")
-        return self.seen == self.fingerprint
+        self.offered = key.get_fingerprint("sha256")
+        return self.offered.rstrip("=") == self.expected
 
 
 async def connect(endpoint: RemoteEndpoint) -> asyncssh.SSHClientConnection:
-    """Open an SSH connection, refusing any host key but the pinned one."""
-    client = _PinnedClient(endpoint.host_key_fingerprint)
-    keys = (
-        [asyncssh.import_private_key(resolve_secret(endpoint.private_key))]
-        if endpoint.private_key
-        else []
-    )
+    """An authenticated SSH connection, or `RemoteError` saying why not."""
+    client_keys = None
+    if endpoint.private_key:
+        try:
+            client_keys = [asyncssh.import_private_key(resolve_secret(endpoint.private_key))]
+        except (asyncssh.KeyImportError, ValueError) as exc:
+            raise RemoteError(f"private key {endpoint.private_key} is not usable: {exc}") from exc
     password = resolve_secret(endpoint.password) if endpoint.password else None
+    pinned: list[_PinnedClient] = []
+
+    def factory() -> _PinnedClient:
+        pinned.append(_PinnedClient(endpoint.host_key_sha256))
+        return pinned[-1]
+
     try:
-        conn, _ = await asyncssh.create_connection(
-            lambda: client,
-            endpoint.host,
-            endpoint.port,
-            username=endpoint.username,
-            password=password,
-            client_keys=keys,
-            # An empty trusted list makes asyncssh ask `validate_host_public_key`.
-            known_hosts=([], [], []),
-            agent_path=None,
-            connect_timeout=endpoint.connect_timeout,
-            preferred_auth="publickey,password" if keys else "password",
+        conn, _ = await asyncio.wait_for(
+            asyncssh.create_connection(
+                factory,
+                endpoint.host,
+                endpoint.port,
+                username=endpoint.user,
+                password=password,
+                client_keys=client_keys,
+                # Nothing trusted up front: the pinned fingerprint decides.
+                known_hosts=([], [], []),
+                agent_path=None,
+                config=None,
+                preferred_auth="publickey,password" if client_keys else "password",
+            ),
+            endpoint.connect_timeout,
         )
-    except asyncssh.HostKeyNotVerifiable as exc:
-        raise HostKeyMismatch(
-            f"{endpoint.label}: host key {client.seen or 'unknown'} does not match the pinned "
-            f"{endpoint.host_key_fingerprint}; refusing to connect"
-        ) from exc
+    except (asyncssh.Error, OSError, TimeoutError) as exc:
+        seen = pinned[-1].offered if pinned else None
+        if seen is not None and seen.rstrip("=") != endpoint.host_key_sha256.rstrip("="):
+            raise HostKeyRefused(
+                f"{endpoint.label}: host key {seen} does not match the pinned "
+                f"{endpoint.host_key_sha256}; refusing to connect (has the server been "
+                "rebuilt, or is someone in the way? update the pin only after checking)"
+            ) from exc
+        raise RemoteError(f"{endpoint.label}: {describe(exc)}") from exc
     return conn

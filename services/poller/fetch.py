@@ -78,7 +78,7 @@ class PollResult:
 
 async def list_remote(sftp: asyncssh.SFTPClient, spec: SourceSpec) -> list[RemoteFile]:
     out = []
-    for entry in await sftp.readdir(spec.remote.directory):
+    for entry in await sftp.readdir(spec.directory):
         name = entry.filename if isinstance(entry.filename, str) else entry.filename.decode()
         attrs = entry.attrs
         if name in (".", "..") or attrs.type == asyncssh.FILEXFER_TYPE_DIRECTORY:
@@ -150,7 +150,7 @@ async def _fetch_one(
     f: RemoteFile,
     now: datetime,
 ) -> None:
-    remote_path = posixpath.join(spec.remote.directory, f.name)
+    remote_path = posixpath.join(spec.directory, f.name)
     key = area_key(source.tenant.slug, "inbound", f.name)
     writer = await storage.open_write(key)
     digest = hashlib.sha256()
@@ -185,7 +185,7 @@ async def _fetch_one(
     if spec.after_fetch == "delete":
         await sftp.remove(remote_path)
     elif spec.after_fetch == "move":
-        target_dir = posixpath.join(spec.remote.directory, spec.move_to)
+        target_dir = posixpath.join(spec.directory, spec.move_to)
         if not await sftp.isdir(target_dir):
             await sftp.mkdir(target_dir)
         target = posixpath.join(target_dir, f.name)

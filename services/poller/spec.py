@@ -20,6 +20,7 @@ class SourceSpec(StrictModel):
     name: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,99}$")
     enabled: bool = True
     remote: RemoteEndpoint
+    directory: str = "."
     pattern: str = "*"
     interval_seconds: int = Field(default=300, ge=5)
     # A file is fetched only once it is this old and its size and mtime held still

@@ -34,10 +34,10 @@ sources:
     remote:
       host: 127.0.0.1
       port: {sshd.port}
-      username: {sshd.user}
+      user: {sshd.user}
       private_key: file:{sshd.client_key_path}
-      host_key_fingerprint: "{fingerprint}"
-      directory: {sshd.home}
+      host_key_sha256: "{fingerprint}"
+    directory: {sshd.home}
 {extra}"""
     )
     return path

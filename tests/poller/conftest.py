@@ -22,16 +22,16 @@ def make_source(db: Database, tenant: Tenant, sshd: Sshd) -> MakeSource:
         remote = {
             "host": "127.0.0.1",
             "port": sshd.port,
-            "username": sshd.user,
+            "user": sshd.user,
             "private_key": f"file:{sshd.client_key_path}",
-            "host_key_fingerprint": sshd.host_fingerprint(),
-            "directory": str(sshd.home),
+            "host_key_sha256": sshd.host_fingerprint(),
             **overrides.pop("remote", {}),
         }
         spec = SourceSpec.model_validate(
             {
                 "name": "payroll-vendor",
                 "pattern": "leave_*.csv",
+                "directory": str(sshd.home),
                 "min_age_seconds": 0,
                 "interval_seconds": 5,
                 "remote": remote,

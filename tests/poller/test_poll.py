@@ -16,7 +16,7 @@ from courier.common.db.engine import Database
 from courier.common.db.models import Import, ReceivedFile
 from courier.common.db.models_sources import SourceFile
 from courier.common.events import AlertRaised
-from courier.common.remote import HostKeyMismatch
+from courier.common.remote import HostKeyRefused, RemoteError
 from courier.common.settings import Settings
 from courier.common.storage import Storage
 from courier.poller.fetch import Observations, poll_source, record_outcome
@@ -140,7 +140,7 @@ async def test_changed_host_key_is_refused_and_nothing_is_fetched(
     _drop(sshd, "leave_1.csv", leave_csv("E1,annual,8,2026-11-01"))
     sshd.new_host_key()
     sshd.restart()
-    with pytest.raises(HostKeyMismatch, match="does not match the pinned"):
+    with pytest.raises(HostKeyRefused, match="does not match the pinned"):
         await poll_source(db, bus, storage, source, Observations(), "p1")
     assert await _received(db) == []
 
@@ -161,7 +161,7 @@ async def test_unreachable_source_alerts_once_after_the_configured_time(
     sub = await bus.broker.connection.subscribe(bus.subject("courier.alert.raised"), cb=on_alert)
     start = datetime(2026, 11, 25, 9, 0, tzinfo=UTC)
     for minutes in (0, 10, 29, 31, 45, 60):
-        with pytest.raises(OSError):
+        with pytest.raises(RemoteError, match="connection refused"):
             await poll_source(db, bus, storage, source, Observations(), "p1")
         await record_outcome(
             db, bus, source, start + timedelta(minutes=minutes), "ConnectionRefusedError"

@@ -1,0 +1,161 @@
+"""The `exports` section of a spec file: what an export holds, when it runs, where it goes."""
+
+from __future__ import annotations
+
+import string
+from datetime import date, datetime, timedelta
+from typing import Annotated, Any, Literal
+
+from pydantic import Field, field_validator, model_validator
+
+from courier.common.remote import RemoteEndpoint
+from courier.common.specs import Contact, StrictModel, check_cron, check_timezone
+
+# The fields each kind offers, and what they hold: only `text` cells can carry a formula.
+FieldType = Literal["text", "number", "integer", "date", "datetime"]
+FIELDS: dict[str, dict[str, FieldType]] = {
+    "timesheets": {
+        "employee_id": "text",
+        "employee_name": "text",
+        "work_date": "date",
+        "start": "datetime",
+        "end": "datetime",
+        "break_minutes": "integer",
+        "hours": "number",
+        "location": "text",
+        "cost_centre": "text",
+        "approval": "text",
+    },
+    "actuals": {
+        "location": "text",
+        "work_date": "date",
+        "hours": "number",
+        "cost": "number",
+    },
+}
+TEMPLATE_FIELDS = ("start", "end", "run", "spec", "tenant")
+
+
+class Schedule(StrictModel):
+    cron: str
+    timezone: str = "UTC"
+
+    _cron = field_validator("cron")(check_cron)
+    _tz = field_validator("timezone")(check_timezone)
+
+
+class Period(StrictModel):
+    """Which dates a run covers, relative to the run's local date."""
+
+    kind: Literal["previous_day", "previous_week", "pay_period"]
+    week_start: Literal[
+        "monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday"
+    ] = "monday"
+    # Pay periods: fixed length, counted from any one period's first day.
+    length_days: int = Field(default=14, ge=1, le=62)
+    anchor: date | None = None
+
+    @model_validator(mode="after")
+    def _anchor(self) -> Period:
+        if self.kind == "pay_period" and self.anchor is None:
+            raise ValueError("a pay_period needs an anchor (the first day of any pay period)")
+        return self
+
+
+class Column(StrictModel):
+    field: str
+    header: str | None = None
+    # strftime pattern for dates and times, a format spec (".2f") for numbers.
+    format: str | None = None
+
+
+class PickupDestination(StrictModel):
+    """The tenant's own `/outbound` area, where partners collect files over SFTP."""
+
+    type: Literal["pickup"]
+    directory: str = Field(default="", pattern=r"^([A-Za-z0-9_.-]+(/[A-Za-z0-9_.-]+)*)?$")
+
+    @property
+    def label(self) -> str:
+        return "pickup:/outbound" + (f"/{self.directory}" if self.directory else "")
+
+
+class SftpDestination(RemoteEndpoint):
+    """A vendor's SFTP server that Courier pushes to."""
+
+    type: Literal["sftp"]
+    directory: str = "."
+
+    @property
+    def label(self) -> str:
+        return f"{super().label}/{self.directory.lstrip('/')}".replace("/./", "/").rstrip("/.")
+
+
+Destination = Annotated[PickupDestination | SftpDestination, Field(discriminator="type")]
+
+
+class ExportSpecModel(StrictModel):
+    name: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,99}$")
+    kind: Literal["timesheets", "actuals"]
+    enabled: bool = True
+    schedule: Schedule
+    period: Period
+    columns: list[Column] | None = None
+    # Timesheets only: which approval states are exported.
+    approval: list[Literal["pending", "approved", "rejected"]] = Field(
+        default_factory=lambda: ["approved"]
+    )
+    header: bool = True
+    delimiter: str = Field(default=",", min_length=1, max_length=1)
+    neutralise_formulas: bool = True
+    file_name: str
+    destinations: list[Destination] = Field(min_length=1)
+    delivery_window: timedelta = timedelta(hours=2)
+    contacts: list[Contact] = Field(default_factory=list)
+
+    @field_validator("period", mode="before")
+    @classmethod
+    def _period_shorthand(cls, value: Any) -> Any:
+        return {"kind": value} if isinstance(value, str) else value
+
+    @field_validator("file_name")
+    @classmethod
+    def _template(cls, value: str) -> str:
+        for _, field, _, _ in string.Formatter().parse(value):
+            if field is not None and field not in TEMPLATE_FIELDS:
+                raise ValueError(
+                    f"unknown placeholder {{{field}}}; use {', '.join(TEMPLATE_FIELDS)}"
+                )
+        probe = render_file_name(value, date(2026, 1, 2), date(2026, 1, 3), _PROBE_RUN, "s", "t")
+        if "/" in probe or probe.startswith(".") or not probe:
+            raise ValueError("the file name must be a plain name (no '/', no leading '.')")
+        return value
+
+    @field_validator("delivery_window")
+    @classmethod
+    def _window(cls, value: timedelta) -> timedelta:
+        if value <= timedelta(0):
+            raise ValueError("the delivery window must be positive")
+        return value
+
+    @model_validator(mode="after")
+    def _columns(self) -> ExportSpecModel:
+        known = FIELDS[self.kind]
+        for col in self.columns or []:
+            if col.field not in known:
+                raise ValueError(
+                    f"{self.kind} have no field {col.field!r} (fields: {', '.join(known)})"
+                )
+        return self
+
+    def effective_columns(self) -> list[Column]:
+        return self.columns or [Column(field=f) for f in FIELDS[self.kind]]
+
+
+_PROBE_RUN = datetime(2026, 1, 4, 6, 0)
+
+
+def render_file_name(
+    template: str, start: date, end: date, run: datetime, spec: str, tenant: str
+) -> str:
+    return template.format(start=start, end=end, run=run, spec=spec, tenant=tenant)

@@ -1,0 +1,96 @@
+"""Exporter fixtures: timesheets in the database, an export spec, an events recorder."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+import pytest
+
+from courier.cli.section_exports import upsert_export_spec
+from courier.common.db.engine import Database
+from courier.common.db.models import Tenant
+from courier.common.db.models_exports import ExportSpec, Timesheet
+from courier.common.events import Event
+from courier.exporter.spec import ExportSpecModel
+
+DAY = date(2026, 11, 2)  # a Monday
+
+
+class Recorder:
+    """Stands in for the bus publisher in handler tests; the events a consumer would see."""
+
+    def __init__(self) -> None:
+        self.events: list[Event] = []
+
+    async def __call__(self, event: Event) -> None:
+        self.events.append(event)
+
+    def kinds(self) -> list[str]:
+        return [getattr(e, "kind", e.subject) for e in self.events]
+
+
+@pytest.fixture
+def recorder() -> Recorder:
+    return Recorder()
+
+
+def sheet(tenant: Tenant, employee: str, name: str, day: date = DAY, **kw: Any) -> Timesheet:
+    start = datetime(day.year, day.month, day.day, 9, 0, tzinfo=UTC)
+    values: dict[str, Any] = {
+        "tenant_id": tenant.id,
+        "employee_id": employee,
+        "employee_name": name,
+        "work_date": day,
+        "start_at": start,
+        "end_at": start + timedelta(hours=8, minutes=30),
+        "break_minutes": 30,
+        "hours": Decimal("8.00"),
+        "location": "Leeds Central",
+        "cost_centre": "CC-100",
+        "approval": "approved",
+    }
+    values.update(kw)
+    return Timesheet(**values)
+
+
+@pytest.fixture
+async def timesheets(db: Database, tenant: Tenant) -> list[Timesheet]:
+    rows = [
+        sheet(tenant, "E1", "Amira Ahmed"),
+        sheet(tenant, "E2", '=HYPERLINK("http://evil","x")', hours=Decimal("7.50")),
+        sheet(tenant, "E3", "Ben Brown", cost_centre="-5", approval="pending"),
+        sheet(tenant, "E4", "Chloé Dubois", cost_centre="+cmd|' /C calc'!A0"),
+        sheet(tenant, "E5", "Dev Evans", day=DAY + timedelta(days=1)),
+    ]
+    async with db.transaction() as s:
+        s.add_all(rows)
+    return rows
+
+
+def spec_model(**overrides: Any) -> ExportSpecModel:
+    data: dict[str, Any] = {
+        "name": "payroll",
+        "kind": "timesheets",
+        "schedule": {"cron": "0 6 * * *", "timezone": "Europe/London"},
+        "period": "previous_day",
+        "columns": [
+            {"field": "employee_id", "header": "Employee"},
+            {"field": "employee_name", "header": "Name"},
+            {"field": "work_date", "header": "Date"},
+            {"field": "start", "header": "Start"},
+            {"field": "hours", "header": "Hours"},
+            {"field": "cost_centre", "header": "Cost centre"},
+        ],
+        "file_name": "timesheets_{start:%Y%m%d}.csv",
+        "destinations": [{"type": "pickup"}],
+    }
+    data.update(overrides)
+    return ExportSpecModel.model_validate(data)
+
+
+async def make_spec(
+    db: Database, tenant: Tenant, created: datetime | None = None, **overrides: Any
+) -> ExportSpec:
+    return await upsert_export_spec(db, tenant, spec_model(**overrides), now=created)
