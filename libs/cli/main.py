@@ -13,7 +13,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from courier.cli import dev, provision
+from courier.cli import dev, incidents, oncall, provision
 from courier.common.db.engine import Database
 from courier.common.db.migrate import upgrade_sync
 from courier.common.passwords import generate_password
@@ -35,6 +35,8 @@ for sub, name in (
     (imports_app, "imports"),
 ):
     app.add_typer(sub, name=name)
+app.add_typer(incidents.app, name="incidents")
+app.add_typer(oncall.app, name="oncall")
 
 console = Console()
 err = Console(stderr=True)
