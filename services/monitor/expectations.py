@@ -200,6 +200,7 @@ async def close_due_windows(db: Database, now: datetime, policy: SlaPolicy) -> i
                 if window.id in claimed
             ]
             opened = await record_signals(session, signals, now, policy)
+            await session.flush()  # incidents exist before windows point at them
             by_key = {i.open_key: i.id for i in opened}
             for window, feed, _ in rows:
                 if window.id in claimed:

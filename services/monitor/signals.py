@@ -16,13 +16,12 @@ from courier.common.events import AlertRaised, ExportDelivered, FileRejected, Im
 from courier.monitor.incidents import Signal, record_signals, resolve_open, tenant_contacts
 
 
-def _columns(details: dict[str, Any]) -> str:
-    """Wrong-structure rejections name the columns; say them in the summary too."""
-    parts = []
-    for key in ("missing_columns", "unexpected_columns", "expected_columns", "columns"):
-        if details.get(key):
-            parts.append(f"{key.replace('_', ' ')}: {', '.join(map(str, details[key]))}")
-    return f" ({'; '.join(parts)})" if parts else ""
+def _columns(reason: str, details: dict[str, Any]) -> str:
+    """A wrong header names the columns it lacks; add the columns the feed expects."""
+    expected = details.get("expected")
+    if expected and "expected columns" not in reason:
+        return f" (expected columns: {', '.join(map(str, expected))})"
+    return ""
 
 
 async def on_file_rejected(
@@ -37,7 +36,9 @@ async def on_file_rejected(
             kind="file_rejected",
             cause_key=f"{event.tenant_id}|{feed or '-'}|{event.reason}",
             event_key=f"rejected:{event.file_id}",
-            summary=f"file {event.name} rejected: {event.reason}{_columns(event.details)}",
+            summary=(
+                f"file {event.name} rejected: {event.reason}{_columns(event.reason, event.details)}"
+            ),
             tenant_id=event.tenant_id,
             tenant=event.tenant,
             feed=feed,
