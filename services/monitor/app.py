@@ -40,10 +40,12 @@ async def watch(runtime: Runtime, policy: SlaPolicy) -> None:
     while True:
         now = runtime.clock.now()
         try:
+            # Deadlines first: laying out tomorrow's windows must not delay today's pages.
+            if planned is not None:
+                await tick(runtime, now, policy)
             if planned is None or now - planned >= PLAN_EVERY or now < planned:
                 await expectations.plan_windows(runtime.db, now, horizon)
                 planned = now
-            await tick(runtime, now, policy)
         except Exception as exc:  # a database blip must not stop the watch
             runtime.log.exception("monitor pass failed", error=str(exc))
         await asyncio.sleep(runtime.settings.monitor_tick_seconds)
