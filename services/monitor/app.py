@@ -19,7 +19,7 @@ from courier.common.runtime import Runtime
 from courier.monitor import expectations, heartbeats, signals, sla
 from courier.monitor.incidents import release_deferred_pages
 
-PLAN_EVERY = timedelta(minutes=1)
+PLAN_EVERY = timedelta(minutes=5)
 
 
 async def tick(runtime: Runtime, now: datetime, policy: SlaPolicy) -> None:

@@ -92,11 +92,16 @@ async def plan_windows(db: Database, now: datetime, horizon: timedelta) -> int:
             ).all()
         )
         for feed in feeds:
+            if not (feed.spec or {}).get("expect"):
+                continue
+            start = latest.get(feed.id)
+            if start is not None and start >= now + horizon / 2:
+                continue  # laid out well ahead: no cron arithmetic this time
             expect = expectation_of(feed)
             if expect is None:
                 continue
             # A feed seen for the first time starts with windows still open now.
-            start = latest.get(feed.id) or now - timedelta(minutes=expect.window_minutes)
+            start = start or now - timedelta(minutes=expect.window_minutes)
             for due in due_times(expect, start, now + horizon):
                 session.add(window_for(feed, expect, due))
                 added += 1
@@ -200,12 +205,14 @@ async def close_due_windows(db: Database, now: datetime, policy: SlaPolicy) -> i
                 if window.id in claimed
             ]
             opened = await record_signals(session, signals, now, policy)
-            await session.flush()  # incidents exist before windows point at them
             by_key = {i.open_key: i.id for i in opened}
-            for window, feed, _ in rows:
-                if window.id in claimed:
-                    window.state = "missed"
-                    window.incident_id = by_key.get(f"missing_file|{_cause(feed)}")
+            links = [
+                {"id": window.id, "incident_id": by_key[key]}
+                for window, feed, _ in rows
+                if window.id in claimed and (key := f"missing_file|{_cause(feed)}") in by_key
+            ]
+            if links:
+                await session.execute(update(ExpectationWindow), links)
             total += len(signals)
         if len(rows) < BATCH:
             return total

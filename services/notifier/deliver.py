@@ -14,12 +14,13 @@ Claims are conditional UPDATEs (notices: `routed_at`; messages: `status`; escala
 from __future__ import annotations
 
 import asyncio
+import uuid
 from collections import defaultdict
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, or_, select, update
+from sqlalchemy import func, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from tenacity import AsyncRetrying, stop_after_attempt, wait_exponential
 
@@ -29,7 +30,7 @@ from courier.common.logging import get_logger
 from courier.common.settings import Settings
 from courier.notifier.mail import SmtpMail
 from courier.notifier.rota import Rota
-from courier.notifier.routing import digest_text, page_text, plan
+from courier.notifier.routing import PAGED, digest_text, page_text, plan
 from courier.notifier.sms import SmsSender
 
 log = get_logger(__name__)
@@ -107,9 +108,12 @@ async def route_notices(db: Database, now: datetime, rota: Rota | None, settings
                 select(Escalation.incident_id).where(Escalation.incident_id.in_(incident_ids))
             )
         )
-        rows: list[Notification] = []
+        # More pages than the digest threshold in one pass go out as one digest per person.
+        brief = sum(n.reason in PAGED for n in notices) > settings.sms_digest_threshold
+        rows: list[dict[str, Any]] = []
+        escalations: list[dict[str, Any]] = []
         for n in notices:
-            for m in plan(n.reason, n.payload, chain, settings.console_base_url):
+            for m in plan(n.reason, n.payload, chain, settings.console_base_url, brief):
                 status = "pending"
                 if n.reason in RATE_LIMITED and n.incident_id is not None:
                     key = (n.incident_id, m.recipient)
@@ -117,19 +121,21 @@ async def route_notices(db: Database, now: datetime, rota: Rota | None, settings
                     if recent[key] > settings.notify_max_per_hour:
                         status = "suppressed"
                 rows.append(
-                    Notification(
-                        notice_id=n.id,
-                        incident_id=n.incident_id,
-                        channel=m.channel,
-                        recipient=m.recipient,
-                        recipient_name=m.recipient_name,
-                        level=m.level,
-                        status=status,
-                        subject=m.subject,
-                        body=m.body,
-                        created_at=now,
-                        next_attempt_at=now,
-                    )
+                    {
+                        "id": uuid.uuid4(),
+                        "notice_id": n.id,
+                        "incident_id": n.incident_id,
+                        "channel": m.channel,
+                        "recipient": m.recipient,
+                        "recipient_name": m.recipient_name,
+                        "level": m.level,
+                        "status": status,
+                        "subject": m.subject,
+                        "body": m.body,
+                        "attempts": 0,
+                        "created_at": now,
+                        "next_attempt_at": now,
+                    }
                 )
             if (
                 n.reason == "opened"
@@ -139,16 +145,19 @@ async def route_notices(db: Database, now: datetime, rota: Rota | None, settings
                 and n.incident_id not in escalating
             ):
                 escalating.add(n.incident_id)
-                session.add(
-                    Escalation(
-                        incident_id=n.incident_id,
-                        notice_id=n.id,
-                        level=0,
-                        paged_at=now,
-                        next_at=now + after if len(chain) > 1 else None,
-                    )
+                escalations.append(
+                    {
+                        "incident_id": n.incident_id,
+                        "notice_id": n.id,
+                        "level": 0,
+                        "paged_at": now,
+                        "next_at": now + after if len(chain) > 1 else None,
+                    }
                 )
-        session.add_all(rows)
+        if rows:
+            await session.execute(insert(Notification), rows)
+        if escalations:
+            await session.execute(insert(Escalation), escalations)
         planned = len(rows)
     log.info("notices routed", notices=len(notices), messages=planned)
     return planned

@@ -77,11 +77,14 @@ def contact_email(
     return head.removeprefix("Subject: ").strip(), body.strip() + "\n"
 
 
-def plan(reason: str, payload: dict[str, Any], chain: list[Person], base_url: str) -> list[Message]:
+def plan(
+    reason: str, payload: dict[str, Any], chain: list[Person], base_url: str, brief: bool = False
+) -> list[Message]:
+    """`brief`: the page will go out inside a digest, so its log line is the summary."""
     out: list[Message] = []
     if reason in PAGED and chain:
         to = chain[:2] if reason == "sla_breach" else chain[:1]
-        text = page_text(reason, payload, base_url)
+        text = str(payload.get("summary")) if brief else page_text(reason, payload, base_url)
         out += [Message("sms", p.phone, p.name, 0, text) for p in to]
     if reason in CONTACT_REASONS and (
         payload.get("class") == "partner" or reason == "window_warning"

@@ -66,6 +66,37 @@ class SlaPolicy:
         )
 
 
+def sla_timers_for(
+    klass: str, now: datetime, policy: SlaPolicy
+) -> list[tuple[str, datetime, datetime]]:
+    """(kind, due, warn) of the clocks an incident of this class starts with."""
+    if klass == "platform":
+        kind, due = "resolve", now + policy.platform_resolve
+    else:
+        kind, due = "contact", now + policy.partner_contact
+    return [(kind, due, due - policy.warn_before)]
+
+
+def incident_payload(values: Any) -> dict[str, Any]:
+    """What a notice carries, so templates need no further query (from a row or a dict)."""
+    get = values.get if isinstance(values, dict) else lambda k: getattr(values, k)
+    first_seen = get("first_seen_at")
+    return {
+        "incident_id": str(get("id")),
+        "kind": get("kind"),
+        "class": get("incident_class"),
+        "tenant": get("tenant"),
+        "feed": get("feed"),
+        "file": get("file_name"),
+        "summary": get("summary"),
+        "details": get("details"),
+        "contacts": get("contacts"),
+        "occurrences": get("occurrences"),
+        "state": get("state"),
+        "first_seen_at": first_seen.isoformat() if first_seen else None,
+    }
+
+
 class ExpectationWindow(IdMixin, Base):
     """One expected arrival of one feed's file: open until a file comes or it closes."""
 
@@ -136,27 +167,11 @@ class Incident(IdMixin, CreatedMixin, Base):
     # ------------------------------------------------------------ behaviour
 
     def payload(self) -> dict[str, Any]:
-        """What a notice carries, so templates need no further query."""
-        return {
-            "incident_id": str(self.id),
-            "kind": self.kind,
-            "class": self.incident_class,
-            "tenant": self.tenant,
-            "feed": self.feed,
-            "file": self.file_name,
-            "summary": self.summary,
-            "details": self.details,
-            "contacts": self.contacts,
-            "occurrences": self.occurrences,
-            "state": self.state,
-            "first_seen_at": self.first_seen_at.isoformat(),
-        }
+        return incident_payload(self)
 
     def start_timers(self, now: datetime, policy: SlaPolicy) -> None:
-        if self.incident_class == "platform":
-            self._timer("resolve", now + policy.platform_resolve, policy)
-        else:
-            self._timer("contact", now + policy.partner_contact, policy)
+        for kind, due, _ in sla_timers_for(self.incident_class, now, policy):
+            self._timer(kind, due, policy)
 
     def _timer(self, kind: str, due: datetime, policy: SlaPolicy) -> SlaTimer:
         timer = SlaTimer(kind=kind, due_at=due, warn_at=due - policy.warn_before)
