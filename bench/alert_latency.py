@@ -6,8 +6,9 @@ with N expectations due in the same minute, against a baseline of one expectatio
 Runs the monitor and notifier in-process on a clock that follows real time but can jump
 (`ShiftedClock`): the clock is set one second before the windows close, and each
 expectation's latency is its SMS's `sent_at` minus its window's `closes_at`. Uses
-COURIER_BENCH_DATABASE_URL (default: a temporary SQLite file) and COURIER_TEST_NATS_URL
-(default: an embedded nats-server).
+COURIER_TEST_DATABASE_URL (a PostgreSQL server: a fresh database per run; default: a
+temporary SQLite file, where every transaction queues for the one write lock) and
+COURIER_TEST_NATS_URL (default: an embedded nats-server).
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ from courier.common.db.models import Feed, Tenant
 from courier.common.db.models_incidents import ExpectationWindow, Notification
 from courier.common.settings import Settings
 from courier.notifier.rota import Rota, save_rota
-from tests.support.infra import nats_url
+from tests.support.infra import PostgresDatabases, nats_url
 from tests.support.paging import moto_sns, on_clock
 from tests.support.services import eventually
 
@@ -127,14 +128,28 @@ async def main() -> None:
     args = parser.parse_args()
     os.environ.setdefault("AWS_ACCESS_KEY_ID", "bench")
     os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "bench")
-    base_url = os.environ.get("COURIER_BENCH_DATABASE_URL")
+    server = os.environ.get("COURIER_TEST_DATABASE_URL")
+    pg = PostgresDatabases(server) if server else None
+    if pg:
+        await asyncio.to_thread(pg.prepare_template)
     with tempfile.TemporaryDirectory() as tmp, nats_url() as nats, moto_sns() as sns:
         results = {}
         for n in (1, args.expectations):
-            url = base_url or f"sqlite+aiosqlite:///{Path(tmp) / f'bench{n}.db'}"
+            url = (
+                await asyncio.to_thread(pg.create)
+                if pg
+                else f"sqlite+aiosqlite:///{Path(tmp) / f'bench{n}.db'}"
+            )
             started = time.monotonic()
-            results[n] = await measure(n, nats, sns.url, url)
+            try:
+                results[n] = await measure(n, nats, sns.url, url)
+            finally:
+                if pg:
+                    await asyncio.to_thread(pg.drop, url)
             print(f"{n:>6} expectations: run took {time.monotonic() - started:.1f} s")
+    if pg:
+        await asyncio.to_thread(pg.close)
+    print(f"database: {'PostgreSQL' if pg else 'SQLite'}")
     one, many = results[1], results[args.expectations]
     print(f"baseline (1 expectation):       p50 {pct(one, 50):.2f} s  p99 {pct(one, 99):.2f} s")
     print(

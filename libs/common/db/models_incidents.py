@@ -39,7 +39,13 @@ PLATFORM_KINDS = frozenset(
     {"import_failed", "export_build_failed", "max_deliveries", "service_down", "monitor_error"}
 )
 PARTNER_KINDS = frozenset(
-    {"missing_file", "file_rejected", "export_undeliverable", "password_expiring"}
+    {
+        "missing_file",
+        "file_rejected",
+        "export_undeliverable",
+        "password_expiring",
+        "source_unreachable",
+    }
 )
 STATES = ("open", "acknowledged", "resolved")
 NOTE_KINDS = ("note", "contacted", "partner_response", "reply")
