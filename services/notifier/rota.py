@@ -99,7 +99,8 @@ class Rota(StrictModel):
         first rotation in its order after the one on call."""
         order = [self.on_call(r, at) for r in self.rotations]
         first = self.rotations[0]
-        start = first.people.index(order[0].name)
+        # Someone covering the rotation may not be one of its people: start at the top.
+        start = first.people.index(order[0].name) if order[0].name in first.people else -1
         order += [
             self.person(first.people[(start + i) % len(first.people)])
             for i in range(1, len(first.people))
