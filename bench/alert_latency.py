@@ -34,8 +34,8 @@ from courier.common.db.models_incidents import ExpectationWindow, Notification
 from courier.common.settings import Settings
 from courier.notifier.rota import Rota, save_rota
 from tests.support.infra import PostgresDatabases, nats_url
-from tests.support.paging import moto_sns, on_clock
-from tests.support.services import eventually
+from tests.support.paging import moto_sns
+from tests.support.services import eventually, running
 
 DAY = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0) + timedelta(days=1)
 DUE = DAY.replace(hour=9)
@@ -94,7 +94,7 @@ async def measure(n: int, nats: str, sns_url: str, database_url: str) -> list[fl
     await _seed(db, n)
     clock = ShiftedClock()
     clock.jump_to(DUE - timedelta(minutes=30))
-    async with on_clock("monitor", settings, clock), on_clock("notifier", settings, clock):
+    async with running("monitor", settings, clock), running("notifier", settings, clock):
         await eventually(lambda: _at_least(db, n, ExpectationWindow), within=600)
         clock.jump_to(DUE + WINDOW - timedelta(seconds=1))
         await eventually(

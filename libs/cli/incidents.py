@@ -22,7 +22,9 @@ console = Console()
 err = Console(stderr=True)
 
 
-def _run(fn: Any) -> Any:
+def run_with_db(fn: Any) -> Any:
+    """Run `fn(db)` on its own event loop, as a command does."""
+
     async def _go() -> Any:
         db = Database(get_settings().database_url)
         try:
@@ -30,8 +32,12 @@ def _run(fn: Any) -> Any:
         finally:
             await db.dispose()
 
+    return asyncio.run(_go())
+
+
+def _run(fn: Any) -> Any:
     try:
-        return asyncio.run(_go())
+        return run_with_db(fn)
     except (views.IncidentError, ValueError) as exc:
         err.print(f"[red]error:[/] {exc}")
         raise typer.Exit(1) from exc

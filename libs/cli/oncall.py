@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import asyncio
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 import yaml
@@ -13,6 +12,7 @@ from pydantic import ValidationError
 from rich.console import Console
 from rich.table import Table
 
+from courier.cli.incidents import run_with_db
 from courier.cli.specs import format_errors
 from courier.common.db.base import utcnow
 from courier.common.db.engine import Database
@@ -22,17 +22,6 @@ from courier.notifier.rota import Rota, load_rota, save_rota
 app = typer.Typer(no_args_is_help=True, help="The on-call rota that every page goes to.")
 console = Console()
 err = Console(stderr=True)
-
-
-def _run(fn: Any) -> Any:
-    async def _go() -> Any:
-        db = Database(get_settings().database_url)
-        try:
-            return await fn(db)
-        finally:
-            await db.dispose()
-
-    return asyncio.run(_go())
 
 
 @app.command("apply")
@@ -49,7 +38,7 @@ def apply(file: Annotated[Path, typer.Argument(exists=True, dir_okay=False)]) ->
         async with db.transaction() as s:
             await save_rota(s, rota)
 
-    _run(_save)
+    run_with_db(_save)
     console.print(
         f"on-call rota applied: {len(rota.rotations)} rotation(s), {len(rota.people)} people"
     )
@@ -67,7 +56,7 @@ def show(
         async with db.session() as s:
             return await load_rota(s)
 
-    rota = _run(_load)
+    rota = run_with_db(_load)
     if rota is None:
         err.print("[red]error:[/] no on-call rota applied (courier oncall apply FILE)")
         raise typer.Exit(1)

@@ -16,9 +16,9 @@ from courier.common.db.models_incidents import ExpectationWindow, Incident, Noti
 from courier.common.events import AlertRaised, FileReceived, FileRejected
 from courier.common.settings import Settings
 from courier.notifier.rota import Rota
-from tests.support.paging import Mailbox, Sns, body, on_clock
+from tests.support.paging import Mailbox, Sns, body
 from tests.support.paging_fixtures import ANA, BEN, CONTACT
-from tests.support.services import eventually
+from tests.support.services import eventually, running
 
 
 async def _windows(db: Database) -> int:
@@ -55,7 +55,7 @@ async def test_missing_file_pages_oncall_and_emails_the_contact_with_feed_and_ex
     sns: Sns,
     mailbox: Mailbox,
 ) -> None:
-    async with on_clock("monitor", paging, clock), on_clock("notifier", paging, clock):
+    async with running("monitor", paging, clock), running("notifier", paging, clock):
         await eventually(lambda: _windows(db))
         clock.advance(hours=3, minutes=1)  # 11:01, the 09:00 window closed at 11:00
 
@@ -86,7 +86,7 @@ async def test_a_file_within_its_window_raises_nothing_and_a_late_one_resolves_t
     rota: Rota,
     clock: ManualClock,
 ) -> None:
-    async with on_clock("monitor", paging, clock):
+    async with running("monitor", paging, clock):
         await eventually(lambda: _windows(db))
         clock.set(clock.now().replace(hour=9, minute=30))
         await bus.publish(_file(tenant, "leave_20261201.csv", clock))
@@ -131,7 +131,7 @@ async def test_a_wrong_structure_file_pages_with_the_column_list(
     sns: Sns,
 ) -> None:
     reason = "wrong header: missing columns: balance_hours, as_of"
-    async with on_clock("monitor", paging, clock), on_clock("notifier", paging, clock):
+    async with running("monitor", paging, clock), running("notifier", paging, clock):
         await bus.publish(
             FileRejected(
                 file_id=uuid.uuid4(),
@@ -163,7 +163,7 @@ async def test_an_undeliverable_export_pages_when_its_window_closes(
     sns: Sns,
 ) -> None:
     deadline = clock.now() + timedelta(hours=1)
-    async with on_clock("monitor", paging, clock), on_clock("notifier", paging, clock):
+    async with running("monitor", paging, clock), running("notifier", paging, clock):
         await bus.publish(
             AlertRaised(
                 kind="export_undeliverable",
@@ -203,9 +203,9 @@ async def test_an_sla_breach_pages_once_across_a_monitor_restart_and_two_replica
     sns: Sns,
 ) -> None:
     async with (
-        on_clock("monitor", paging, clock),
-        on_clock("monitor", paging, clock),
-        on_clock("notifier", paging, clock),
+        running("monitor", paging, clock),
+        running("monitor", paging, clock),
+        running("notifier", paging, clock),
     ):
         await bus.publish(
             AlertRaised(
@@ -220,7 +220,7 @@ async def test_an_sla_breach_pages_once_across_a_monitor_restart_and_two_replica
         clock.advance(hours=6, minutes=1)
         breach = await eventually(lambda: _async([t for t in sns.to(BEN) if "SLA BREACHED" in t]))
     # Restarted (fresh processes, same database), and time moves on.
-    async with on_clock("monitor", paging, clock), on_clock("monitor", paging, clock):
+    async with running("monitor", paging, clock), running("monitor", paging, clock):
         clock.advance(hours=1)
         incident = (await eventually(lambda: _incidents(db, "export_build_failed")))[0]
 

@@ -1,9 +1,1 @@
-from tests.support.paging_fixtures import (  # noqa: F401
-    clock,
-    expected_feed,
-    mailbox,
-    paging,
-    rota,
-    sns,
-    sns_server,
-)
+from tests.monitor.conftest import *  # noqa: F403  (the same paging fixtures)

@@ -1,24 +1,19 @@
-"""Real peers for paging tests: an SMTP server with STARTTLS (aiosmtpd), SNS in a moto
-server, a clock the test moves, and services run in-process on that clock."""
+"""Real peers for paging tests: an SMTP server with STARTTLS (aiosmtpd) and SNS in a moto
+server."""
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import datetime as dt
-import importlib
 import ipaddress
 import urllib.request
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from email import message_from_bytes
 from email.message import Message
 from pathlib import Path
 from typing import Any
 
-from courier.common.clock import Clock
-from courier.common.runtime import Runtime
-from courier.common.settings import Settings
 from tests.support.infra import free_port, wait_port
 
 SNS_REGION = "eu-west-1"
@@ -136,24 +131,3 @@ def smtp_server(directory: Path) -> Iterator[Mailbox]:
 def body(message: Message) -> str:
     payload = message.get_payload(decode=True)
     return payload.decode() if isinstance(payload, bytes) else str(message.get_payload())
-
-
-@contextlib.asynccontextmanager
-async def on_clock(name: str, settings: Settings, clock: Clock) -> AsyncIterator[Runtime]:
-    """Run a service in-process with the test's clock in place of the system's."""
-    module = importlib.import_module(f"courier.{name}.app")
-    runtime = Runtime(name, settings)
-    runtime.clock = clock
-    task = asyncio.create_task(module.main(runtime), name=f"service-{name}")
-    for _ in range(200):
-        if task.done():
-            task.result()
-        if runtime.bus._started:
-            break
-        await asyncio.sleep(0.05)
-    try:
-        yield runtime
-    finally:
-        runtime.stopping.set()
-        with contextlib.suppress(asyncio.CancelledError):
-            await asyncio.wait_for(task, 15)
