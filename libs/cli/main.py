@@ -12,7 +12,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from courier.cli import demo, dev, exports, provision
+from courier.cli import demo, dev, exports, incidents, oncall, provision
 from courier.cli import sources as sources_cli
 from courier.common.db.engine import Database
 from courier.common.db.migrate import upgrade_sync
@@ -38,6 +38,8 @@ for sub, name in (
     app.add_typer(sub, name=name)
 app.add_typer(exports.app, name="exports")
 app.add_typer(demo.app, name="demo")
+app.add_typer(incidents.app, name="incidents")
+app.add_typer(oncall.app, name="oncall")
 
 console = Console()
 err = Console(stderr=True)

@@ -12,8 +12,10 @@ import structlog
 from sqlalchemy import text
 
 from courier.common.bus import Bus
+from courier.common.clock import Clock, SystemClock
 from courier.common.db.engine import Database
 from courier.common.health import serve_health
+from courier.common.heartbeat import beat, instance_name
 from courier.common.logging import configure_logging, get_logger
 from courier.common.settings import Settings
 from courier.common.storage import Storage, open_storage
@@ -29,6 +31,8 @@ class Runtime:
         self.bus = Bus(settings, client_name=f"courier-{name}")
         self.storage: Storage = open_storage(settings.storage_url)
         self.stopping = asyncio.Event()
+        self.clock: Clock = SystemClock()
+        self.instance = instance_name(name)
         self.log = get_logger(f"courier.{name}")
         self.ready_checks: dict[str, Callable[[], Awaitable[bool]]] = {
             "database": self._db_ready,
@@ -49,6 +53,9 @@ class Runtime:
                 *workers,
                 serve_health(
                     self.settings.health_host, self.settings.health_port, self.ready_checks
+                ),
+                beat(
+                    self.db, self.name, self.instance, self.clock, self.settings.heartbeat_seconds
                 ),
             )
         ]

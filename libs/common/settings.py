@@ -40,6 +40,40 @@ class Settings(BaseSettings):
     ack_wait_seconds: float = 60.0
 
     poll_reconcile_seconds: float = 60.0
+
+    # Every service writes a heartbeat row this often; the monitor raises an incident
+    # when no instance of a service has written one for `heartbeat_timeout_seconds`.
+    heartbeat_seconds: float = 15.0
+    heartbeat_timeout_seconds: float = 90.0
+
+    # Monitor: how often it looks for closed windows and due timers, how far ahead it
+    # lays out expected-file windows, and the SLA clock of each incident class.
+    monitor_tick_seconds: float = 1.0
+    monitor_horizon_hours: float = 36.0
+    sla_platform_resolve_hours: float = 6.0
+    sla_partner_contact_hours: float = 6.0
+    sla_partner_response_hours: float = 24.0
+    sla_warn_minutes: float = 60.0
+
+    # Notifier: SMS through AWS SNS (or Twilio), e-mail through `smtp_url` with STARTTLS.
+    notifier_tick_seconds: float = 0.5
+    sms_provider: str = "sns"  # sns | twilio | none
+    sns_region: str = "eu-west-1"
+    sns_endpoint_url: str | None = None
+    twilio_account_sid: str | None = None
+    twilio_auth_token: SecretStr | None = None
+    twilio_from: str | None = None
+    twilio_base_url: str = "https://api.twilio.com"
+    smtp_from: str = "courier@localhost"
+    # CA bundle that signs the SMTP server's certificate, when not a public one.
+    smtp_ca_file: Path | None = None
+    # An unacknowledged page goes to the next person after this long (the rota may override).
+    escalation_minutes: float = 15.0
+    # At most this many messages per incident and recipient per hour (SLA pages excepted).
+    notify_max_per_hour: int = 6
+    # More pages than this for one person in one pass go out as one digest SMS.
+    sms_digest_threshold: int = 3
+    notify_max_attempts: int = 5
     log_level: str = "INFO"
     log_json: bool = True
     service_name: str = Field(default="courier")

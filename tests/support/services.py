@@ -8,6 +8,7 @@ import importlib
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, TypeVar
 
+from courier.common.clock import Clock
 from courier.common.runtime import Runtime
 from courier.common.settings import Settings
 
@@ -15,10 +16,15 @@ T = TypeVar("T")
 
 
 @contextlib.asynccontextmanager
-async def running(name: str, settings: Settings) -> AsyncIterator[Runtime]:
-    """Start a service's `main` as a task; stop it as SIGTERM would."""
+async def running(
+    name: str, settings: Settings, clock: Clock | None = None
+) -> AsyncIterator[Runtime]:
+    """Start a service's `main` as a task (on the test's clock, if given); stop it as
+    SIGTERM would."""
     module = importlib.import_module(f"courier.{name}.app")
     runtime = Runtime(name, settings)
+    if clock is not None:
+        runtime.clock = clock
     task = asyncio.create_task(module.main(runtime), name=f"service-{name}")
     # Give subscribers time to bind before the test publishes.
     for _ in range(100):

@@ -1,0 +1,142 @@
+"""`courier incidents list|show|ack|resolve|note`: what on-call does from a terminal."""
+
+from __future__ import annotations
+
+import asyncio
+import getpass
+import json
+import uuid
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from courier.common.db.base import utcnow
+from courier.common.db.engine import Database
+from courier.common.settings import get_settings
+from courier.console import incidents as views
+
+app = typer.Typer(no_args_is_help=True, help="Incidents: list, inspect, acknowledge, resolve.")
+console = Console()
+err = Console(stderr=True)
+
+
+def run_with_db(fn: Any) -> Any:
+    """Run `fn(db)` on its own event loop, as a command does."""
+
+    async def _go() -> Any:
+        db = Database(get_settings().database_url)
+        try:
+            return await fn(db)
+        finally:
+            await db.dispose()
+
+    return asyncio.run(_go())
+
+
+def _run(fn: Any) -> Any:
+    try:
+        return run_with_db(fn)
+    except (views.IncidentError, ValueError) as exc:
+        err.print(f"[red]error:[/] {exc}")
+        raise typer.Exit(1) from exc
+
+
+def _print(detail: views.IncidentDetail, as_json: bool) -> None:
+    if as_json:
+        console.print_json(detail.model_dump_json())
+        return
+    console.print(
+        f"[bold]{detail.kind}[/] ({detail.incident_class}) {detail.state} "
+        f"x{detail.occurrences} — {detail.tenant or '-'}/{detail.feed or '-'}"
+        f"{' file ' + detail.file_name if detail.file_name else ''}"
+    )
+    console.print(f"  {detail.summary}", highlight=False)
+    for key, value in detail.details.items():
+        console.print(f"  {key}: {value}", highlight=False)
+    for timer in detail.timers:
+        state = "stopped" if timer.stopped_at else "breached" if timer.breached_at else "running"
+        console.print(f"  SLA {timer.kind}: due {timer.due_at:%Y-%m-%d %H:%M} UTC ({state})")
+    for note in detail.notes:
+        console.print(f"  {note.at:%Y-%m-%d %H:%M} {note.author} [{note.kind}] {note.text}")
+    for d in detail.deliveries:
+        console.print(
+            f"  {d.created_at:%Y-%m-%d %H:%M} {d.channel} → {d.recipient_name} "
+            f"(level {d.level}): {d.status}{' ' + d.error if d.error else ''}"
+        )
+
+
+@app.command("list")
+def list_(
+    state: Annotated[str | None, typer.Option(help="open, acknowledged, resolved, unresolved")] = (
+        "unresolved"
+    ),
+    tenant: str | None = None,
+    kind: str | None = None,
+    limit: int = 50,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Incidents, most recently seen first (unresolved ones by default)."""
+
+    async def _list(db: Database) -> list[views.IncidentSummary]:
+        async with db.session() as s:
+            return await views.list_incidents(
+                s, state=state or None, tenant=tenant, kind=kind, limit=limit
+            )
+
+    rows = _run(_list)
+    if as_json:
+        console.print_json(json.dumps([r.model_dump(mode="json") for r in rows]))
+        return
+    table = Table("id", "kind", "class", "state", "tenant", "feed", "seen", "last seen", "summary")
+    for r in rows:
+        table.add_row(
+            str(r.id), r.kind, r.incident_class, r.state, r.tenant or "-", r.feed or "-",
+            str(r.occurrences), f"{r.last_seen_at:%Y-%m-%d %H:%M}", r.summary,
+        )  # fmt: skip
+    console.print(table)
+
+
+@app.command("show")
+def show(incident_id: uuid.UUID, as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+    """One incident with its notes, SLA timers and every message sent about it."""
+
+    async def _show(db: Database) -> views.IncidentDetail:
+        async with db.session() as s:
+            return await views.incident_detail(s, incident_id)
+
+    _print(_run(_show), as_json)
+
+
+@app.command("ack")
+def ack(incident_id: uuid.UUID, by: str = getpass.getuser()) -> None:
+    """Acknowledge: stops the page from escalating to the next person."""
+    detail = _run(lambda db: views.act(db, incident_id, "acknowledge", utcnow(), by))
+    console.print(f"incident {incident_id} acknowledged by {detail.acknowledged_by}")
+
+
+@app.command("resolve")
+def resolve(
+    incident_id: uuid.UUID,
+    note: Annotated[str, typer.Option("--note", "-m")] = "",
+    by: str = getpass.getuser(),
+) -> None:
+    """Resolve: stops every SLA timer of the incident."""
+    _run(lambda db: views.act(db, incident_id, "resolve", utcnow(), by, note))
+    console.print(f"incident {incident_id} resolved")
+
+
+@app.command("note")
+def note(
+    incident_id: uuid.UUID,
+    text: str,
+    kind: Annotated[
+        str, typer.Option(help="note, contacted (stops the 6 h contact clock), "
+                          "partner_response (starts a 24 h clock), reply (stops it)")
+    ] = "note",
+    by: str = getpass.getuser(),
+) -> None:  # fmt: skip
+    """Add a note; `--kind` records contact with the partner for the SLA."""
+    _run(lambda db: views.act(db, incident_id, "note", utcnow(), by, text, kind))
+    console.print(f"note added to incident {incident_id}")

@@ -1,0 +1,84 @@
+"""Monitor process wiring: consumers of the events that become incidents, and the loop
+that closes windows and fires SLA timers by the runtime's clock."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import datetime, timedelta
+from typing import Any
+
+from courier.common.db.models_incidents import SlaPolicy
+from courier.common.events import (
+    AlertRaised,
+    ExportDelivered,
+    FileReceived,
+    FileRejected,
+    ImportFailed,
+)
+from courier.common.runtime import Runtime
+from courier.monitor import expectations, heartbeats, signals, sla
+from courier.monitor.incidents import release_deferred_pages
+
+PLAN_EVERY = timedelta(minutes=5)
+
+
+async def tick(runtime: Runtime, now: datetime, policy: SlaPolicy) -> None:
+    db, settings = runtime.db, runtime.settings
+    await expectations.close_due_windows(db, now, policy)
+    await expectations.warn_due_windows(db, now)
+    await sla.fire_due_timers(db, now)
+    async with db.transaction() as session:
+        await release_deferred_pages(session, now)
+    await heartbeats.check_heartbeats(
+        db, now, timedelta(seconds=settings.heartbeat_timeout_seconds), policy
+    )
+
+
+async def watch(runtime: Runtime, policy: SlaPolicy) -> None:
+    horizon = timedelta(hours=runtime.settings.monitor_horizon_hours)
+    planned: datetime | None = None
+    while True:
+        now = runtime.clock.now()
+        try:
+            # Deadlines first: laying out tomorrow's windows must not delay today's pages.
+            if planned is not None:
+                await tick(runtime, now, policy)
+            if planned is None or now - planned >= PLAN_EVERY or now < planned:
+                await expectations.plan_windows(runtime.db, now, horizon)
+                planned = now
+        except Exception as exc:  # a database blip must not stop the watch
+            runtime.log.exception("monitor pass failed", error=str(exc))
+        await asyncio.sleep(runtime.settings.monitor_tick_seconds)
+
+
+async def main(runtime: Runtime) -> None:
+    db, bus, policy = runtime.db, runtime.bus, SlaPolicy.from_settings(runtime.settings)
+
+    async def on_file(event: FileReceived) -> None:
+        await expectations.on_file_received(db, event, runtime.clock.now())
+
+    async def on_rejected(event: FileRejected) -> None:
+        await signals.on_file_rejected(db, event, runtime.clock.now(), policy)
+
+    async def on_failed(event: ImportFailed) -> None:
+        await signals.on_import_failed(db, event, runtime.clock.now(), policy)
+
+    async def on_alert(event: AlertRaised) -> None:
+        await signals.on_alert(db, event, runtime.clock.now(), policy)
+
+    async def on_delivered(event: ExportDelivered) -> None:
+        await signals.on_export_delivered(db, event, runtime.clock.now())
+
+    async def on_advisory(advisory: dict[str, Any]) -> None:
+        message = None
+        if advisory.get("stream") and advisory.get("stream_seq"):
+            message = await bus.fetch_message(advisory["stream"], int(advisory["stream_seq"]))
+        await signals.on_max_deliveries(db, advisory, message, runtime.clock.now(), policy)
+
+    bus.consume(FileReceived, "monitor-files", on_file)
+    bus.consume(FileRejected, "monitor-rejected", on_rejected)
+    bus.consume(ImportFailed, "monitor-import-failed", on_failed)
+    bus.consume(AlertRaised, "monitor-alerts", on_alert)
+    bus.consume(ExportDelivered, "monitor-exports", on_delivered)
+    bus.consume_advisories("monitor-advisories", on_advisory)
+    await runtime.run(watch(runtime, policy))

@@ -1,0 +1,300 @@
+"""Expected-file windows: laid out ahead from each feed's `expect` cron, satisfied by a
+matching file, warned about before they close and turned into `missing_file` when they
+close empty.
+
+A window is [due - window, due + window]: a file may come early by as much as it may come
+late. Dates in `skip_dates` and (optionally) weekends, both in the feed's time zone, get
+no window.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from datetime import datetime, timedelta
+from zoneinfo import ZoneInfo
+
+from croniter import croniter
+from pydantic import ValidationError
+from sqlalchemy import func, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from courier.common.db.engine import Database
+from courier.common.db.models import Feed, Tenant
+from courier.common.db.models_incidents import ExpectationWindow, Notice, SlaPolicy
+from courier.common.events import FileReceived
+from courier.common.logging import get_logger
+from courier.common.patterns import matches
+from courier.common.specs import Expectation
+from courier.monitor.incidents import Signal, record_signals, resolve_open
+
+log = get_logger(__name__)
+
+BATCH = 2000
+
+
+def expectation_of(feed: Feed) -> Expectation | None:
+    raw = (feed.spec or {}).get("expect")
+    if not raw:
+        return None
+    try:
+        return Expectation.model_validate(raw)
+    except ValidationError as exc:
+        log.warning("feed has an invalid expectation", feed=feed.name, error=str(exc))
+        return None
+
+
+def due_times(expect: Expectation, start: datetime, end: datetime) -> Iterator[datetime]:
+    """Cron fire times in (start, end], in UTC, minus skipped dates and weekends."""
+    tz = ZoneInfo(expect.timezone)
+    skip = set(expect.skip_dates)
+    it = croniter(expect.cron, start.astimezone(tz))
+    while True:
+        local: datetime = it.get_next(datetime)
+        if local > end:
+            return
+        if local.date() in skip or (expect.skip_weekends and local.weekday() >= 5):
+            continue
+        yield local.astimezone(ZoneInfo("UTC"))
+
+
+def window_for(feed: Feed, expect: Expectation, due: datetime) -> ExpectationWindow:
+    span = timedelta(minutes=expect.window_minutes)
+    closes = due + span
+    return ExpectationWindow(
+        id=uuid.uuid4(),
+        tenant_id=feed.tenant_id,
+        feed_id=feed.id,
+        due_at=due,
+        opens_at=due - span,
+        warn_at=closes - timedelta(minutes=expect.warn_before_minutes),
+        closes_at=closes,
+        state="open",
+    )
+
+
+async def plan_windows(db: Database, now: datetime, horizon: timedelta) -> int:
+    """Add the windows due between now and the horizon that are not there yet.
+
+    Each feed continues from its latest window, so a window is never laid out twice;
+    the unique (feed, due) constraint settles a race between two replicas.
+    """
+    added = 0
+    async with db.transaction() as session:
+        feeds = list(await session.scalars(select(Feed).where(Feed.enabled.is_(True))))
+        latest = dict(
+            (
+                await session.execute(
+                    select(ExpectationWindow.feed_id, func.max(ExpectationWindow.due_at)).group_by(
+                        ExpectationWindow.feed_id
+                    )
+                )
+            ).all()
+        )
+        for feed in feeds:
+            if not (feed.spec or {}).get("expect"):
+                continue
+            start = latest.get(feed.id)
+            if start is not None and start >= now + horizon / 2:
+                continue  # laid out well ahead: no cron arithmetic this time
+            expect = expectation_of(feed)
+            if expect is None:
+                continue
+            # A feed seen for the first time starts with windows still open now.
+            start = start or now - timedelta(minutes=expect.window_minutes)
+            for due in due_times(expect, start, now + horizon):
+                session.add(window_for(feed, expect, due))
+                added += 1
+    return added
+
+
+async def feeds_matching(session: AsyncSession, event: FileReceived) -> list[Feed]:
+    feeds = await session.scalars(
+        select(Feed).where(Feed.tenant_id == event.tenant_id, Feed.enabled.is_(True))
+    )
+    return [f for f in feeds if matches(f.pattern, event.name)]
+
+
+async def on_file_received(db: Database, event: FileReceived, now: datetime) -> list[str]:
+    """Satisfy the latest window of the file's feed that has opened; a file for a window
+    that already closed resolves its `missing_file` incident with a note."""
+    done: list[str] = []
+    received = event.occurred_at
+    async with db.transaction() as session:
+        for feed in await feeds_matching(session, event):
+            window = await session.scalar(
+                select(ExpectationWindow)
+                .where(
+                    ExpectationWindow.feed_id == feed.id,
+                    ExpectationWindow.state.in_(("open", "missed")),
+                    ExpectationWindow.opens_at <= received,
+                )
+                .order_by(ExpectationWindow.due_at.desc())
+                .limit(1)
+                .with_for_update()
+            )
+            if window is None:
+                continue
+            late = window.state == "missed"
+            window.state, window.satisfied_at = "satisfied", received
+            window.file_id, window.file_name = event.file_id, event.name
+            # Earlier missed windows of this feed are covered by the same (late) file.
+            earlier = (
+                await session.scalars(
+                    update(ExpectationWindow)
+                    .where(
+                        ExpectationWindow.feed_id == feed.id,
+                        ExpectationWindow.state == "missed",
+                        ExpectationWindow.due_at < window.due_at,
+                    )
+                    .values(state="satisfied", satisfied_at=received, file_id=event.file_id)
+                    .returning(ExpectationWindow.id)
+                    .execution_options(synchronize_session=False)
+                )
+            ).all()
+            if late or earlier:
+                note = (
+                    f"late file {event.name} arrived {received:%Y-%m-%d %H:%M} UTC "
+                    f"for the window due {window.due_at:%Y-%m-%d %H:%M} UTC"
+                )
+                await resolve_open(session, [f"missing_file|{_cause(feed)}"], now, "monitor", note)
+                done.append(f"resolved:{feed.name}")
+            else:
+                done.append(f"satisfied:{feed.name}")
+    return done
+
+
+def _cause(feed: Feed) -> str:
+    return f"{feed.tenant_id}|{feed.id}"
+
+
+async def close_due_windows(db: Database, now: datetime, policy: SlaPolicy) -> int:
+    """Windows that closed without a file become `missing_file` incidents, once each:
+    the state change from open to missed is the claim, so no replica repeats it."""
+    total = 0
+    while True:
+        async with db.transaction() as session:
+            rows = (
+                await session.execute(
+                    select(ExpectationWindow, Feed, Tenant)
+                    .join(Feed, Feed.id == ExpectationWindow.feed_id)
+                    .join(Tenant, Tenant.id == ExpectationWindow.tenant_id)
+                    .where(ExpectationWindow.state == "open", ExpectationWindow.closes_at <= now)
+                    .order_by(ExpectationWindow.closes_at)
+                    .limit(BATCH)
+                    .with_for_update(of=ExpectationWindow, skip_locked=True)
+                )
+            ).all()
+            if not rows:
+                return total
+            claimed = set(
+                await session.scalars(
+                    update(ExpectationWindow)
+                    .where(
+                        ExpectationWindow.id.in_([w.id for w, _, _ in rows]),
+                        ExpectationWindow.state == "open",
+                    )
+                    .values(state="missed")
+                    .returning(ExpectationWindow.id)
+                    .execution_options(synchronize_session=False)
+                )
+            )
+            signals = [
+                _missing(window, feed, tenant)
+                for window, feed, tenant in rows
+                if window.id in claimed
+            ]
+            opened = await record_signals(session, signals, now, policy)
+            by_key = {i.open_key: i.id for i in opened}
+            links = [
+                {"id": window.id, "incident_id": by_key[key]}
+                for window, feed, _ in rows
+                if window.id in claimed and (key := f"missing_file|{_cause(feed)}") in by_key
+            ]
+            if links:
+                await session.execute(update(ExpectationWindow), links)
+            total += len(signals)
+        if len(rows) < BATCH:
+            return total
+
+
+def _missing(window: ExpectationWindow, feed: Feed, tenant: Tenant) -> Signal:
+    # The spec was validated when applied; re-validating (cron parsing) per window is
+    # what would make a busy minute slow.
+    tz = ZoneInfo(((feed.spec or {}).get("expect") or {}).get("timezone") or tenant.timezone)
+    due_local = window.due_at.astimezone(tz)
+    closes_local = window.closes_at.astimezone(tz)
+    return Signal(
+        kind="missing_file",
+        cause_key=_cause(feed),
+        event_key=f"window:{window.id}",
+        summary=(
+            f"no file for feed {feed.name} ({feed.pattern}) expected "
+            f"{due_local:%Y-%m-%d %H:%M} {tz.key}; window closed {closes_local:%H:%M}"
+        ),
+        tenant_id=tenant.id,
+        tenant=tenant.slug,
+        feed=feed.name,
+        details={
+            "pattern": feed.pattern,
+            "expected_at": due_local.isoformat(),
+            "window_closed_at": closes_local.isoformat(),
+            "timezone": tz.key,
+        },
+        contacts=list((feed.spec or {}).get("contacts") or []),
+    )
+
+
+async def warn_due_windows(db: Database, now: datetime) -> int:
+    """Before a window closes, remind the feed's contacts that nothing has come yet."""
+    async with db.transaction() as session:
+        rows = (
+            await session.execute(
+                select(ExpectationWindow, Feed, Tenant)
+                .join(Feed, Feed.id == ExpectationWindow.feed_id)
+                .join(Tenant, Tenant.id == ExpectationWindow.tenant_id)
+                .where(
+                    ExpectationWindow.state == "open",
+                    ExpectationWindow.warned_at.is_(None),
+                    ExpectationWindow.warn_at <= now,
+                    ExpectationWindow.closes_at > now,
+                )
+                .limit(BATCH)
+            )
+        ).all()
+        if not rows:
+            return 0
+        claimed = set(
+            await session.scalars(
+                update(ExpectationWindow)
+                .where(
+                    ExpectationWindow.id.in_([w.id for w, _, _ in rows]),
+                    ExpectationWindow.warned_at.is_(None),
+                )
+                .values(warned_at=now)
+                .returning(ExpectationWindow.id)
+                .execution_options(synchronize_session=False)
+            )
+        )
+        for window, feed, tenant in rows:
+            contacts = list((feed.spec or {}).get("contacts") or [])
+            if window.id not in claimed or not contacts:
+                continue
+            sig = _missing(window, feed, tenant)
+            session.add(
+                Notice(
+                    reason="window_warning",
+                    created_at=now,
+                    payload={
+                        "kind": "missing_file",
+                        "class": "partner",
+                        "tenant": tenant.slug,
+                        "feed": feed.name,
+                        "file": None,
+                        "summary": sig.summary.replace("window closed", "window closes"),
+                        "details": sig.details,
+                        "contacts": contacts,
+                    },
+                )
+            )
+        return len(claimed)

@@ -1,0 +1,215 @@
+"""Signals in, incidents out: a new cause opens an incident (with its SLA timers and an
+"opened" notice for the notifier); the same cause while it is open only counts again.
+
+Works in batches because a busy minute (thousands of windows closing together) must page
+within seconds: one query finds the open incidents of every cause in the batch, one finds
+the events already counted, and the inserts go out together.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import insert, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from courier.common.db.models import Feed
+from courier.common.db.models_incidents import (
+    Incident,
+    IncidentOccurrence,
+    Notice,
+    SlaPolicy,
+    SlaTimer,
+    incident_class,
+    incident_payload,
+    sla_timers_for,
+)
+from courier.common.logging import get_logger
+
+log = get_logger(__name__)
+
+
+@dataclass
+class Signal:
+    """One observation that something is wrong, before it is an incident."""
+
+    kind: str
+    cause_key: str
+    # Unique per observation, so a redelivered event is not counted twice.
+    event_key: str
+    summary: str
+    tenant_id: uuid.UUID | None = None
+    tenant: str | None = None
+    feed: str | None = None
+    file_name: str | None = None
+    details: dict[str, Any] = field(default_factory=dict)
+    contacts: list[dict[str, Any]] = field(default_factory=list)
+    # Page only from this time on (an export may still be delivered before its deadline).
+    page_at: datetime | None = None
+    incident_class: str | None = None
+
+    @property
+    def open_key(self) -> str:
+        return f"{self.kind}|{self.cause_key}"
+
+
+def notice(incident: Incident, reason: str, now: datetime, **extra: Any) -> Notice:
+    return Notice(
+        incident_id=incident.id,
+        reason=reason,
+        payload={**incident.payload(), **extra},
+        created_at=now,
+    )
+
+
+@dataclass(frozen=True)
+class Opened:
+    id: uuid.UUID
+    open_key: str
+    kind: str
+
+
+async def record_signals(
+    session: AsyncSession, signals: Sequence[Signal], now: datetime, policy: SlaPolicy
+) -> list[Opened]:
+    """Fold each signal into its open incident or open one; returns incidents opened.
+
+    New rows go out as bulk INSERTs (no ORM objects): a busy minute opens thousands.
+    """
+    if not signals:
+        return []
+    counted = set(
+        await session.scalars(
+            select(IncidentOccurrence.event_key).where(
+                IncidentOccurrence.event_key.in_({s.event_key for s in signals})
+            )
+        )
+    )
+    existing: dict[str, Incident] = {
+        i.open_key: i
+        for i in await session.scalars(
+            select(Incident).where(Incident.open_key.in_({s.open_key for s in signals}))
+        )
+        if i.open_key
+    }
+    new: dict[str, dict[str, Any]] = {}
+    occurrences: list[dict[str, Any]] = []
+    for sig in signals:
+        if sig.event_key in counted:
+            continue
+        counted.add(sig.event_key)
+        if (incident := existing.get(sig.open_key)) is not None:
+            incident.occurrences += 1
+            incident.last_seen_at = now
+            incident_id = incident.id
+        elif (row := new.get(sig.open_key)) is not None:
+            row["occurrences"] += 1
+            incident_id = row["id"]
+        else:
+            row = _row(sig, now)
+            new[sig.open_key] = row
+            incident_id = row["id"]
+        occurrences.append(
+            {"incident_id": incident_id, "event_key": sig.event_key, "seen_at": now,
+             "summary": sig.summary}
+        )  # fmt: skip
+    rows = list(new.values())
+    if rows:
+        await session.execute(insert(Incident), rows)
+        await session.execute(
+            insert(SlaTimer),
+            [
+                {"incident_id": r["id"], "kind": kind, "due_at": due, "warn_at": warn}
+                for r in rows
+                for kind, due, warn in sla_timers_for(r["incident_class"], now, policy)
+            ],
+        )
+        paged = [r for r in rows if r["paged_at"] is not None]
+        if paged:
+            await session.execute(
+                insert(Notice),
+                [
+                    {"incident_id": r["id"], "reason": "opened", "created_at": now,
+                     "payload": incident_payload(r)}
+                    for r in paged
+                ],
+            )  # fmt: skip
+        log.info("incidents opened", count=len(rows), kinds=sorted({r["kind"] for r in rows}))
+    if occurrences:
+        await session.execute(insert(IncidentOccurrence), occurrences)
+    return [Opened(r["id"], r["open_key"], r["kind"]) for r in rows]
+
+
+def _row(sig: Signal, now: datetime) -> dict[str, Any]:
+    page_at = sig.page_at if sig.page_at and sig.page_at > now else None
+    return {
+        "id": uuid.uuid4(),
+        "kind": sig.kind,
+        "incident_class": sig.incident_class or incident_class(sig.kind),
+        "cause_key": sig.cause_key,
+        "open_key": sig.open_key,
+        "tenant_id": sig.tenant_id,
+        "tenant": sig.tenant,
+        "feed": sig.feed,
+        "file_name": sig.file_name,
+        "summary": sig.summary,
+        "details": sig.details,
+        "contacts": sig.contacts,
+        "state": "open",
+        "occurrences": 1,
+        "first_seen_at": now,
+        "last_seen_at": now,
+        "page_at": page_at,
+        "paged_at": None if page_at else now,
+        "created_at": now,
+    }
+
+
+async def resolve_open(
+    session: AsyncSession, open_keys: Sequence[str], now: datetime, by: str, note: str
+) -> list[Incident]:
+    """Resolve whatever is open under these causes (a late file, a heartbeat back)."""
+    incidents = list(
+        await session.scalars(select(Incident).where(Incident.open_key.in_(set(open_keys))))
+    )
+    for incident in incidents:
+        await session.refresh(incident, ["notes", "timers"])
+        if incident.resolve(now, by, note):
+            if incident.incident_class == "partner" and incident.paged_at is not None:
+                session.add(notice(incident, "resolved", now, note=note))
+            log.info("incident resolved", incident_id=str(incident.id), note=note)
+    return incidents
+
+
+async def release_deferred_pages(session: AsyncSession, now: datetime) -> int:
+    """Page for incidents whose grace period ran out while still unresolved."""
+    due = list(
+        await session.scalars(
+            select(Incident)
+            .where(Incident.page_at.is_not(None), Incident.page_at <= now)
+            .where(Incident.paged_at.is_(None), Incident.state != "resolved")
+            .with_for_update(skip_locked=True)
+        )
+    )
+    for incident in due:
+        incident.paged_at = now
+        session.add(notice(incident, "opened", now))
+    return len(due)
+
+
+async def tenant_contacts(
+    session: AsyncSession, tenant_id: uuid.UUID, feed: str | None = None
+) -> list[dict[str, Any]]:
+    """A feed's contacts, or every contact of the tenant's feeds when the feed is unknown."""
+    query = select(Feed).where(Feed.tenant_id == tenant_id)
+    if feed:
+        query = query.where(Feed.name == feed)
+    seen: dict[str, dict[str, Any]] = {}
+    for f in await session.scalars(query.order_by(Feed.name)):
+        for contact in (f.spec or {}).get("contacts") or []:
+            seen.setdefault(contact.get("email") or contact.get("phone") or "", contact)
+    return list(seen.values())

@@ -1,0 +1,1 @@
+from tests.monitor.conftest import *  # noqa: F403  (the same paging fixtures)

@@ -1,0 +1,167 @@
+"""Paging through moto's SNS: escalation when nobody acknowledges, none when someone
+does, one digest when one person has many pages, and the delivery log of each."""
+
+from __future__ import annotations
+
+import uuid
+
+from sqlalchemy import select
+
+from courier.common.clock import ManualClock
+from courier.common.db.engine import Database
+from courier.common.db.models import Tenant
+from courier.common.db.models_incidents import Incident, Notification, SlaPolicy
+from courier.common.settings import Settings
+from courier.console.incidents import act
+from courier.monitor.incidents import Signal, record_signals
+from courier.notifier.deliver import Channels, escalate_due, route_notices, send_due
+from courier.notifier.mail import smtp_mail
+from courier.notifier.rota import Rota
+from courier.notifier.sms import SmsSender, sms_sender
+from tests.support.paging import Mailbox, Sns, body
+from tests.support.paging_fixtures import ANA, BEN, CAI, CONTACT
+
+
+async def _open(db: Database, tenant: Tenant, clock: ManualClock, n: int = 1) -> list[Incident]:
+    signals = [
+        Signal(
+            kind="file_rejected",
+            cause_key=f"{tenant.id}|reason-{i}",
+            event_key=f"test:{uuid.uuid4()}",
+            summary=f"file leave_{i}.csv rejected: unrecognised file name",
+            tenant_id=tenant.id,
+            tenant=tenant.slug,
+            file_name=f"leave_{i}.csv",
+            contacts=[{"name": "Payroll IT", "email": CONTACT}],
+        )
+        for i in range(n)
+    ]
+    async with db.transaction() as s:
+        return await record_signals(s, signals, clock.now(), SlaPolicy())
+
+
+async def _pass(db: Database, clock: ManualClock, rota: Rota, settings: Settings,
+                channels: Channels) -> None:  # fmt: skip
+    await route_notices(db, clock.now(), rota, settings)
+    await escalate_due(db, clock.now(), rota, settings)
+    await send_due(db, clock.now(), channels, settings, clock)
+
+
+def _channels(settings: Settings) -> Channels:
+    return Channels(sms=sms_sender(settings), mail=smtp_mail(settings), retry_wait=0.01)
+
+
+async def test_an_unacknowledged_page_escalates_to_the_next_person_in_the_rota(
+    paging: Settings, db: Database, tenant: Tenant, rota: Rota, clock: ManualClock, sns: Sns
+) -> None:
+    channels = _channels(paging)
+    await _open(db, tenant, clock)
+    await _pass(db, clock, rota, paging, channels)
+    assert len(sns.to(ANA)) == 1 and sns.to(BEN) == []
+
+    clock.advance(minutes=16)
+    await _pass(db, clock, rota, paging, channels)
+    assert len(sns.to(BEN)) == 1
+    assert "ESCALATED" in sns.to(BEN)[0] and "Not acknowledged by Ana" in sns.to(BEN)[0]
+
+    clock.advance(minutes=16)
+    await _pass(db, clock, rota, paging, channels)
+    assert len(sns.to(CAI)) == 1
+    clock.advance(minutes=16)
+    await _pass(db, clock, rota, paging, channels)
+    assert (len(sns.to(ANA)), len(sns.to(BEN)), len(sns.to(CAI))) == (1, 1, 1)
+
+
+async def test_acknowledging_a_page_stops_its_escalation(
+    paging: Settings, db: Database, tenant: Tenant, rota: Rota, clock: ManualClock, sns: Sns
+) -> None:
+    channels = _channels(paging)
+    (incident,) = await _open(db, tenant, clock)
+    await _pass(db, clock, rota, paging, channels)
+    clock.advance(minutes=5)
+    await act(db, incident.id, "acknowledge", clock.now(), "ana")
+    clock.advance(minutes=30)
+    await _pass(db, clock, rota, paging, channels)
+    assert len(sns.to(ANA)) == 1
+    assert sns.to(BEN) == [] and sns.to(CAI) == []
+
+
+async def test_a_partner_incident_emails_the_contacts_over_starttls_and_logs_each_delivery(
+    paging: Settings,
+    db: Database,
+    tenant: Tenant,
+    rota: Rota,
+    clock: ManualClock,
+    sns: Sns,
+    mailbox: Mailbox,
+) -> None:
+    (incident,) = await _open(db, tenant, clock)
+    await _pass(db, clock, rota, paging, _channels(paging))
+    (mail,) = mailbox.to(CONTACT)
+    assert "leave_0.csv" in mail["Subject"] and "acme" in mail["Subject"]
+    assert f"https://console.example/incidents/{incident.id}" in body(mail)
+    assert mailbox.starttls == [True]
+    async with db.session() as s:
+        log = list(await s.scalars(select(Notification).order_by(Notification.channel)))
+    assert [(n.channel, n.status, n.provider) for n in log] == [
+        ("email", "sent", "smtp"),
+        ("sms", "sent", "sns"),
+    ]
+    assert all(n.provider_id for n in log)
+
+
+async def test_many_pages_at_once_reach_one_person_as_one_digest(
+    paging: Settings, db: Database, tenant: Tenant, rota: Rota, clock: ManualClock, sns: Sns
+) -> None:
+    await _open(db, tenant, clock, n=50)
+    await _pass(db, clock, rota, paging, _channels(paging))
+    (digest,) = sns.to(ANA)
+    assert digest.startswith("COURIER 50 pages: 50 file_rejected across 1 tenant")
+    async with db.session() as s:
+        statuses = set(
+            await s.scalars(select(Notification.status).where(Notification.channel == "sms"))
+        )
+    assert statuses == {"sent"}
+
+
+class _Down:
+    name = "sns"
+
+    async def send(self, phone: str, text: str) -> str:
+        raise ConnectionError("provider unreachable")
+
+
+async def test_a_provider_outage_is_retried_and_recorded_in_the_delivery_log(
+    paging: Settings, db: Database, tenant: Tenant, rota: Rota, clock: ManualClock, sns: Sns
+) -> None:
+    down: SmsSender = _Down()
+    await _open(db, tenant, clock)
+    await _pass(db, clock, rota, paging, Channels(sms=down, mail=None, retry_wait=0.01))
+    async with db.session() as s:
+        (sms,) = await s.scalars(select(Notification).where(Notification.channel == "sms"))
+    assert sms.status == "failed" and "provider unreachable" in (sms.error or "")
+
+    # The provider is back; the next pass after the back-off sends it.
+    clock.advance(minutes=2)
+    await _pass(db, clock, rota, paging, _channels(paging))
+    assert len(sns.to(ANA)) == 1
+    async with db.session() as s:
+        sms = await s.get(Notification, sms.id, populate_existing=True)
+    assert sms is not None and sms.status == "sent" and sms.attempts == 2
+
+
+async def test_pages_keep_to_the_rate_limit_per_incident(
+    paging: Settings, db: Database, tenant: Tenant, rota: Rota, clock: ManualClock, sns: Sns
+) -> None:
+    from courier.common.db.models_incidents import Notice
+
+    (incident,) = await _open(db, tenant, clock)
+    async with db.transaction() as s:
+        inc = await s.get(Incident, incident.id)
+        assert inc is not None
+        for _ in range(10):
+            s.add(Notice(incident_id=inc.id, reason="opened", payload=inc.payload(),
+                         created_at=clock.now()))  # fmt: skip
+    settings = paging.model_copy(update={"notify_max_per_hour": 3, "sms_digest_threshold": 100})
+    await _pass(db, clock, rota, settings, _channels(settings))
+    assert len(sns.to(ANA)) == 3

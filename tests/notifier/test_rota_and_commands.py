@@ -1,0 +1,123 @@
+"""The rota answers who is on call; the CLI and the console API act on incidents."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+
+import httpx
+import pytest
+import yaml
+from typer.testing import CliRunner, Result
+
+from courier.cli.main import app
+from courier.common.clock import ManualClock
+from courier.common.db.engine import Database
+from courier.common.db.models import Tenant
+from courier.common.db.models_incidents import SlaPolicy
+from courier.common.settings import Settings, get_settings
+from courier.common.storage import open_storage
+from courier.console.api import create_app
+from courier.monitor.incidents import Signal, record_signals
+from courier.notifier.rota import Rota
+from tests.support.paging_fixtures import ROTA
+
+
+def test_the_rota_hands_over_at_local_time_and_honours_cover() -> None:
+    spec = {**ROTA, "handovers": [{"rotation": "primary", "person": "Ben",
+            "start": "2026-12-24T09:00", "end": "2026-12-27T09:00"}]}  # fmt: skip
+    spec["people"] = [*ROTA["people"]]
+    rota = Rota.model_validate(spec)
+    names = lambda at: [p.name for p in rota.chain(at)]  # noqa: E731
+    assert names(datetime(2026, 12, 1, 12, tzinfo=UTC)) == ["Ana", "Ben", "Cai"]
+    assert names(datetime(2026, 12, 7, 8, 59, tzinfo=UTC)) == ["Ana", "Ben", "Cai"]
+    assert names(datetime(2026, 12, 7, 9, 0, tzinfo=UTC)) == ["Cai", "Ben", "Ana"]
+    assert names(datetime(2026, 12, 25, 12, tzinfo=UTC))[0] == "Ben"
+
+
+def test_a_rota_naming_an_unknown_person_is_refused() -> None:
+    bad = {**ROTA, "rotations": [{"name": "primary", "start": "2026-01-01T09:00",
+                                  "people": ["Zed"]}]}  # fmt: skip
+    with pytest.raises(ValueError, match="unknown person 'Zed'"):
+        Rota.model_validate(bad)
+
+
+@pytest.fixture
+def cli_env(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> CliRunner:
+    monkeypatch.setenv("COURIER_DATABASE_URL", settings.database_url)
+    get_settings.cache_clear()
+    yield CliRunner()
+    get_settings.cache_clear()
+
+
+async def _cli(runner: CliRunner, args: list[str]) -> Result:
+    # The commands run their own event loop, as they do in a terminal.
+    return await asyncio.to_thread(runner.invoke, app, args)
+
+
+async def _incident(db: Database, tenant: Tenant) -> uuid.UUID:
+    async with db.transaction() as s:
+        (opened,) = await record_signals(
+            s,
+            [Signal(kind="import_failed", cause_key="x", event_key="e1", tenant_id=tenant.id,
+                    tenant=tenant.slug, summary="import of leave.csv failed: disk full")],
+            ManualClock(datetime(2026, 12, 1, tzinfo=UTC)).now(),
+            SlaPolicy(),
+        )  # fmt: skip
+    return opened.id
+
+
+async def test_oncall_apply_and_show_from_the_command_line(
+    cli_env: CliRunner, tmp_path: Path
+) -> None:
+    path = tmp_path / "rota.yaml"
+    path.write_text(yaml.safe_dump(ROTA))
+    applied = await _cli(cli_env, ["oncall", "apply", str(path)])
+    assert applied.exit_code == 0, applied.output
+    shown = await _cli(cli_env, ["oncall", "show", "--at", "2026-12-01T12:00:00+00:00"])
+    assert shown.exit_code == 0, shown.output
+    assert "Ana → Ben → Cai" in shown.output
+
+
+async def test_incidents_are_listed_acknowledged_noted_and_resolved_from_the_cli(
+    cli_env: CliRunner, db: Database, tenant: Tenant
+) -> None:
+    incident = str(await _incident(db, tenant))
+    listed = await _cli(cli_env, ["incidents", "list", "--json"])
+    assert incident in listed.output and "import_failed" in listed.output
+    assert (await _cli(cli_env, ["incidents", "ack", incident, "--by", "ana"])).exit_code == 0
+    again = await _cli(cli_env, ["incidents", "ack", incident])
+    assert again.exit_code == 1 and "only open ones" in again.output
+    note = ["incidents", "note", incident, "freed space on the volume"]
+    assert (await _cli(cli_env, note)).exit_code == 0
+    done = await _cli(cli_env, ["incidents", "resolve", incident, "-m", "re-imported"])
+    assert done.exit_code == 0
+    shown = await _cli(cli_env, ["incidents", "show", incident])
+    assert "resolved" in shown.output and "freed space on the volume" in shown.output
+    assert "(stopped)" in shown.output
+
+
+async def test_the_console_api_acknowledges_and_resolves_incidents(
+    settings: Settings, db: Database, tenant: Tenant
+) -> None:
+    incident = await _incident(db, tenant)
+    api = create_app(db, open_storage(settings.storage_url))
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=api), base_url="http://console"
+    ) as client:
+        listed = (await client.get("/api/incidents", params={"state": "open"})).json()
+        assert [i["id"] for i in listed] == [str(incident)]
+        acked = await client.post(f"/api/incidents/{incident}/ack", json={"by": "ana"})
+        assert acked.status_code == 200 and acked.json()["state"] == "acknowledged"
+        noted = await client.post(
+            f"/api/incidents/{incident}/notes", json={"text": "called Jo", "kind": "contacted"}
+        )
+        assert noted.status_code == 200
+        resolved = await client.post(f"/api/incidents/{incident}/resolve", json={"by": "ana"})
+        assert resolved.json()["state"] == "resolved"
+        twice = await client.post(f"/api/incidents/{incident}/resolve", json={"by": "ana"})
+        assert twice.status_code == 409
+        missing = await client.get(f"/api/incidents/{uuid.uuid4()}")
+        assert missing.status_code == 404
