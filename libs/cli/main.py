@@ -13,28 +13,27 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from courier.cli import dev, provision
+from courier.cli import accounts, dev, gateway, provision
 from courier.common.db.engine import Database
 from courier.common.db.migrate import upgrade_sync
-from courier.common.passwords import generate_password
 from courier.common.settings import get_settings
 
 app = typer.Typer(no_args_is_help=True, help="Courier: SFTP import/export for the platform.")
 dev_app = typer.Typer(no_args_is_help=True, help="Run everything on one machine.")
 db_app = typer.Typer(no_args_is_help=True, help="Database schema.")
 tenants_app = typer.Typer(no_args_is_help=True, help="Tenants (customers).")
-accounts_app = typer.Typer(no_args_is_help=True, help="SFTP accounts.")
 feeds_app = typer.Typer(no_args_is_help=True, help="Import feeds.")
 imports_app = typer.Typer(no_args_is_help=True, help="The import audit.")
 for sub, name in (
     (dev_app, "dev"),
     (db_app, "db"),
     (tenants_app, "tenants"),
-    (accounts_app, "accounts"),
     (feeds_app, "feeds"),
     (imports_app, "imports"),
 ):
     app.add_typer(sub, name=name)
+app.add_typer(accounts.app, name="accounts")
+app.add_typer(gateway.app, name="gateway")
 
 console = Console()
 err = Console(stderr=True)
@@ -104,7 +103,7 @@ def db_upgrade() -> None:
     console.print("database is up to date")
 
 
-# ------------------------------------------------------------------ tenants / accounts
+# ------------------------------------------------------------------ tenants
 
 
 @tenants_app.command("create")
@@ -127,23 +126,6 @@ def tenants_list() -> None:
     for t in _run(_with_db(_list)):
         table.add_row(t.slug, t.name, t.timezone, str(t.id))
     console.print(table)
-
-
-@accounts_app.command("create")
-def accounts_create(
-    username: str,
-    tenant: Annotated[str, typer.Option(help="Tenant slug.")],
-) -> None:
-    """Create an SFTP account; the generated password is printed once and never stored."""
-    password = generate_password()
-
-    async def _create(db: Database) -> None:
-        t = await provision.get_tenant(db, tenant)
-        await provision.create_account(db, t, username, password)
-
-    _run(_with_db(_create))
-    console.print(f"account {username} created for tenant {tenant}")
-    console.print(f"password (shown once): {password}", highlight=False)
 
 
 # ------------------------------------------------------------------ feeds

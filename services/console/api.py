@@ -12,7 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from courier.common.db.engine import Database
 from courier.common.storage import NotFound, Storage
-from courier.console import views
+from courier.console import sessions, views
 
 
 async def _session(request: Request) -> AsyncIterator[AsyncSession]:
@@ -27,6 +27,7 @@ def create_app(db: Database, storage: Storage) -> FastAPI:
     app = FastAPI(title="Courier console", version="1")
     app.state.db = db
     app.state.storage = storage
+    app.include_router(sessions.router)
 
     @app.get("/api/imports", response_model=list[views.ImportSummary])
     async def list_imports(
