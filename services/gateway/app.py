@@ -6,6 +6,7 @@ import asyncio
 
 from courier.common.announce import announce_pending
 from courier.common.runtime import Runtime
+from courier.gateway.audit import AuditLog
 from courier.gateway.bans import Guard
 from courier.gateway.expiry import keep_checking
 from courier.gateway.server import GatewayContext, start
@@ -14,7 +15,8 @@ from courier.gateway.server import GatewayContext, start
 async def main(runtime: Runtime) -> None:
     settings = runtime.settings
     guard = Guard(settings, runtime.db)
-    ctx = GatewayContext(settings, runtime.db, runtime.bus, runtime.storage, guard)
+    audit = AuditLog(runtime.db)
+    ctx = GatewayContext(settings, runtime.db, runtime.bus, runtime.storage, guard, audit)
     server = await start(ctx)
     runtime.log.info("sftp listening", host=settings.gateway_host, port=settings.gateway_port)
 
@@ -34,9 +36,11 @@ async def main(runtime: Runtime) -> None:
             _serve(),
             _catch_up(),
             guard.keep_fresh(),
+            audit.run(),
             keep_checking(runtime.db, runtime.bus, settings.gateway_password_check_seconds),
         )
     finally:
         server.close()
         if ctx.tasks:
             await asyncio.wait(ctx.tasks, timeout=5)
+        await audit.flush()

@@ -41,6 +41,11 @@ class Guard:
             return False
         return address_in(address, self.allowed)
 
+    def admits_now(self, address: str) -> bool:
+        """Not banned as of the last refresh or a ban decided here since (checked at login)."""
+        until = self.banned.get(address)
+        return until is None or until <= _now()
+
     async def refresh(self) -> None:
         self.allowed = await allowed_networks(self.db)
         self.banned = await active_bans(self.db)
@@ -52,15 +57,6 @@ class Guard:
                 await self.refresh()
             except Exception as exc:  # keep the last known state; the next pass retries
                 log.warning("gateway state not refreshed", error=str(exc))
-
-    async def is_banned(self, address: str) -> bool:
-        """Authoritative check (database), for bans decided by another replica just now."""
-        async with self.db.session() as session:
-            until = await session.scalar(select(Ban.until).where(Ban.address == address))
-        if until is not None and until > _now():
-            self.banned[address] = until
-            return True
-        return False
 
     async def score_failure(self, address: str) -> bool:
         """Count this address's recent login failures; ban it when over the limit."""

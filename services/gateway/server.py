@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -15,13 +16,13 @@ from courier.common.bus import Bus
 from courier.common.db.engine import Database
 from courier.common.logging import get_logger
 from courier.common.metrics import SFTP_AUTH_FAILURES, SFTP_SESSIONS
-from courier.common.passwords import verify_password
 from courier.common.settings import Settings
 from courier.common.storage import Storage
-from courier.gateway import audit, hostkeys
+from courier.gateway import hostkeys
 from courier.gateway.accounts import Principal, load_principal
-from courier.gateway.audit import SessionRef
+from courier.gateway.audit import AuditLog, SessionRef
 from courier.gateway.bans import Guard
+from courier.gateway.credentials import PasswordChecker
 from courier.gateway.metrics import SFTP_REFUSED_CONNECTIONS
 from courier.gateway.sftp import CourierSFTPServer
 
@@ -70,6 +71,11 @@ class GatewayContext:
     bus: Bus
     storage: Storage
     guard: Guard
+    audit: AuditLog
+    # Accounts read at login, kept for the state refresh interval (bursts of logins).
+    principals: dict[str, tuple[float, Principal | None]] = field(default_factory=dict)
+    passwords: PasswordChecker = field(default_factory=PasswordChecker)
+    _loading: dict[str, asyncio.Future[Principal | None]] = field(default_factory=dict)
     # Audit writes started from synchronous callbacks (disconnects), kept until done.
     tasks: set[asyncio.Task[None]] = field(default_factory=set)
 
@@ -77,6 +83,21 @@ class GatewayContext:
         task = asyncio.get_running_loop().create_task(coro)
         self.tasks.add(task)
         task.add_done_callback(self.tasks.discard)
+
+    async def principal(self, username: str) -> Principal | None:
+        now = time.monotonic()
+        cached = self.principals.get(username)
+        if cached is not None and now - cached[0] < self.settings.gateway_state_refresh_seconds:
+            return cached[1]
+        # Logins arriving together for one account share a single database read.
+        pending = self._loading.get(username)
+        if pending is None:
+            pending = asyncio.ensure_future(load_principal(self.db, username))
+            self._loading[username] = pending
+            pending.add_done_callback(lambda _: self._loading.pop(username, None))
+        found = await asyncio.shield(pending)
+        self.principals[username] = (now, found)
+        return found
 
 
 @dataclass
@@ -159,8 +180,7 @@ class GatewaySSHServer(asyncssh.SSHServer):
             self.session.log.info(
                 "disconnected", bytes_in=self.session.bytes_in, bytes_out=self.session.bytes_out
             )
-            await audit.record(
-                self.ctx.db,
+            self.ctx.audit.add(
                 self.session.ref,
                 "disconnect",
                 reason=str(exc) if exc else None,
@@ -184,9 +204,9 @@ class GatewaySSHServer(asyncssh.SSHServer):
     async def _begin_auth(self, username: str) -> bool:
         self.username = username
         self.passed, self.pending, self.failed_reason = set(), None, None
-        if await self.ctx.guard.is_banned(self.session.peer):
+        if not self.ctx.guard.admits_now(self.session.peer):
             raise asyncssh.PermissionDenied("address banned")
-        self.candidate = await load_principal(self.ctx.db, username)
+        self.candidate = await self.ctx.principal(username)
         if self.candidate is not None and not self.candidate.allows(self.session.peer):
             await self._fail("address_not_allowed")
             raise asyncssh.PermissionDenied("not allowed from this address")
@@ -217,9 +237,8 @@ class GatewaySSHServer(asyncssh.SSHServer):
     async def validate_password(self, username: str, password: str) -> bool:
         self.pending = None
         account = self.candidate
-        # argon2 is deliberately slow: keep it off the event loop.
-        ok = await asyncio.to_thread(
-            verify_password, account.password_hash if account else None, password
+        ok = await self.ctx.passwords.check(
+            username, account.password_hash if account else None, password
         )
         if account is None:
             await self._fail("unknown_user")
@@ -252,13 +271,8 @@ class GatewaySSHServer(asyncssh.SSHServer):
             username=account.username, tenant=account.tenant.slug
         )
         self.session.log.info("login succeeded", methods=sorted(self.passed))
-        self.ctx.spawn(
-            audit.record(
-                self.ctx.db,
-                self.session.ref,
-                "login_succeeded",
-                reason="+".join(sorted(self.passed)),
-            )
+        self.ctx.audit.add(
+            self.session.ref, "login_succeeded", reason="+".join(sorted(self.passed))
         )
         return True
 
@@ -272,10 +286,12 @@ class GatewaySSHServer(asyncssh.SSHServer):
             self.username,
             self.candidate.tenant.slug if self.candidate else None,
         )
-        await audit.record(self.ctx.db, ref, "login_failed", reason=reason)
+        self.ctx.audit.add(ref, "login_failed", reason=reason)
+        # Failures are scored from the table: this one must be in it first.
+        await self.ctx.audit.flush()
         banned = await self.ctx.guard.score_failure(self.session.peer)
         if banned:
-            await audit.record(self.ctx.db, ref, "banned", reason="too many failed logins")
+            self.ctx.audit.add(ref, "banned", reason="too many failed logins")
             if raise_ban:
                 raise asyncssh.PermissionDenied("too many failed logins")
 

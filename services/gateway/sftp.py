@@ -15,7 +15,6 @@ from courier.common.announce import announce, record_file
 from courier.common.areas import is_temporary_name
 from courier.common.metrics import SFTP_BYTES, SFTP_UPLOAD_SECONDS
 from courier.common.storage import NotFound, Storage, Writer
-from courier.gateway import audit
 from courier.gateway.accounts import Principal
 from courier.gateway.metrics import SFTP_DOWNLOAD_SECONDS
 from courier.gateway.vfs import Entry, Location, TenantTree, VfsError, resolve
@@ -82,10 +81,10 @@ class CourierSFTPServer(asyncssh.SFTPServer):
         self.tree = TenantTree(ctx.storage, self.principal.tenant.slug)
         self.storage: Storage = ctx.storage
 
-    async def _audit(
+    def _audit(
         self, kind: str, path: str, size: int | None = None, reason: str | None = None
     ) -> None:
-        await audit.record(self.ctx.db, self.session.ref, kind, path=path, size=size, reason=reason)
+        self.ctx.audit.add(self.session.ref, kind, path=path, size=size, reason=reason)
 
     # ------------------------------------------------------------ paths
 
@@ -130,11 +129,11 @@ class CourierSFTPServer(asyncssh.SFTPServer):
             if loc.area != "inbound":
                 raise asyncssh.SFTPPermissionDenied(f"{loc.path}: uploads go to /inbound")
             if not self.principal.can_upload:
-                await self._audit("upload_refused", loc.path, reason="read-only account")
+                self._audit("upload_refused", loc.path, reason="read-only account")
                 raise asyncssh.SFTPPermissionDenied(f"{loc.path}: this account cannot upload")
             room = await self._room()
             if room is not None and room <= 0:
-                await self._audit("upload_refused", loc.path, reason="quota exceeded")
+                self._audit("upload_refused", loc.path, reason="quota exceeded")
                 raise asyncssh.SFTPQuotaExceeded(f"{loc.path}: upload quota exceeded")
             writer = await self.storage.open_write(key)
             self.session.log.info("upload started", path=loc.path)
@@ -205,7 +204,7 @@ class CourierSFTPServer(asyncssh.SFTPServer):
                 os.close(file_obj.fd)
             SFTP_DOWNLOAD_SECONDS.observe(time.monotonic() - file_obj.started)
             self.session.log.info("download", path=file_obj.loc.path, size=file_obj.sent)
-            await self._audit("download", file_obj.loc.path, file_obj.sent)
+            self._audit("download", file_obj.loc.path, file_obj.sent)
             return
         assert isinstance(file_obj, Upload)
         if file_obj.refused:
@@ -213,13 +212,13 @@ class CourierSFTPServer(asyncssh.SFTPServer):
             self.session.log.warning(
                 "upload refused", path=file_obj.loc.path, reason=file_obj.refused
             )
-            await self._audit("upload_refused", file_obj.loc.path, reason=file_obj.refused)
+            self._audit("upload_refused", file_obj.loc.path, reason=file_obj.refused)
             raise asyncssh.SFTPQuotaExceeded(f"{file_obj.loc.path}: upload quota exceeded")
         if self.channel.is_closing() or self.session.lost:
             # The connection died with the file open: the upload is incomplete.
             await file_obj.writer.abort()
             self.session.log.warning("upload aborted", path=file_obj.loc.path)
-            await self._audit(
+            self._audit(
                 "upload_refused", file_obj.loc.path, file_obj.writer.size, "connection lost"
             )
             return
@@ -227,7 +226,7 @@ class CourierSFTPServer(asyncssh.SFTPServer):
         SFTP_UPLOAD_SECONDS.observe(time.monotonic() - file_obj.started)
         sha = file_obj.digest.hexdigest() if file_obj.sequential else None
         self.session.log.info("upload completed", path=file_obj.loc.path, size=file_obj.writer.size)
-        await self._audit("upload", file_obj.loc.path, file_obj.writer.size)
+        self._audit("upload", file_obj.loc.path, file_obj.writer.size)
         if not is_temporary_name(file_obj.loc.relpath):
             await self._announce(file_obj.loc, file_obj.key, sha)
 
@@ -260,7 +259,7 @@ class CourierSFTPServer(asyncssh.SFTPServer):
         except NotFound as exc:
             raise asyncssh.SFTPNoSuchFile(f"{loc.path}: no such file") from exc
         self.session.log.info("file deleted", path=loc.path)
-        await self._audit("delete", loc.path)
+        self._audit("delete", loc.path)
 
     async def rename(self, oldpath: bytes, newpath: bytes) -> None:
         old, new = self._resolve(oldpath), self._resolve(newpath)
@@ -275,7 +274,7 @@ class CourierSFTPServer(asyncssh.SFTPServer):
             raise asyncssh.SFTPNoSuchFile(f"{old.path}: no such file") from exc
         await self.storage.delete(src)
         self.session.log.info("file renamed", path=old.path, to=new.path)
-        await self._audit("rename", new.path, reason=f"from {old.path}")
+        self._audit("rename", new.path, reason=f"from {old.path}")
         # Clients upload to a temporary name and rename when done: announce the final name.
         if is_temporary_name(old.relpath) and not is_temporary_name(new.relpath):
             await self._announce(new, dst, None)

@@ -17,7 +17,7 @@ from courier.common.db.models_gateway import SessionEvent
 from courier.common.settings import Settings
 from courier.gateway import admin
 from tests.support.clients import SftpResult, asyncssh_connect, openssh_sftp
-from tests.support.services import running
+from tests.support.services import eventually, running
 
 PASSWORD = "Corr3ct-Horse-Battery"
 
@@ -106,3 +106,13 @@ async def audit_lines(db: Database, kind: str | None = None) -> list[SessionEven
         if kind:
             query = query.where(SessionEvent.kind == kind)
         return list(await s.scalars(query))
+
+
+async def audit_soon(db: Database, kind: str, n: int = 1) -> list[SessionEvent]:
+    """The audit is written in batches: wait for `n` lines of `kind`."""
+
+    async def probe() -> list[SessionEvent] | None:
+        lines = await audit_lines(db, kind)
+        return lines if len(lines) >= n else None
+
+    return await eventually(probe)

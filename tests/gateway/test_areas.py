@@ -13,7 +13,7 @@ from courier.common.db.engine import Database
 from courier.common.db.models import ReceivedFile
 from courier.common.settings import Settings
 from courier.common.storage import Storage
-from tests.gateway.conftest import Partner, audit_lines
+from tests.gateway.conftest import Partner, audit_lines, audit_soon
 from tests.support.clients import openssh_available
 from tests.support.services import eventually
 
@@ -129,7 +129,7 @@ async def test_read_only_account_downloads_but_cannot_upload(
         with pytest.raises(asyncssh.SFTPPermissionDenied):
             await sftp.remove("/outbound/timesheets.csv")
     assert await storage.list("tenants/acme/inbound") == []
-    assert [e.reason for e in await audit_lines(db, "upload_refused")] == ["read-only account"]
+    assert [e.reason for e in await audit_soon(db, "upload_refused")] == ["read-only account"]
 
 
 async def test_upload_over_quota_is_refused_and_leaves_nothing(

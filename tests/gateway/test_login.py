@@ -13,7 +13,7 @@ from courier.common.db.engine import Database
 from courier.common.db.models import SftpAccount
 from courier.common.settings import Settings
 from courier.gateway import bans
-from tests.gateway.conftest import Partner, audit_lines
+from tests.gateway.conftest import Partner, audit_lines, audit_soon
 from tests.support.clients import asyncssh_connect, openssh_available
 from tests.support.services import eventually
 
@@ -38,7 +38,7 @@ async def test_openssh_with_key_then_password_logs_in(
 ) -> None:
     result = await partner.openssh(["ls /"])
     assert "inbound" in result.stdout and "outbound" in result.stdout, result.stderr
-    [line] = await audit_lines(db, "login_succeeded")
+    [line] = await audit_soon(db, "login_succeeded")
     assert (line.username, line.tenant, line.reason) == (
         "acme-payroll",
         "acme",
@@ -51,7 +51,7 @@ async def test_asyncssh_with_key_and_password_logs_in(
 ) -> None:
     async with await partner.connect() as conn, conn.start_sftp_client() as sftp:
         assert sorted(await sftp.listdir("/")) == [".", "..", "inbound", "outbound"]
-    [line] = await audit_lines(db, "login_succeeded")
+    [line] = await audit_soon(db, "login_succeeded")
     assert line.reason == "password+publickey"
 
 
