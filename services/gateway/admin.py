@@ -97,6 +97,17 @@ def parse_key(text: str) -> tuple[str, str, str, str | None]:
     return algorithm, key.get_fingerprint("sha256"), line, comment
 
 
+def _key_row(account_id: uuid.UUID, parsed: tuple[str, str, str, str | None]) -> AccountKey:
+    algorithm, fingerprint, line, comment = parsed
+    return AccountKey(
+        account_id=account_id,
+        algorithm=algorithm,
+        fingerprint=fingerprint,
+        public_key=line,
+        comment=comment,
+    )
+
+
 def parse_cidr(text: str) -> str:
     try:
         return str(ipaddress.ip_network(text.strip(), strict=False))
@@ -187,16 +198,7 @@ async def create_account(
         generated = (
             await _apply_password(session, account, password) if auth_policy != "key" else None
         )
-        for algorithm, fingerprint, line, comment in parsed_keys:
-            session.add(
-                AccountKey(
-                    account_id=account.id,
-                    algorithm=algorithm,
-                    fingerprint=fingerprint,
-                    public_key=line,
-                    comment=comment,
-                )
-            )
+        session.add_all(_key_row(account.id, parsed) for parsed in parsed_keys)
     return account, generated
 
 
@@ -208,7 +210,8 @@ async def set_password(db: Database, username: str, password: str | None = None)
 
 
 async def add_key(db: Database, username: str, text: str) -> str:
-    algorithm, fingerprint, line, comment = parse_key(text)
+    parsed = parse_key(text)
+    fingerprint = parsed[1]
     async with db.transaction() as session:
         account = await get_account(session, username)
         exists = await session.scalar(
@@ -217,15 +220,7 @@ async def add_key(db: Database, username: str, text: str) -> str:
             )
         )
         if exists is None:
-            session.add(
-                AccountKey(
-                    account_id=account.id,
-                    algorithm=algorithm,
-                    fingerprint=fingerprint,
-                    public_key=line,
-                    comment=comment,
-                )
-            )
+            session.add(_key_row(account.id, parsed))
     return fingerprint
 
 
