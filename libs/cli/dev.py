@@ -39,7 +39,15 @@ async def _seed(database_url: str, password_file: Path) -> str:
         tenant = await provision.ensure_tenant(db, DEMO_TENANT, "Demo Customer", "Europe/London")
         if not await provision.account_exists(db, DEMO_USER):
             password = generate_password()
-            await provision.create_account(db, tenant, DEMO_USER, password)
+            # The local demo logs in with a password from this machine only.
+            await provision.create_account(
+                db,
+                tenant,
+                DEMO_USER,
+                password,
+                auth_policy="password",
+                allowed_cidrs=["127.0.0.1/32", "::1/128"],
+            )
             password_file.write_text(password)
             password_file.chmod(0o600)
         await provision.upsert_feed(

@@ -12,18 +12,16 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from courier.cli import demo, dev, exports, incidents, oncall, provision
+from courier.cli import accounts, demo, dev, exports, gateway, incidents, oncall, provision
 from courier.cli import sources as sources_cli
 from courier.common.db.engine import Database
 from courier.common.db.migrate import upgrade_sync
-from courier.common.passwords import generate_password
 from courier.common.settings import get_settings
 
 app = typer.Typer(no_args_is_help=True, help="Courier: SFTP import/export for the platform.")
 dev_app = typer.Typer(no_args_is_help=True, help="Run everything on one machine.")
 db_app = typer.Typer(no_args_is_help=True, help="Database schema.")
 tenants_app = typer.Typer(no_args_is_help=True, help="Tenants (customers).")
-accounts_app = typer.Typer(no_args_is_help=True, help="SFTP accounts.")
 feeds_app = typer.Typer(no_args_is_help=True, help="Import feeds.")
 imports_app = typer.Typer(no_args_is_help=True, help="The import audit.")
 app.add_typer(sources_cli.app, name="sources")
@@ -31,7 +29,6 @@ for sub, name in (
     (dev_app, "dev"),
     (db_app, "db"),
     (tenants_app, "tenants"),
-    (accounts_app, "accounts"),
     (feeds_app, "feeds"),
     (imports_app, "imports"),
 ):
@@ -40,6 +37,8 @@ app.add_typer(exports.app, name="exports")
 app.add_typer(demo.app, name="demo")
 app.add_typer(incidents.app, name="incidents")
 app.add_typer(oncall.app, name="oncall")
+app.add_typer(accounts.app, name="accounts")
+app.add_typer(gateway.app, name="gateway")
 
 console = Console()
 err = Console(stderr=True)
@@ -111,7 +110,7 @@ def asyncapi() -> None:
     print(json.dumps(document(), indent=2))
 
 
-# ------------------------------------------------------------------ tenants / accounts
+# ------------------------------------------------------------------ tenants
 
 
 @tenants_app.command("create")
@@ -134,23 +133,6 @@ def tenants_list() -> None:
     for t in _run(_with_db(_list)):
         table.add_row(t.slug, t.name, t.timezone, str(t.id))
     console.print(table)
-
-
-@accounts_app.command("create")
-def accounts_create(
-    username: str,
-    tenant: Annotated[str, typer.Option(help="Tenant slug.")],
-) -> None:
-    """Create an SFTP account; the generated password is printed once and never stored."""
-    password = generate_password()
-
-    async def _create(db: Database) -> None:
-        t = await provision.get_tenant(db, tenant)
-        await provision.create_account(db, t, username, password)
-
-    _run(_with_db(_create))
-    console.print(f"account {username} created for tenant {tenant}")
-    console.print(f"password (shown once): {password}", highlight=False)
 
 
 # ------------------------------------------------------------------ feeds

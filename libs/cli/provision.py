@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import select
@@ -39,12 +40,19 @@ async def ensure_tenant(db: Database, slug: str, name: str, timezone: str = "UTC
     return tenant
 
 
-async def create_account(db: Database, tenant: Tenant, username: str, password: str) -> SftpAccount:
+async def create_account(
+    db: Database, tenant: Tenant, username: str, password: str, **fields: Any
+) -> SftpAccount:
+    """`fields` are further `SftpAccount` columns (auth_policy, allowed_cidrs, …)."""
     async with db.transaction() as session:
         if await session.scalar(select(SftpAccount).where(SftpAccount.username == username)):
             raise ProvisionError(f"account {username!r} exists already")
         account = SftpAccount(
-            tenant_id=tenant.id, username=username, password_hash=hash_password(password)
+            tenant_id=tenant.id,
+            username=username,
+            password_hash=hash_password(password),
+            password_set_at=datetime.now(UTC),
+            **fields,
         )
         session.add(account)
     return account

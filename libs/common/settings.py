@@ -26,6 +26,15 @@ class Settings(BaseSettings):
     gateway_host_key_dir: Path = Path("./courier-data/hostkeys")
     # Idle sessions are dropped so a stuck client cannot hold a slot forever.
     gateway_idle_timeout: int = 900
+    # Brute-force defence: this many failed logins from one address within the window
+    # bans the address for `gateway_ban_seconds`.
+    gateway_ban_after_failures: int = 5
+    gateway_ban_window_seconds: float = 600.0
+    gateway_ban_seconds: float = 3600.0
+    # How often each replica reloads bans and allowlists decided elsewhere.
+    gateway_state_refresh_seconds: float = 5.0
+    # How often the gateway looks for passwords nearing expiry (alert `password_expiring`).
+    gateway_password_check_seconds: float = 3600.0
 
     console_host: str = "127.0.0.1"
     console_port: int = 8080

@@ -12,7 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from courier.common.db.engine import Database
 from courier.common.storage import NotFound, Storage
-from courier.console import exports, incidents, views
+from courier.console import exports, incidents, sessions, views
 
 
 async def _session(request: Request) -> AsyncIterator[AsyncSession]:
@@ -29,6 +29,7 @@ def create_app(db: Database, storage: Storage) -> FastAPI:
     app.state.storage = storage
     app.include_router(exports.router)
     app.include_router(incidents.router)
+    app.include_router(sessions.router)
 
     @app.get("/api/imports", response_model=list[views.ImportSummary])
     async def list_imports(

@@ -6,19 +6,23 @@ import asyncio
 
 from courier.common.announce import announce_pending
 from courier.common.runtime import Runtime
+from courier.gateway.audit import AuditLog
+from courier.gateway.bans import Guard
+from courier.gateway.expiry import keep_checking
 from courier.gateway.server import GatewayContext, start
 
 
 async def main(runtime: Runtime) -> None:
-    ctx = GatewayContext(runtime.settings, runtime.db, runtime.bus, runtime.storage)
+    settings = runtime.settings
+    guard = Guard(settings, runtime.db)
+    audit = AuditLog(runtime.db)
+    ctx = GatewayContext(settings, runtime.db, runtime.bus, runtime.storage, guard, audit)
     server = await start(ctx)
-    runtime.log.info(
-        "sftp listening", host=runtime.settings.gateway_host, port=runtime.settings.gateway_port
-    )
+    runtime.log.info("sftp listening", host=settings.gateway_host, port=settings.gateway_port)
 
     async def _serve() -> None:
         try:
-            await server.wait_closed()
+            await server.serve_forever()
         finally:
             server.close()
 
@@ -28,6 +32,15 @@ async def main(runtime: Runtime) -> None:
         await announce_pending(runtime.db, runtime.bus)
 
     try:
-        await runtime.run(_serve(), _catch_up())
+        await runtime.run(
+            _serve(),
+            _catch_up(),
+            guard.keep_fresh(),
+            audit.run(),
+            keep_checking(runtime.db, runtime.bus, settings.gateway_password_check_seconds),
+        )
     finally:
         server.close()
+        if ctx.tasks:
+            await asyncio.wait(ctx.tasks, timeout=5)
+        await audit.flush()

@@ -1,10 +1,12 @@
-"""SSH side of the gateway: login, per-connection session state, the listening server."""
+"""SSH side of the gateway: address check, multi-factor login, session state, the listener."""
 
 from __future__ import annotations
 
+import asyncio
+import time
 import uuid
 from dataclasses import dataclass, field
-from functools import partial
+from datetime import UTC, datetime
 from typing import Any
 
 import asyncssh
@@ -17,7 +19,11 @@ from courier.common.metrics import SFTP_AUTH_FAILURES, SFTP_SESSIONS
 from courier.common.settings import Settings
 from courier.common.storage import Storage
 from courier.gateway import hostkeys
-from courier.gateway.accounts import Principal, check_password
+from courier.gateway.accounts import Principal, load_principal
+from courier.gateway.audit import AuditLog, SessionRef
+from courier.gateway.bans import Guard
+from courier.gateway.credentials import PasswordChecker
+from courier.gateway.metrics import SFTP_REFUSED_CONNECTIONS
 from courier.gateway.sftp import CourierSFTPServer
 
 log = get_logger(__name__)
@@ -34,9 +40,9 @@ KEX_ALGS = [
     "diffie-hellman-group14-sha256",
 ]
 ENCRYPTION_ALGS = [
-    "chacha20-poly1305@openssh.com",
-    "aes256-gcm@openssh.com",
     "aes128-gcm@openssh.com",
+    "aes256-gcm@openssh.com",
+    "chacha20-poly1305@openssh.com",
     "aes256-ctr",
     "aes192-ctr",
     "aes128-ctr",
@@ -55,6 +61,7 @@ SIG_ALGS = [
     "rsa-sha2-512",
     "rsa-sha2-256",
 ]
+_ANY_FACTORS = frozenset({"password", "publickey"})
 
 
 @dataclass
@@ -63,17 +70,71 @@ class GatewayContext:
     db: Database
     bus: Bus
     storage: Storage
+    guard: Guard
+    audit: AuditLog
+    # Accounts read at login, kept for the state refresh interval (bursts of logins).
+    principals: dict[str, tuple[float, Principal | None]] = field(default_factory=dict)
+    passwords: PasswordChecker = field(default_factory=PasswordChecker)
+    _loading: dict[str, asyncio.Future[Principal | None]] = field(default_factory=dict)
+    # Audit writes started from synchronous callbacks (disconnects), kept until done.
+    tasks: set[asyncio.Task[None]] = field(default_factory=set)
+
+    def spawn(self, coro: Any) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+
+    async def principal(self, username: str) -> Principal | None:
+        now = time.monotonic()
+        cached = self.principals.get(username)
+        if cached is not None and now - cached[0] < self.settings.gateway_state_refresh_seconds:
+            return cached[1]
+        # Logins arriving together for one account share a single database read.
+        pending = self._loading.get(username)
+        if pending is None:
+            pending = asyncio.ensure_future(load_principal(self.db, username))
+            self._loading[username] = pending
+            pending.add_done_callback(lambda _: self._loading.pop(username, None))
+        found = await asyncio.shield(pending)
+        self.principals[username] = (now, found)
+        return found
 
 
 @dataclass
 class Session:
     peer: str
-    id: str = field(default_factory=lambda: uuid.uuid4().hex[:12])
+    id: str = field(default_factory=lambda: uuid.uuid4().hex[:16])
     principal: Principal | None = None
     bytes_in: int = 0
     bytes_out: int = 0
     lost: bool = False
     log: Any = None
+
+    @property
+    def ref(self) -> SessionRef:
+        return SessionRef(
+            self.id,
+            self.peer,
+            self.principal.username if self.principal else None,
+            self.principal.tenant.slug if self.principal else None,
+        )
+
+
+class GatewayConnection(asyncssh.SSHServerConnection):
+    """asyncssh's server connection with RFC 4252 partial success.
+
+    asyncssh answers success as soon as one method succeeds. When the account needs
+    another factor still, the owner says so and the client gets USERAUTH_FAILURE with
+    partial success set and only the remaining methods listed (as OpenSSH's
+    `AuthenticationMethods publickey,password` does).
+    """
+
+    async def send_userauth_success(self) -> None:
+        owner = self.get_owner()
+        if isinstance(owner, GatewaySSHServer) and not owner.factor_passed():
+            self.send_userauth_failure(True)
+            return
+        await super().send_userauth_success()
 
 
 class GatewaySSHServer(asyncssh.SSHServer):
@@ -81,44 +142,164 @@ class GatewaySSHServer(asyncssh.SSHServer):
         self.ctx = ctx
         self.session = Session(peer="?")
         self.session.log = log
+        self.refused = False
+        # Login state for the username being tried.
+        self.username: str | None = None
+        self.candidate: Principal | None = None
+        self.passed: set[str] = set()
+        self.pending: str | None = None
+        self.failed_reason: str | None = None
+        self.disabled_seen = False
+        self.authenticated = False
+
+    # ------------------------------------------------------------ connection
 
     def connection_made(self, conn: asyncssh.SSHServerConnection) -> None:
         peer = conn.get_extra_info("peername") or ("?", 0)
         self.session.peer = str(peer[0])
         self.session.log = log.bind(session=self.session.id, peer=self.session.peer)
+        if not self.ctx.guard.admits(self.session.peer):
+            # Before any SSH work: no banner, no key exchange, no audit row to fill up.
+            self.refused = True
+            reason = "banned" if self.session.peer in self.ctx.guard.banned else "not_allowed"
+            SFTP_REFUSED_CONNECTIONS.labels(reason=reason).inc()
+            self.session.log.warning("connection refused", reason=reason)
+            conn.abort()
+            return
         SFTP_SESSIONS.inc()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.session.lost = True
+        if self.refused:
+            return
         SFTP_SESSIONS.dec()
-        self.session.log.info(
-            "disconnected",
-            bytes_in=self.session.bytes_in,
-            bytes_out=self.session.bytes_out,
-            error=str(exc) if exc else None,
-        )
+        self.ctx.spawn(self._closed(exc))
 
-    def begin_auth(self, username: str) -> bool:
+    async def _closed(self, exc: Exception | None) -> None:
+        if self.authenticated:
+            self.session.log.info(
+                "disconnected", bytes_in=self.session.bytes_in, bytes_out=self.session.bytes_out
+            )
+            self.ctx.audit.add(
+                self.session.ref,
+                "disconnect",
+                reason=str(exc) if exc else None,
+                size=self.session.bytes_in + self.session.bytes_out,
+            )
+        elif self.username is not None and self.failed_reason is None:
+            # The client gave up without completing every factor the account needs.
+            if self.disabled_seen:
+                reason = "disabled"
+            elif not self.passed:
+                reason = "no_valid_credentials"
+            else:
+                reason = "key_missing" if "password" in self.passed else "password_missing"
+            await self._fail(reason, raise_ban=False)
+
+    # ------------------------------------------------------------ login
+
+    def begin_auth(self, username: str) -> Any:
+        return self._begin_auth(username)
+
+    async def _begin_auth(self, username: str) -> bool:
+        self.username = username
+        self.passed, self.pending, self.failed_reason = set(), None, None
+        if not self.ctx.guard.admits_now(self.session.peer):
+            raise asyncssh.PermissionDenied("address banned")
+        self.candidate = await self.ctx.principal(username)
+        if self.candidate is not None and not self.candidate.allows(self.session.peer):
+            await self._fail("address_not_allowed")
+            raise asyncssh.PermissionDenied("not allowed from this address")
         return True
 
+    def _remaining(self) -> frozenset[str]:
+        factors = self.candidate.factors if self.candidate else _ANY_FACTORS
+        return factors - self.passed
+
+    def public_key_auth_supported(self) -> bool:
+        return "publickey" in self._remaining()
+
     def password_auth_supported(self) -> bool:
+        return "password" in self._remaining()
+
+    def validate_public_key(self, username: str, key: asyncssh.SSHKey) -> bool:
+        self.pending = None
+        account = self.candidate
+        if account is None or key.get_fingerprint("sha256") not in account.key_fingerprints:
+            return False
+        if not account.enabled:
+            self.disabled_seen = True
+            return False
+        # asyncssh verifies the signature after this; success then reaches factor_passed.
+        self.pending = "publickey"
         return True
 
     async def validate_password(self, username: str, password: str) -> bool:
-        principal = await check_password(self.ctx.db, username, password)
-        if principal is None:
-            SFTP_AUTH_FAILURES.labels(reason="password").inc()
-            self.session.log.warning("login failed", username=username, reason="password")
+        self.pending = None
+        account = self.candidate
+        ok = await self.ctx.passwords.check(
+            username, account.password_hash if account else None, password
+        )
+        if account is None:
+            await self._fail("unknown_user")
             return False
-        self.session.principal = principal
-        self.session.log = self.session.log.bind(username=username, tenant=principal.tenant.slug)
-        self.session.log.info("login succeeded")
+        if not ok:
+            await self._fail("password")
+            return False
+        if not account.enabled:
+            await self._fail("disabled")
+            raise asyncssh.PermissionDenied("account disabled")
+        expires = account.password_expires_at
+        if expires is not None and expires <= datetime.now(UTC):
+            await self._fail("password_expired")
+            raise asyncssh.PermissionDenied("password expired: ask your administrator to rotate it")
+        self.pending = "password"
         return True
 
+    def factor_passed(self) -> bool:
+        """Called on each method's success: True once every factor of the account is in."""
+        if self.pending is not None:
+            self.passed.add(self.pending)
+            self.pending = None
+        if self._remaining():
+            return False
+        account = self.candidate
+        assert account is not None
+        self.authenticated = True
+        self.session.principal = account
+        self.session.log = self.session.log.bind(
+            username=account.username, tenant=account.tenant.slug
+        )
+        self.session.log.info("login succeeded", methods=sorted(self.passed))
+        self.ctx.audit.add(
+            self.session.ref, "login_succeeded", reason="+".join(sorted(self.passed))
+        )
+        return True
 
-async def start(ctx: GatewayContext) -> asyncssh.SSHAcceptor:
+    async def _fail(self, reason: str, *, raise_ban: bool = True) -> None:
+        self.failed_reason = reason
+        SFTP_AUTH_FAILURES.labels(reason=reason).inc()
+        self.session.log.warning("login failed", username=self.username, reason=reason)
+        ref = SessionRef(
+            self.session.id,
+            self.session.peer,
+            self.username,
+            self.candidate.tenant.slug if self.candidate else None,
+        )
+        self.ctx.audit.add(ref, "login_failed", reason=reason)
+        # Failures are scored from the table: this one must be in it first.
+        await self.ctx.audit.flush()
+        banned = await self.ctx.guard.score_failure(self.session.peer)
+        if banned:
+            self.ctx.audit.add(ref, "banned", reason="too many failed logins")
+            if raise_ban:
+                raise asyncssh.PermissionDenied("too many failed logins")
+
+
+async def start(ctx: GatewayContext) -> asyncio.AbstractServer:
     settings = ctx.settings
     keys = hostkeys.load_or_create(settings.gateway_host_key_dir)
+    await ctx.guard.refresh()
 
     def _server_factory() -> GatewaySSHServer:
         return GatewaySSHServer(ctx)
@@ -127,12 +308,10 @@ async def start(ctx: GatewayContext) -> asyncssh.SSHAcceptor:
         return CourierSFTPServer(chan, ctx)
 
     structlog.contextvars.bind_contextvars(service="gateway")
-    return await asyncssh.create_server(
-        _server_factory,
-        settings.gateway_host,
-        settings.gateway_port,
+    options = await asyncssh.SSHServerConnectionOptions.construct(
+        server_factory=_server_factory,
         server_host_keys=keys,
-        sftp_factory=partial(_sftp_factory),
+        sftp_factory=_sftp_factory,
         allow_scp=False,
         kex_algs=KEX_ALGS,
         encryption_algs=ENCRYPTION_ALGS,
@@ -143,4 +322,13 @@ async def start(ctx: GatewayContext) -> asyncssh.SSHAcceptor:
         # Large windows and packets keep throughput up on high-latency links.
         window=8 * 1024 * 1024,
         max_pktsize=256 * 1024,
+    )
+    loop = asyncio.get_running_loop()
+    # asyncssh's own listener always builds its stock connection class; this one adds
+    # partial success, so the listener is built here from the same options.
+    return await loop.create_server(
+        lambda: GatewayConnection(loop, options),
+        settings.gateway_host,
+        settings.gateway_port,
+        backlog=512,
     )

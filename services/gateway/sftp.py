@@ -15,6 +15,8 @@ from courier.common.announce import announce, record_file
 from courier.common.areas import is_temporary_name
 from courier.common.metrics import SFTP_BYTES, SFTP_UPLOAD_SECONDS
 from courier.common.storage import NotFound, Storage, Writer
+from courier.gateway.accounts import Principal
+from courier.gateway.metrics import SFTP_DOWNLOAD_SECONDS
 from courier.gateway.vfs import Entry, Location, TenantTree, VfsError, resolve
 
 if TYPE_CHECKING:
@@ -54,6 +56,9 @@ class Upload:
     digest: Any = field(default_factory=hashlib.sha256)
     next_offset: int = 0
     sequential: bool = True
+    # Bytes /inbound may still take before the account's quota is reached (None = no limit).
+    room: int | None = None
+    refused: str | None = None
 
 
 @dataclass
@@ -62,6 +67,8 @@ class Download:
     key: str
     size: int
     fd: int | None = None
+    sent: int = 0
+    started: float = field(default_factory=time.monotonic)
 
 
 class CourierSFTPServer(asyncssh.SFTPServer):
@@ -69,8 +76,15 @@ class CourierSFTPServer(asyncssh.SFTPServer):
         super().__init__(chan)
         self.ctx = ctx
         self.session: Session = chan.get_connection().get_owner().session  # type: ignore[attr-defined]
-        self.tree = TenantTree(ctx.storage, self.session.principal.tenant.slug)
+        assert self.session.principal is not None
+        self.principal: Principal = self.session.principal
+        self.tree = TenantTree(ctx.storage, self.principal.tenant.slug)
         self.storage: Storage = ctx.storage
+
+    def _audit(
+        self, kind: str, path: str, size: int | None = None, reason: str | None = None
+    ) -> None:
+        self.ctx.audit.add(self.session.ref, kind, path=path, size=size, reason=reason)
 
     # ------------------------------------------------------------ paths
 
@@ -114,9 +128,18 @@ class CourierSFTPServer(asyncssh.SFTPServer):
         if writing:
             if loc.area != "inbound":
                 raise asyncssh.SFTPPermissionDenied(f"{loc.path}: uploads go to /inbound")
+            if not self.principal.can_upload:
+                self._audit("upload_refused", loc.path, reason="read-only account")
+                raise asyncssh.SFTPPermissionDenied(f"{loc.path}: this account cannot upload")
+            room = await self._room()
+            if room is not None and room <= 0:
+                self._audit("upload_refused", loc.path, reason="quota exceeded")
+                raise asyncssh.SFTPQuotaExceeded(f"{loc.path}: upload quota exceeded")
             writer = await self.storage.open_write(key)
             self.session.log.info("upload started", path=loc.path)
-            return Upload(loc, key, writer)
+            return Upload(loc, key, writer, room=room)
+        if not self.principal.can_read:
+            raise asyncssh.SFTPPermissionDenied(f"{loc.path}: this account cannot download")
         try:
             info = await self.storage.stat(key)
         except NotFound as exc:
@@ -124,6 +147,13 @@ class CourierSFTPServer(asyncssh.SFTPServer):
         local = await self.storage.local_path(key)
         fd = os.open(local, os.O_RDONLY) if local is not None else None
         return Download(loc, key, info.size, fd)
+
+    async def _room(self) -> int | None:
+        quota = self.principal.quota_bytes
+        if quota is None:
+            return None
+        used = sum(o.size for o in await self.storage.list(self.tree.key(resolve("/inbound"))))
+        return quota - used
 
     async def read(self, file_obj: object, offset: int, size: int) -> bytes:
         if not isinstance(file_obj, Download):
@@ -136,11 +166,16 @@ class CourierSFTPServer(asyncssh.SFTPServer):
             )
         SFTP_BYTES.labels(direction="out").inc(len(data))
         self.session.bytes_out += len(data)
+        file_obj.sent += len(data)
         return data
 
     async def write(self, file_obj: object, offset: int, data: bytes) -> int:
         if not isinstance(file_obj, Upload):
             raise asyncssh.SFTPPermissionDenied("file not open for writing")
+        if file_obj.room is not None and offset + len(data) > file_obj.room:
+            # Nothing of it becomes visible: close() discards the partial object.
+            file_obj.refused = "quota exceeded"
+            raise asyncssh.SFTPQuotaExceeded(f"{file_obj.loc.path}: upload quota exceeded")
         await file_obj.writer.write(data, offset)
         if file_obj.sequential and offset == file_obj.next_offset:
             file_obj.digest.update(data)
@@ -167,22 +202,36 @@ class CourierSFTPServer(asyncssh.SFTPServer):
         if isinstance(file_obj, Download):
             if file_obj.fd is not None:
                 os.close(file_obj.fd)
+            SFTP_DOWNLOAD_SECONDS.observe(time.monotonic() - file_obj.started)
+            self.session.log.info("download", path=file_obj.loc.path, size=file_obj.sent)
+            self._audit("download", file_obj.loc.path, file_obj.sent)
             return
         assert isinstance(file_obj, Upload)
+        if file_obj.refused:
+            await file_obj.writer.abort()
+            self.session.log.warning(
+                "upload refused", path=file_obj.loc.path, reason=file_obj.refused
+            )
+            self._audit("upload_refused", file_obj.loc.path, reason=file_obj.refused)
+            raise asyncssh.SFTPQuotaExceeded(f"{file_obj.loc.path}: upload quota exceeded")
         if self.channel.is_closing() or self.session.lost:
             # The connection died with the file open: the upload is incomplete.
             await file_obj.writer.abort()
             self.session.log.warning("upload aborted", path=file_obj.loc.path)
+            self._audit(
+                "upload_refused", file_obj.loc.path, file_obj.writer.size, "connection lost"
+            )
             return
         await file_obj.writer.finalize()
         SFTP_UPLOAD_SECONDS.observe(time.monotonic() - file_obj.started)
         sha = file_obj.digest.hexdigest() if file_obj.sequential else None
         self.session.log.info("upload completed", path=file_obj.loc.path, size=file_obj.writer.size)
+        self._audit("upload", file_obj.loc.path, file_obj.writer.size)
         if not is_temporary_name(file_obj.loc.relpath):
             await self._announce(file_obj.loc, file_obj.key, sha)
 
     async def _announce(self, loc: Location, key: str, sha: str | None) -> None:
-        tenant = self.session.principal.tenant
+        tenant = self.principal.tenant
         row = await record_file(
             self.ctx.db,
             self.storage,
@@ -190,7 +239,7 @@ class CourierSFTPServer(asyncssh.SFTPServer):
             loc.relpath,
             key,
             source="gateway",
-            account=self.session.principal.username,
+            account=self.principal.username,
             sha256=sha,
         )
         await announce(self.ctx.db, self.ctx.bus, row, tenant)
@@ -201,16 +250,23 @@ class CourierSFTPServer(asyncssh.SFTPServer):
         loc = self._resolve(path)
         if loc.is_root or loc.is_area:
             raise asyncssh.SFTPPermissionDenied(f"{loc.path} cannot be removed")
+        # Uploaders may clean up their own drops; pickup files need the delete right.
+        may = self.principal.can_upload if loc.area == "inbound" else self.principal.can_delete
+        if not may:
+            raise asyncssh.SFTPPermissionDenied(f"{loc.path}: this account cannot delete here")
         try:
             await self.storage.delete(self.tree.key(loc))
         except NotFound as exc:
             raise asyncssh.SFTPNoSuchFile(f"{loc.path}: no such file") from exc
         self.session.log.info("file deleted", path=loc.path)
+        self._audit("delete", loc.path)
 
     async def rename(self, oldpath: bytes, newpath: bytes) -> None:
         old, new = self._resolve(oldpath), self._resolve(newpath)
         if old.area != "inbound" or new.area != "inbound" or old.is_area or new.is_area:
             raise asyncssh.SFTPPermissionDenied("only files in /inbound can be renamed")
+        if not self.principal.can_upload:
+            raise asyncssh.SFTPPermissionDenied("this account cannot change /inbound")
         src, dst = self.tree.key(old), self.tree.key(new)
         try:
             await self.storage.copy(src, dst)
@@ -218,6 +274,7 @@ class CourierSFTPServer(asyncssh.SFTPServer):
             raise asyncssh.SFTPNoSuchFile(f"{old.path}: no such file") from exc
         await self.storage.delete(src)
         self.session.log.info("file renamed", path=old.path, to=new.path)
+        self._audit("rename", new.path, reason=f"from {old.path}")
         # Clients upload to a temporary name and rename when done: announce the final name.
         if is_temporary_name(old.relpath) and not is_temporary_name(new.relpath):
             await self._announce(new, dst, None)

@@ -6,14 +6,15 @@ import asyncio
 from decimal import Decimal
 from pathlib import Path
 
+import asyncssh
 import httpx
 import pytest
 from sqlalchemy import func, select
 
-from courier.cli import provision
 from courier.common.db.engine import Database
 from courier.common.db.models import Import, LeaveBalance, ReceivedFile, Tenant
 from courier.common.settings import Settings
+from courier.gateway import admin
 from tests.support.clients import asyncssh_connect, openssh_available, openssh_sftp
 from tests.support.fixtures_data import leave_csv
 from tests.support.services import eventually, running
@@ -22,9 +23,26 @@ PASSWORD = "Corr3ct-Horse-Battery"
 
 
 @pytest.fixture
-async def partner(db: Database, tenant: Tenant, leave_feed: None) -> str:
-    await provision.create_account(db, tenant, "acme-payroll", PASSWORD)
+def partner_key(tmp_path: Path) -> Path:
+    path = tmp_path / "partner_ed25519"
+    key = asyncssh.generate_private_key("ssh-ed25519")
+    key.write_private_key(path)
+    path.chmod(0o600)
+    return path
+
+
+@pytest.fixture
+async def partner(db: Database, tenant: Tenant, leave_feed: None, partner_key: Path) -> str:
+    """A partner as the gateway expects one: password and key, from an allowlisted address."""
+    public = asyncssh.read_private_key(partner_key).export_public_key().decode()
+    await admin.create_account(
+        db, tenant, "acme-payroll", password=PASSWORD, keys=[public], allow=["127.0.0.1/32"]
+    )
     return "acme-payroll"
+
+
+async def _connect(port: int, user: str, key: Path) -> asyncssh.SSHClientConnection:
+    return await asyncssh_connect(port, user, PASSWORD, client_keys=[str(key)])
 
 
 async def _imports(db: Database) -> list[Import]:
@@ -48,7 +66,7 @@ async def _balances(db: Database) -> dict[tuple[str, str], Decimal]:
 
 @pytest.mark.skipif(not openssh_available(), reason="needs OpenSSH sftp and sshpass")
 async def test_openssh_upload_is_imported_audited_and_downloadable(
-    settings: Settings, db: Database, partner: str, tmp_path: Path
+    settings: Settings, db: Database, partner: str, partner_key: Path, tmp_path: Path
 ) -> None:
     first = leave_csv(
         "E100,annual,80.00,2026-11-01",
@@ -66,6 +84,7 @@ async def test_openssh_upload_is_imported_audited_and_downloadable(
             partner,
             [f"put {tmp_path / 'leave_20261101.csv'} /inbound/"],
             password=PASSWORD,
+            identity=partner_key,
         )
         assert "Uploading" in result.stdout, result.stderr
         [imp] = await _wait_imports(db, 1)
@@ -91,6 +110,7 @@ async def test_openssh_upload_is_imported_audited_and_downloadable(
             partner,
             [f"put {tmp_path / 'leave_20261102.csv'} /inbound/"],
             password=PASSWORD,
+            identity=partner_key,
         )
         _, imp2 = await _wait_imports(db, 2)
         assert (imp2.status, imp2.created, imp2.updated, imp2.unchanged, imp2.errored) == (
@@ -120,13 +140,13 @@ async def test_openssh_upload_is_imported_audited_and_downloadable(
 
 
 async def test_asyncssh_upload_and_wrong_header_is_rejected_whole(
-    settings: Settings, db: Database, partner: str
+    settings: Settings, db: Database, partner: str, partner_key: Path
 ) -> None:
     good = leave_csv("E1,annual,10,2026-11-01")
     bad = leave_csv("E2,annual,5,2026-11-01", header="employee,leave_type,hours,as_of\n")
     async with running("importer", settings), running("gateway", settings):
         async with (
-            await asyncssh_connect(settings.gateway_port, partner, PASSWORD) as conn,
+            await _connect(settings.gateway_port, partner, partner_key) as conn,
             conn.start_sftp_client() as sftp,
         ):
             async with sftp.open("/inbound/leave_good.csv", "wb") as f:
@@ -152,11 +172,11 @@ async def test_asyncssh_upload_and_wrong_header_is_rejected_whole(
 
 
 async def test_temporary_name_is_announced_only_after_rename(
-    settings: Settings, db: Database, partner: str
+    settings: Settings, db: Database, partner: str, partner_key: Path
 ) -> None:
     async with running("importer", settings), running("gateway", settings):
         async with (
-            await asyncssh_connect(settings.gateway_port, partner, PASSWORD) as conn,
+            await _connect(settings.gateway_port, partner, partner_key) as conn,
             conn.start_sftp_client() as sftp,
         ):
             async with sftp.open("/inbound/leave_x.csv.filepart", "wb") as f:
@@ -169,17 +189,17 @@ async def test_temporary_name_is_announced_only_after_rename(
 
 
 async def test_aborted_upload_is_neither_visible_nor_announced(
-    settings: Settings, db: Database, partner: str, storage
+    settings: Settings, db: Database, partner: str, partner_key: Path, storage
 ) -> None:
     async with running("gateway", settings):
-        conn = await asyncssh_connect(settings.gateway_port, partner, PASSWORD)
+        conn = await _connect(settings.gateway_port, partner, partner_key)
         sftp = await conn.start_sftp_client()
         f = await sftp.open("/inbound/leave_cut.csv", "wb")
         await f.write(b"employee_id,leave_type,balance_hours,as_of\nE1,annual,")
         conn.abort()  # the client dies mid-transfer
         await asyncio.sleep(1)
         async with (
-            await asyncssh_connect(settings.gateway_port, partner, PASSWORD) as conn2,
+            await _connect(settings.gateway_port, partner, partner_key) as conn2,
             conn2.start_sftp_client() as sftp2,
         ):
             assert await sftp2.listdir("/inbound") == [".", ".."]

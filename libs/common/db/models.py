@@ -38,6 +38,18 @@ class SftpAccount(IdMixin, CreatedMixin, Base):
     username: Mapped[str] = mapped_column(String(64), unique=True)
     password_hash: Mapped[str | None] = mapped_column(String(255))
     enabled: Mapped[bool] = mapped_column(default=True)
+    # "password+key" (both, in one connection), "key" or "password".
+    auth_policy: Mapped[str] = mapped_column(String(16), default="password+key")
+    # Upload to /inbound; read files; delete in /outbound. Read-only = can_read alone.
+    can_upload: Mapped[bool] = mapped_column(default=True)
+    can_read: Mapped[bool] = mapped_column(default=True)
+    can_delete: Mapped[bool] = mapped_column(default=True)
+    # Bytes the tenant's /inbound may hold while this account uploads; None = no limit.
+    quota_bytes: Mapped[int | None] = mapped_column(BigInteger)
+    # CIDRs (IPv4 or IPv6) the account may connect from; empty = from nowhere.
+    allowed_cidrs: Mapped[list[str]] = mapped_column(JSON, default=list)
+    password_set_at: Mapped[datetime | None] = mapped_column(default=None)
+    password_expires_at: Mapped[datetime | None] = mapped_column(default=None)
 
     tenant: Mapped[Tenant] = relationship(lazy="joined")
 

@@ -1,0 +1,235 @@
+"""`courier accounts …`: partners' SFTP accounts, keys, allowlists and password policy.
+
+A generated password is printed once, to the terminal only; no password is logged.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from courier.cli import provision
+from courier.cli.gateway import run_db
+from courier.common.db.engine import Database
+from courier.common.db.models import SftpAccount
+from courier.gateway import admin
+
+app = typer.Typer(no_args_is_help=True, help="SFTP accounts.")
+console = Console()
+err = Console(stderr=True)
+
+
+def _key_text(value: str) -> str:
+    """A key given as a file name (`~/.ssh/id_ed25519.pub`) or as the key line itself."""
+    path = Path(value).expanduser()
+    return path.read_text() if len(value) < 4096 and path.is_file() else value
+
+
+def _show_password(username: str, password: str | None) -> None:
+    if password:
+        console.print(f"password for {username} (shown once): {password}", highlight=False)
+
+
+def _rights(account: SftpAccount) -> str:
+    rights = [
+        name
+        for name, on in (
+            ("upload", account.can_upload),
+            ("read", account.can_read),
+            ("delete", account.can_delete),
+        )
+        if on
+    ]
+    return ",".join(rights) or "none"
+
+
+@app.command("create")
+def create(
+    username: str,
+    tenant: Annotated[str, typer.Option(help="Tenant slug.")],
+    auth: Annotated[
+        str, typer.Option(help="password+key (default), key or password.")
+    ] = "password+key",
+    key: Annotated[
+        list[str] | None, typer.Option(help="Public key file or line; repeatable.")
+    ] = None,
+    allow: Annotated[
+        list[str] | None, typer.Option(help="Address or CIDR to connect from; repeatable.")
+    ] = None,
+    read_only: Annotated[bool, typer.Option(help="Download only.")] = False,
+    upload_only: Annotated[bool, typer.Option(help="Upload only.")] = False,
+    quota: Annotated[int | None, typer.Option(help="Bytes /inbound may hold.")] = None,
+) -> None:
+    """Create an SFTP account; a generated password meeting the policy is printed once."""
+    if read_only and upload_only:
+        err.print("[red]error:[/] --read-only and --upload-only exclude each other")
+        raise typer.Exit(2)
+
+    async def _create(db: Database) -> str | None:
+        try:
+            t = await provision.get_tenant(db, tenant)
+        except provision.ProvisionError as exc:
+            raise admin.AdminError(str(exc)) from exc
+        _, password = await admin.create_account(
+            db,
+            t,
+            username,
+            auth_policy=auth,
+            keys=[_key_text(k) for k in key or []],
+            allow=allow or [],
+            can_upload=not read_only,
+            can_read=not upload_only,
+            can_delete=not upload_only and not read_only,
+            quota_bytes=quota,
+        )
+        return password
+
+    password = run_db(_create)
+    console.print(f"account {username} created for tenant {tenant} ({auth})")
+    _show_password(username, password)
+    if not allow:
+        console.print("no address may connect yet: add one with `courier accounts allow-ip`")
+
+
+@app.command("list")
+def list_(tenant: str | None = None) -> None:
+    """Accounts with their tenant, auth policy, rights and state."""
+    table = Table("username", "tenant", "auth", "rights", "allowed from", "expires", "state")
+    for a in run_db(lambda db: admin.list_accounts(db, tenant)):
+        table.add_row(
+            a.username,
+            a.tenant.slug,
+            a.auth_policy,
+            _rights(a),
+            ", ".join(a.allowed_cidrs or []) or "-",
+            a.password_expires_at.strftime("%Y-%m-%d") if a.password_expires_at else "-",
+            "enabled" if a.enabled else "disabled",
+        )
+    console.print(table)
+
+
+@app.command("show")
+def show(username: str) -> None:
+    """One account: policy, rights, quota, allowlist, password dates and keys."""
+
+    async def _show(db: Database) -> tuple[SftpAccount, list]:  # type: ignore[type-arg]
+        async with db.session() as s:
+            account = await admin.get_account(s, username)
+        return account, await admin.keys_of(db, username)
+
+    account, keys = run_db(_show)
+    console.print(f"[bold]{account.username}[/] (tenant {account.tenant.slug})")
+    console.print(f"  state: {'enabled' if account.enabled else 'disabled'}")
+    console.print(f"  auth: {account.auth_policy}; rights: {_rights(account)}")
+    console.print(f"  quota: {account.quota_bytes or 'none'}")
+    console.print(f"  allowed from: {', '.join(account.allowed_cidrs or []) or 'nowhere'}")
+    console.print(f"  password set: {account.password_set_at or '-'}")
+    console.print(f"  password expires: {account.password_expires_at or 'never'}")
+    for k in keys:
+        console.print(f"  key: {k.algorithm} {k.fingerprint} {k.comment or ''}", highlight=False)
+
+
+@app.command("set-password")
+def set_password(
+    username: str,
+    stdin: Annotated[bool, typer.Option("--stdin", help="Read the password from stdin.")] = False,
+) -> None:
+    """Set a password chosen by the partner (checked against the tenant's policy)."""
+    if stdin:
+        password = sys.stdin.readline().rstrip("\n")
+    else:
+        password = typer.prompt("new password", hide_input=True, confirmation_prompt=True)
+    run_db(lambda db: admin.set_password(db, username, password))
+    console.print(f"password of {username} changed")
+
+
+@app.command("rotate-password")
+def rotate_password(username: str) -> None:
+    """Replace the password with a generated one, printed once."""
+    password = run_db(lambda db: admin.set_password(db, username))
+    _show_password(username, password)
+
+
+@app.command("add-key")
+def add_key(
+    username: str, key: Annotated[str, typer.Argument(help="Public key file or line.")]
+) -> None:
+    """Authorize a public key (ed25519, ECDSA, RSA ≥ 3072)."""
+    fingerprint = run_db(lambda db: admin.add_key(db, username, _key_text(key)))
+    console.print(f"key {fingerprint} added to {username}", highlight=False)
+
+
+@app.command("remove-key")
+def remove_key(
+    username: str, fingerprint: Annotated[str, typer.Argument(help="SHA256:… as listed.")]
+) -> None:
+    if not run_db(lambda db: admin.remove_key(db, username, fingerprint)):
+        err.print(f"[red]error:[/] {username} has no key {fingerprint}")
+        raise typer.Exit(1)
+    console.print(f"key {fingerprint} removed from {username}", highlight=False)
+
+
+@app.command("allow-ip")
+def allow_ip(username: str, cidr: str) -> None:
+    """Let the account connect from an address or CIDR range (IPv4 or IPv6)."""
+    cidrs = run_db(lambda db: admin.change_allowlist(db, username, cidr, allow=True))
+    console.print(f"{username} may connect from: {', '.join(cidrs)}")
+
+
+@app.command("deny-ip")
+def deny_ip(username: str, cidr: str) -> None:
+    cidrs = run_db(lambda db: admin.change_allowlist(db, username, cidr, allow=False))
+    console.print(f"{username} may connect from: {', '.join(cidrs) or 'nowhere'}")
+
+
+@app.command("disable")
+def disable(username: str) -> None:
+    run_db(lambda db: admin.update(db, username, enabled=False))
+    console.print(f"{username} disabled")
+
+
+@app.command("enable")
+def enable(username: str) -> None:
+    run_db(lambda db: admin.update(db, username, enabled=True))
+    console.print(f"{username} enabled")
+
+
+@app.command("policy")
+def policy(
+    tenant: str,
+    min_length: int | None = None,
+    min_classes: Annotated[
+        int | None, typer.Option(help="Of lower, upper, digits, symbols (1-4).")
+    ] = None,
+    history: Annotated[int | None, typer.Option(help="Earlier passwords refused.")] = None,
+    max_age_days: Annotated[int | None, typer.Option(help="0 = never expire.")] = None,
+    warn_days: Annotated[int | None, typer.Option(help="Alert this early.")] = None,
+) -> None:
+    """Show or change a tenant's password policy (applies to passwords set from now on)."""
+
+    async def _policy(db: Database):  # type: ignore[no-untyped-def]
+        try:
+            t = await provision.get_tenant(db, tenant)
+        except provision.ProvisionError as exc:
+            raise admin.AdminError(str(exc)) from exc
+        return await admin.set_policy(
+            db,
+            t,
+            min_length=min_length,
+            min_classes=min_classes,
+            history=history,
+            max_age_days=max_age_days,
+            warn_days=warn_days,
+        )
+
+    p = run_db(_policy)
+    console.print(
+        f"{tenant}: at least {p.min_length} characters and {p.min_classes} character classes; "
+        f"last {p.history} passwords refused; "
+        f"expire after {p.max_age_days or 'no'} days; alert {p.warn_days} days ahead"
+    )

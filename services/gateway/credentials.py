@@ -1,0 +1,55 @@
+"""Password checks for logins, with a short memory of recent successes.
+
+argon2id is deliberately slow (about 0.25 s of CPU per check here). Partners' systems
+often open several connections at once with the same credentials; checking each
+one with argon2 would make a burst of logins queue for seconds. A success is
+remembered (as a keyed BLAKE2 digest, never the password) for a few minutes and
+only for the same stored hash, so a password change forgets it at once. Failures
+are never remembered: every wrong guess pays the full argon2 price.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import secrets
+import time
+
+from courier.common.passwords import verify_password
+
+REMEMBER_SECONDS = 300.0
+
+
+class PasswordChecker:
+    def __init__(self, remember: float = REMEMBER_SECONDS) -> None:
+        self.remember = remember
+        self._key = secrets.token_bytes(32)
+        self._known: dict[tuple[str, str], tuple[float, bytes]] = {}
+        self._locks: dict[str, asyncio.Lock] = {}
+
+    def _digest(self, password: str) -> bytes:
+        return hashlib.blake2b(password.encode(), key=self._key, digest_size=32).digest()
+
+    def _remembered(self, username: str, password_hash: str, password: str) -> bool:
+        entry = self._known.get((username, password_hash))
+        if entry is None or time.monotonic() - entry[0] > self.remember:
+            return False
+        return hmac.compare_digest(entry[1], self._digest(password))
+
+    async def check(self, username: str, password_hash: str | None, password: str) -> bool:
+        if password_hash is None:
+            # Unknown account: spend the same time as a real check.
+            await asyncio.to_thread(verify_password, None, password)
+            return False
+        if self._remembered(username, password_hash, password):
+            return True
+        # One argon2 run per account at a time: a burst waits for the first and reuses it.
+        lock = self._locks.setdefault(username, asyncio.Lock())
+        async with lock:
+            if self._remembered(username, password_hash, password):
+                return True
+            ok = await asyncio.to_thread(verify_password, password_hash, password)
+            if ok:
+                self._known[(username, password_hash)] = (time.monotonic(), self._digest(password))
+        return ok
