@@ -82,8 +82,12 @@ async def test_dev_up_prints_connect_line_accepts_uploads_and_stops_everything(
         assert f"password: {password}" in out
 
         async def imported() -> list[dict[str, object]] | None:
-            async with httpx.AsyncClient() as http:
-                resp = await http.get(f"http://127.0.0.1:{console_port}/api/imports", timeout=5)
+            try:
+                async with httpx.AsyncClient() as http:
+                    url = f"http://127.0.0.1:{console_port}/api/imports"
+                    resp = await http.get(url, timeout=5)
+            except httpx.TransportError:
+                return None  # still catching up after the restart
             found = resp.json()
             return found if found and found[0]["finished_at"] else None
 

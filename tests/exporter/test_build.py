@@ -130,7 +130,14 @@ async def test_partner_downloads_the_export_from_the_pickup_area(
 ) -> None:
     exporter = Exporter(db, storage, recorder)
     export = await _export_for(db, exporter, tenant=tenant)
-    await provision.create_account(db, tenant, "acme-payroll", "Corr3ct-Horse-Battery")
+    await provision.create_account(
+        db,
+        tenant,
+        "acme-payroll",
+        "Corr3ct-Horse-Battery",
+        auth_policy="password",
+        allowed_cidrs=["127.0.0.1/32"],
+    )
     async with running("gateway", settings):
         result = await openssh_sftp(
             settings.gateway_port,
