@@ -1,10 +1,16 @@
-"""Importer process wiring: a durable consumer of `courier.file.received`."""
+"""Importer process wiring: a durable consumer of `courier.file.received`, and approvals."""
 
 from __future__ import annotations
+
+import asyncio
+import contextlib
 
 from courier.common.events import FileReceived
 from courier.common.runtime import Runtime
 from courier.importer.apply import handle_file_received
+from courier.importer.approval import carry_out_requests
+
+DECISION_POLL_SECONDS = 1.0
 
 
 async def main(runtime: Runtime) -> None:
@@ -15,5 +21,14 @@ async def main(runtime: Runtime) -> None:
         for out in result.events:
             await runtime.bus.publish(out)
 
+    async def decisions() -> None:
+        """Approvals and rejections recorded in the console are carried out here."""
+        while not runtime.stopping.is_set():
+            for decision in await carry_out_requests(runtime.db, runtime.storage):
+                for out in decision.events:
+                    await runtime.bus.publish(out)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(runtime.stopping.wait(), DECISION_POLL_SECONDS)
+
     runtime.bus.consume(FileReceived, "importer", on_file)
-    await runtime.run()
+    await runtime.run(decisions())
