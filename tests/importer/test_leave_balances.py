@@ -20,7 +20,9 @@ async def balances(db: Database) -> dict[tuple[str, str], Decimal]:
 
 async def test_upsert_creates_updates_and_keeps_with_changes_audited(db, feed, send) -> None:
     await feed("leave", "leave_balances", "leave_{yyyyMMdd}.csv")
-    first = await send("leave_20261101.csv", leave_csv("E1,annual,80,2026-11-01", "E2,sick,8,2026-11-01"))
+    first = await send(
+        "leave_20261101.csv", leave_csv("E1,annual,80,2026-11-01", "E2,sick,8,2026-11-01")
+    )
     assert (first.status, first.created) == ("completed", 2)
     second = await send(
         "leave_20261102.csv",
