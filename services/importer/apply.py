@@ -314,9 +314,10 @@ async def compute(
             if expect_plan is not None and await fingerprint(session, imp.id) != expect_plan:
                 raise PlanChanged(str(imp.id))
             _settle(imp, outcome, hold)
-            imp.details = {**outcome.details, **_held(imp, outcome, hold)}
+            details = {**outcome.details, **_held(imp, outcome, hold)}
             if imp.status == "awaiting_approval":
-                imp.details["plan_sha256"] = await fingerprint(session, imp.id)
+                details["plan_sha256"] = await fingerprint(session, imp.id)
+            imp.details = details
             imp.finished_at = datetime.now(UTC)
         return imp
     except Refused as exc:
