@@ -33,7 +33,7 @@ class Layout:
     key_positions: list[int]  # positions in `fields` of the key fields
 
 
-@dataclass
+@dataclass(slots=True)
 class Row:
     number: int
     values: tuple[Any, ...] | None  # in `Layout.fields` order; None when errored
@@ -150,8 +150,10 @@ def _converter(spec: FeedSpec, f: Field) -> Convert:
         limit = Decimal(10) ** (12 - f.scale)
 
         def decimal(raw: str) -> Decimal | None:
-            value = text(raw)
-            if value is None:
+            value = raw.strip()
+            if not value:
+                if required:
+                    raise _Bad(f"{name}: required")
                 return None
             try:
                 number = Decimal(value.replace(",", ".") if comma else value)
@@ -171,8 +173,10 @@ def _converter(spec: FeedSpec, f: Field) -> Convert:
     if fmt is None:
 
         def iso_date(raw: str) -> date | None:
-            value = text(raw)
-            if value is None:
+            value = raw.strip()
+            if not value:
+                if required:
+                    raise _Bad(f"{name}: required")
                 return None
             try:
                 if len(value) != 10:
@@ -202,7 +206,10 @@ class RowChecker:
         self.spec = spec
         self.layout = layout
         self.known = known
-        self.converters = [_converter(spec, f) for f in layout.fields]
+        self.pairs = [
+            (pos, _converter(spec, f))
+            for pos, f in zip(layout.positions, layout.fields, strict=True)
+        ]
         self.refs = [(j, f) for j, f in enumerate(layout.fields) if f.references]
         # A row may name a record of its own kind created earlier in the file.
         self.self_ref = spec.kind in {f.references for _, f in self.refs}
@@ -211,25 +218,40 @@ class RowChecker:
         layout = self.layout
         if len(cells) != layout.width:
             return Row(number, None, None, f"expected {layout.width} values, found {len(cells)}")
+        try:
+            # The common case in one pass; a bad cell takes the slow path below.
+            values = [convert(cells[pos]) for pos, convert in self.pairs]
+        except _Bad:
+            return self._errored(number, cells)
+        key = tuple([values[j] for j in layout.key_positions])
+        if self.refs and self._unknown(values):
+            return self._errored(number, cells)
+        if self.self_ref:
+            self.known.setdefault(self.spec.kind, set()).add(key[0])
+        return Row(number, tuple(values), key)
+
+    def _unknown(self, values: list[Any]) -> list[str]:
+        errors = []
+        for j, f in self.refs:
+            code = values[j]
+            if code is not None and code not in self.known.get(f.references or "", ()):
+                errors.append(f"{f.name}: unknown {(f.references or '')[:-1]} {code!r}")
+        return errors
+
+    def _errored(self, number: int, cells: list[str]) -> Row:
+        """Every problem of the row, in column order, and its key if that could be read."""
         values: list[Any] = []
         errors: list[str] = []
-        for pos, convert in zip(layout.positions, self.converters, strict=True):
+        for pos, convert in self.pairs:
             try:
                 values.append(convert(cells[pos]))
             except _Bad as exc:
                 values.append(None)
                 errors.append(str(exc))
-        key_values = [values[j] for j in layout.key_positions]
+        errors += self._unknown(values)
+        key_values = [values[j] for j in self.layout.key_positions]
         key = None if None in key_values else tuple(str(v) for v in key_values)
-        for j, f in self.refs:
-            code = values[j]
-            if code is not None and code not in self.known.get(f.references or "", ()):
-                errors.append(f"{f.name}: unknown {f.references[:-1]} {code!r}")  # type: ignore[index]
-        if errors:
-            return Row(number, None, key, "; ".join(errors))
-        if self.self_ref and key is not None:
-            self.known.setdefault(self.spec.kind, set()).add(key[0])
-        return Row(number, tuple(values), key)
+        return Row(number, None, key, "; ".join(errors))
 
 
 def read(spec: FeedSpec, lines: Iterator[str]) -> tuple[Layout, Iterator[tuple[int, list[str]]]]:
