@@ -187,8 +187,9 @@ async def import_file(db: Database, storage: Storage, feed: Feed, event: FileRec
     imp = _new_import(event, feed)
     structlog.contextvars.bind_contextvars(import_id=str(imp.id))
     if event.size > spec.max_size_mb * MB:
-        imp.status, imp.error = "rejected", (
-            f"file too large: {event.size} bytes, the feed takes at most {spec.max_size_mb:g} MB"
+        imp.status, imp.error = (
+            "rejected",
+            (f"file too large: {event.size} bytes, the feed takes at most {spec.max_size_mb:g} MB"),
         )
         imp.details = {"size": event.size, "max_size_mb": spec.max_size_mb}
         return await _record_outcome(db, imp, event, feed.kind, started)

@@ -105,9 +105,7 @@ async def run(session: AsyncSession, ctx: Context, rows: Iterator[Row]) -> Outco
         """
     )
     out = Outcome()
-    out.counts.errored = await raw.fetchval(
-        f"SELECT count(*) FROM {STAGE} WHERE error IS NOT NULL"
-    )
+    out.counts.errored = await raw.fetchval(f"SELECT count(*) FROM {STAGE} WHERE error IS NOT NULL")
 
     records_table = _q(ImportRecord.__tablename__)
     audit_errors = f"""
@@ -155,29 +153,8 @@ async def run(session: AsyncSession, ctx: Context, rows: Iterator[Row]) -> Outco
     )  # fmt: skip
     # Hash joins over the whole file stay in memory.
     await raw.execute("SET LOCAL work_mem = '256MB'")
-    counted = await raw.fetch(
-        f"""
-        WITH planned AS (
-            INSERT INTO {records_table} (import_id, row_number, record_key, action, changes)
-            SELECT $2, s.row_number, {key_text}, a.action,
-                   (CASE a.action WHEN 'created' THEN {created_json}
-                                  WHEN 'updated' THEN {updated_json} END)::json
-            FROM {STAGE} s
-            LEFT JOIN {table} t ON t.tenant_id = $1 AND {on_key}
-            CROSS JOIN LATERAL (SELECT CASE WHEN t.id IS NULL THEN 'created'
-                                            WHEN {differs} THEN 'updated'
-                                            ELSE 'unchanged' END AS action) a
-            WHERE s.error IS NULL
-            RETURNING action
-        )
-        SELECT action, count(*) FROM planned GROUP BY action
-        """,
-        ctx.tenant_id,
-        ctx.import_id,
-    )
-    for action, n in counted:
-        setattr(out.counts, action, n)
     await raw.execute(audit_errors, ctx.import_id)
+    apply = ctx.apply and not out.held
     if spec.mode == "full_sync" and out.counts.deleted:
         await raw.execute(
             f"""
@@ -188,33 +165,44 @@ async def run(session: AsyncSession, ctx: Context, rows: Iterator[Row]) -> Outco
             ctx.feed_id,
             ctx.import_id,
         )
-    if not ctx.apply or out.held:
-        return out
+        if apply:
+            await raw.execute(f"DELETE {missing}", ctx.tenant_id, ctx.feed_id)
 
-    if spec.mode == "full_sync" and out.counts.deleted:
-        await raw.execute(f"DELETE {missing}", ctx.tenant_id, ctx.feed_id)
-    if out.counts.updated:
-        sets = ", ".join(f"{_q(f.name)} = s.{_q(f.name)}" for f in compared)
-        await raw.execute(
-            f"""
-            UPDATE {table} t SET {sets}, feed_id = $2, updated_at = now()
+    # One pass over the file: compare each row with its record once, then audit,
+    # insert and update from that same comparison.
+    names = [_q(f.name) for f in fields]
+    writes = ""
+    if apply:
+        sets = ", ".join(f"{n} = p.{n}" for n in names if n not in {_q(k) for k in key})
+        writes = f"""
+        , inserted AS (
+            INSERT INTO {table} (id, tenant_id, feed_id, updated_at, {", ".join(names)})
+            SELECT gen_random_uuid(), $1, $3, now(), {", ".join(f"p.{n}" for n in names)}
+            FROM planned p WHERE p.action = 'created'
+        ), changed AS (
+            UPDATE {table} t SET {sets}, feed_id = $3, updated_at = now()
+            FROM planned p WHERE t.id = p.target_id AND p.action = 'updated'
+        )"""
+    counted = await raw.fetch(
+        f"""
+        WITH planned AS MATERIALIZED (
+            SELECT s.*, {key_text} AS record_key, t.id AS target_id, a.action,
+                   CASE a.action WHEN 'created' THEN {created_json}
+                                 WHEN 'updated' THEN {updated_json} END AS changes
             FROM {STAGE} s
-            WHERE t.tenant_id = $1 AND {on_key} AND s.error IS NULL AND ({differs})
-            """,
-            ctx.tenant_id,
-            ctx.feed_id,
-        )
-    if out.counts.created:
-        names = ", ".join(_q(f.name) for f in fields)
-        await raw.execute(
-            f"""
-            INSERT INTO {table} (id, tenant_id, feed_id, updated_at, {names})
-            SELECT gen_random_uuid(), $1, $2, now(), {", ".join(f"s.{_q(f.name)}" for f in fields)}
-            FROM {STAGE} s
+            LEFT JOIN {table} t ON t.tenant_id = $1 AND {on_key}
+            CROSS JOIN LATERAL (SELECT CASE WHEN t.id IS NULL THEN 'created'
+                                            WHEN {differs} THEN 'updated'
+                                            ELSE 'unchanged' END AS action) a
             WHERE s.error IS NULL
-              AND NOT EXISTS (SELECT 1 FROM {table} t WHERE t.tenant_id = $1 AND {on_key})
-            """,
-            ctx.tenant_id,
-            ctx.feed_id,
-        )
+        ), audited AS (
+            INSERT INTO {records_table} (import_id, row_number, record_key, action, changes)
+            SELECT $2, p.row_number, p.record_key, p.action, p.changes::json FROM planned p
+        ){writes}
+        SELECT action, count(*) FROM planned GROUP BY action
+        """,
+        *(ctx.tenant_id, ctx.import_id, ctx.feed_id)[: 3 if apply else 2],
+    )
+    for action, n in counted:
+        setattr(out.counts, action, n)
     return out

@@ -39,8 +39,9 @@ class Outcome:
 
 
 class Engine(Protocol):
-    async def __call__(self, session: AsyncSession, ctx: Context, rows: Iterator[Row]) -> Outcome:
-        ...
+    async def __call__(
+        self, session: AsyncSession, ctx: Context, rows: Iterator[Row]
+    ) -> Outcome: ...
 
 
 def render(value: Any) -> str | None:
