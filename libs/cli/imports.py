@@ -117,11 +117,11 @@ def _decide(import_id: uuid.UUID, approve: bool, by: str | None) -> None:
     who = by or getpass.getuser()
 
     async def _go(db: Database) -> tuple[approval.Decision, Any]:
+        storage = open_storage(get_settings().storage_url)
         if approve:
-            storage = open_storage(get_settings().storage_url)
             decision = await approval.approve(db, storage, import_id, who)
         else:
-            decision = await approval.reject(db, import_id, who)
+            decision = await approval.reject(db, storage, import_id, who)
         return decision, await _detail(db, import_id)
 
     try:

@@ -96,7 +96,9 @@ async def _decide(
 ) -> DecisionOut:
     db = request.app.state.db
     async with db.transaction() as s:
-        imp = await s.scalar(select(Import).where(Import.id == import_id).with_for_update(of=Import))
+        imp = await s.scalar(
+            select(Import).where(Import.id == import_id).with_for_update(of=Import)
+        )
         if imp is None:
             raise HTTPException(404, f"no import {import_id}")
         if imp.status != "awaiting_approval":

@@ -36,6 +36,7 @@ from courier.importer.decode import Decoder
 from courier.importer.decode import FileRejected as Refused
 from courier.importer.kinds import get_kind
 from courier.importer.ordering import enabled_feeds, feed_lock, match_feed, queue_until
+from courier.importer.results import write_result
 from courier.importer.spec import FeedSpec
 
 log = get_logger(__name__)
@@ -50,6 +51,8 @@ class Result:
     import_id: str | None
     status: str
     events: list[Event] = field(default_factory=list)
+    # Imports this handling processed (the partner gets a result file for each).
+    done: list[Import] = field(default_factory=list)
 
 
 class ChecksumMismatch(Exception):
@@ -141,7 +144,10 @@ def _new_import(event: FileReceived, feed: Feed | None) -> Import:
 async def handle_file_received(db: Database, storage: Storage, event: FileReceived) -> Result:
     structlog.contextvars.bind_contextvars(tenant=event.tenant)
     try:
-        return await _handle(db, storage, event)
+        result = await _handle(db, storage, event)
+        for imp in result.done:
+            await write_result(db, storage, imp, event.tenant)
+        return result
     finally:
         structlog.contextvars.unbind_contextvars("tenant", "file_id", "file_name", "import_id")
 
@@ -162,12 +168,14 @@ async def _handle(db: Database, storage: Storage, event: FileReceived) -> Result
         return await _record_outcome(db, imp, event, "unknown", time.monotonic())
 
     events: list[Event] = []
+    processed: list[Import] = []
     mine: Result | None = None
     async with feed_lock(db, feed.id):
         for row in await queue_until(db, feed, feeds, event.file_id):
             current = event if row.id == event.file_id else event_for(row, row.tenant)
             result = await import_file(db, storage, feed, current)
             events += result.events
+            processed += result.done
             if row.id == event.file_id:
                 mine = result
     if mine is None:
@@ -175,8 +183,8 @@ async def _handle(db: Database, storage: Storage, event: FileReceived) -> Result
         done = await _existing(db, event.file_id)
         if done is None:
             raise RuntimeError(f"file {event.file_id} is neither queued nor imported")
-        return Result(str(done.id), done.status, events + events_for(done, event))
-    return Result(mine.import_id, mine.status, events)
+        return Result(str(done.id), done.status, events + events_for(done, event), processed)
+    return Result(mine.import_id, mine.status, events, processed)
 
 
 async def import_file(db: Database, storage: Storage, feed: Feed, event: FileReceived) -> Result:
@@ -400,4 +408,4 @@ def _finish(imp: Import, event: FileReceived, kind: str, started: float) -> Resu
         unchanged=imp.unchanged,
         errored=imp.errored,
     )
-    return Result(str(imp.id), imp.status, events_for(imp, event))
+    return Result(str(imp.id), imp.status, events_for(imp, event), [imp])

@@ -22,6 +22,7 @@ from courier.common.logging import get_logger
 from courier.common.storage import Storage
 from courier.importer.apply import PlanChanged, compute, events_for, spec_of
 from courier.importer.ordering import feed_lock
+from courier.importer.results import write_result
 
 log = get_logger(__name__)
 
@@ -65,10 +66,14 @@ async def _held(db: Database, import_id: uuid.UUID) -> Import:
     return imp
 
 
-async def _events(db: Database, imp: Import) -> list[Event]:
+async def _announce(db: Database, storage: Storage, imp: Import) -> list[Event]:
+    """The partner's result file, and the events, for a decided import."""
     async with db.session() as session:
         row = await session.get(ReceivedFile, imp.file_id)
-    return events_for(imp, event_for(row, row.tenant)) if row is not None else []
+    if row is None:
+        return []
+    await write_result(db, storage, imp, row.tenant.slug)
+    return events_for(imp, event_for(row, row.tenant))
 
 
 async def approve(db: Database, storage: Storage, import_id: uuid.UUID, by: str) -> Decision:
@@ -88,14 +93,15 @@ async def approve(db: Database, storage: Storage, import_id: uuid.UUID, by: str)
                 db, storage, imp, spec, apply=False, guarded=False, replace=True, hold=CHANGED
             )
             await _mark(db, again.id, decision=None, by=None)
+            await _announce(db, storage, again)
             log.info("approval refused: change set recomputed", import_id=str(import_id))
             return Decision("changed", CHANGED, again)
         await _mark(db, done.id, decision="approve", by=by, decided=True)
     log.info("import approved", import_id=str(import_id), by=by, status=done.status)
-    return Decision("applied", f"applied: {done.status}", done, await _events(db, done))
+    return Decision("applied", f"applied: {done.status}", done, await _announce(db, storage, done))
 
 
-async def reject(db: Database, import_id: uuid.UUID, by: str) -> Decision:
+async def reject(db: Database, storage: Storage, import_id: uuid.UUID, by: str) -> Decision:
     imp = await _held(db, import_id)
     async with db.transaction() as session:
         stored = await session.get(Import, imp.id)
@@ -103,6 +109,7 @@ async def reject(db: Database, import_id: uuid.UUID, by: str) -> Decision:
         stored.status = "discarded"
         stored.decision, stored.decided_by, stored.decided_at = "reject", by, datetime.now(UTC)
     log.info("import rejected", import_id=str(import_id), by=by)
+    await _announce(db, storage, stored)
     return Decision("discarded", "change set discarded; nothing applied", stored)
 
 
@@ -146,7 +153,7 @@ async def carry_out_requests(db: Database, storage: Storage) -> list[Decision]:
             if imp.decision == "approve":
                 out.append(await approve(db, storage, imp.id, imp.decided_by or "console"))
             else:
-                out.append(await reject(db, imp.id, imp.decided_by or "console"))
+                out.append(await reject(db, storage, imp.id, imp.decided_by or "console"))
         except ApprovalError as exc:
             log.warning("decision not carried out", import_id=str(imp.id), error=str(exc))
             await _mark(db, imp.id, decision=None, by=None)

@@ -78,7 +78,7 @@ async def test_approval_after_the_data_changed_shows_the_new_change_set_first(
 
 async def test_rejected_change_set_is_discarded(db, storage, held, send) -> None:
     imp = await send("leave_1.csv", leave_csv("E1,annual,8,2026-11-01"))
-    decision = await approval.reject(db, imp.id, "ops")
+    decision = await approval.reject(db, storage, imp.id, "ops")
     assert (decision.outcome, (await load_import(db, imp.id)).status) == ("discarded", "discarded")
     assert await balances(db) == {}
     with pytest.raises(approval.ApprovalError, match="is discarded, not awaiting approval"):

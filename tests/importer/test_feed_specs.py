@@ -38,7 +38,7 @@ feeds:
 async def test_valid_feed_is_applied_with_every_option(db, tenant, tmp_path: Path) -> None:
     path = tmp_path / "acme.yaml"
     path.write_text(GOOD)
-    doc, sections = specs.load(path)
+    _, sections = specs.load(path)
     [applied] = await specs.SECTIONS["feeds"](db, tenant, sections["feeds"])
     assert applied == "feed acme/leave (leave_balances, leave_{yyyyMMdd}.csv) applied"
     from courier.importer.apply import spec_of
