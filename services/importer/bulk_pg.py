@@ -19,6 +19,7 @@ from courier.importer.rows import Row
 
 STAGE = "courier_import_stage"
 BATCH = 50_000
+ANALYZE_TARGET_FROM = 50_000
 
 
 def _sql_type(f: Field) -> str:
@@ -87,23 +88,36 @@ async def run(session: AsyncSession, ctx: Context, rows: Iterator[Row]) -> Outco
             batch = []
     if batch:
         await raw.copy_records_to_table(STAGE, records=batch, columns=names)
+    # Sorts and hash joins over the whole file stay in memory.
+    await raw.execute("SET LOCAL work_mem = '256MB'")
     await raw.execute(f"ANALYZE {STAGE}")
+    staged = await raw.fetchval(f"SELECT count(*) FROM {STAGE}")
+    if staged >= ANALYZE_TARGET_FROM:
+        # A large file meets the target table's real size, not stale statistics
+        # (a table a previous import just filled still looks empty to the planner).
+        await raw.execute(f"ANALYZE {table}")
 
     on_key = " AND ".join(f"t.{_q(k)} = s.{_q(k)}" for k in key)
     key_text = "concat_ws('/', " + ", ".join(f"s.{_q(k)}" for k in key) + ")"
     t_key_text = "concat_ws('/', " + ", ".join(f"t.{_q(k)}" for k in key) + ")"
     partition = ", ".join(_q(k) for k in key)
-    # A key seen again is an error on the later row, naming the first.
-    await raw.execute(
-        f"""
-        UPDATE {STAGE} s SET error = 'duplicate key ' || {key_text}
-                                   || ' (first on row ' || d.first || ')'
-        FROM (SELECT row_number, first_value(row_number) OVER w AS first
-              FROM {STAGE} WHERE error IS NULL
-              WINDOW w AS (PARTITION BY {partition} ORDER BY row_number)) d
-        WHERE d.row_number = s.row_number AND d.first <> d.row_number
-        """
+    # A key seen again is an error on the later row, naming the first. Finding out
+    # whether any key repeats (hashing) is much cheaper than ranking every row.
+    repeats = await raw.fetchval(
+        f"SELECT 1 FROM {STAGE} WHERE error IS NULL GROUP BY {partition} HAVING count(*) > 1 "
+        "LIMIT 1"
     )
+    if repeats:
+        await raw.execute(
+            f"""
+            UPDATE {STAGE} s SET error = 'duplicate key ' || {key_text}
+                                       || ' (first on row ' || d.first || ')'
+            FROM (SELECT row_number, first_value(row_number) OVER w AS first
+                  FROM {STAGE} WHERE error IS NULL
+                  WINDOW w AS (PARTITION BY {partition} ORDER BY row_number)) d
+            WHERE d.row_number = s.row_number AND d.first <> d.row_number
+            """
+        )
     out = Outcome()
     out.counts.errored = await raw.fetchval(f"SELECT count(*) FROM {STAGE} WHERE error IS NOT NULL")
 
@@ -151,8 +165,6 @@ async def run(session: AsyncSession, ctx: Context, rows: Iterator[Row]) -> Outco
         [(f.name, f"t.{_q(f.name)} IS NOT NULL", _text(f"t.{_q(f.name)}"), "'null'")
          for f in others]
     )  # fmt: skip
-    # Hash joins over the whole file stay in memory.
-    await raw.execute("SET LOCAL work_mem = '256MB'")
     await raw.execute(audit_errors, ctx.import_id)
     apply = ctx.apply and not out.held
     if spec.mode == "full_sync" and out.counts.deleted:
