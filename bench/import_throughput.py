@@ -44,12 +44,16 @@ def generate(path: Path, rows: int, seed: int, changed_share: float = 0.0) -> No
             fh.write(f"E{i // 4:07d},{LEAVE_TYPES[i % 4]},{hours:.2f},2026-11-01\n")
 
 
-async def admin(server: str, sql: str, database: str = "postgres") -> None:
+async def connect(server: str, database: str) -> asyncpg.Connection:
     url = make_url(server)
-    conn = await asyncpg.connect(
+    return await asyncpg.connect(
         host=url.host, port=url.port or 5432, user=url.username, password=url.password,
         database=database,
     )  # fmt: skip
+
+
+async def admin(server: str, sql: str, database: str = "postgres") -> None:
+    conn = await connect(server, database)
     try:
         await conn.execute(sql)
     finally:
@@ -57,11 +61,7 @@ async def admin(server: str, sql: str, database: str = "postgres") -> None:
 
 
 async def bare_copy(server: str, path: Path) -> float:
-    url = make_url(server)
-    conn = await asyncpg.connect(
-        host=url.host, port=url.port or 5432, user=url.username, password=url.password,
-        database=DB_NAME,
-    )  # fmt: skip
+    conn = await connect(server, DB_NAME)
     try:
         await conn.execute(
             "DROP TABLE IF EXISTS bare_copy; CREATE TABLE bare_copy (employee_id text, "

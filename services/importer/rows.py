@@ -110,6 +110,12 @@ class _Bad(ValueError):
     pass
 
 
+def _empty(name: str, required: bool) -> None:
+    if required:
+        raise _Bad(f"{name}: required")
+    return None
+
+
 def _converter(spec: FeedSpec, f: Field) -> Convert:
     required = spec.is_required(f.name)
     name = f.name
@@ -117,9 +123,7 @@ def _converter(spec: FeedSpec, f: Field) -> Convert:
     def text(raw: str) -> str | None:
         value = raw.strip()
         if not value:
-            if required:
-                raise _Bad(f"{name}: required")
-            return None
+            return _empty(name, required)
         if len(value) > f.max_len:
             raise _Bad(f"{name}: longer than {f.max_len} characters")
         return value
@@ -152,9 +156,7 @@ def _converter(spec: FeedSpec, f: Field) -> Convert:
         def decimal(raw: str) -> Decimal | None:
             value = raw.strip()
             if not value:
-                if required:
-                    raise _Bad(f"{name}: required")
-                return None
+                return _empty(name, required)
             try:
                 number = Decimal(value.replace(",", ".") if comma else value)
             except InvalidOperation:
@@ -175,9 +177,7 @@ def _converter(spec: FeedSpec, f: Field) -> Convert:
         def iso_date(raw: str) -> date | None:
             value = raw.strip()
             if not value:
-                if required:
-                    raise _Bad(f"{name}: required")
-                return None
+                return _empty(name, required)
             try:
                 if len(value) != 10:
                     raise ValueError

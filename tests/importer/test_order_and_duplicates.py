@@ -95,8 +95,7 @@ async def test_partner_finds_a_result_file_for_each_processed_file(db, storage, 
     ok = (await storage.read(result_key("acme", "leave_1.csv"))).decode()
     assert ok.splitlines() == [
         "status,row,key,message",
-        "completed_with_errors,,,"
-        '"created 1, updated 0, unchanged 0, deleted 0, errored 1"',
+        'completed_with_errors,,,"created 1, updated 0, unchanged 0, deleted 0, errored 1"',
         "errored,3,'=E2/annual,balance_hours: 'x' is not a number",
     ]
     refused = (await storage.read(result_key("acme", "unknown.txt"))).decode()
