@@ -135,3 +135,17 @@ async def test_reject_file_applies_nothing_when_a_row_errs(db, feed, send) -> No
     )
     assert [(r.row_number, r.action) for r in await records(db, imp)] == [(3, "errored")]
     assert await rows_of(db, LeaveBalance, LeaveBalance.employee_id) == []
+
+
+async def test_roles_full_sync_renames_and_removes(db, feed, send) -> None:
+    await feed("roles", "roles", "roles_*.csv", mode="full_sync")
+    await send("roles_1.csv", csv("code,name", "NURSE,Nurse", "CHEF,Chef", "PORTER,Porter"))
+    imp = await send("roles_2.csv", csv("code,name", "NURSE,Registered nurse", "CHEF,Chef"))
+    assert (imp.updated, imp.unchanged, imp.deleted) == (1, 1, 1)
+    by_action = {r.action: r for r in await records(db, imp)}
+    assert by_action["updated"].changes == {"name": ["Nurse", "Registered nurse"]}
+    assert (by_action["deleted"].record_key, by_action["deleted"].row_number) == ("PORTER", 0)
+    assert await rows_of(db, Role, Role.code, Role.name) == [
+        ("CHEF", "Chef"),
+        ("NURSE", "Registered nurse"),
+    ]
