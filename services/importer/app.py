@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import AsyncIterator
+from typing import Any
 
 from courier.common.events import FileReceived
 from courier.common.runtime import Runtime
@@ -13,9 +15,30 @@ from courier.importer.approval import carry_out_requests
 DECISION_POLL_SECONDS = 1.0
 
 
+@contextlib.asynccontextmanager
+async def keep_alive(message: Any, ack_wait: float) -> AsyncIterator[None]:
+    """Tell JetStream the message is still being worked on, so a large file is not redelivered."""
+
+    async def beat() -> None:
+        while True:
+            await asyncio.sleep(ack_wait / 3)
+            await message.in_progress()
+
+    task = asyncio.create_task(beat()) if message is not None else None
+    try:
+        yield
+    finally:
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+
+
 async def main(runtime: Runtime) -> None:
     async def on_file(event: FileReceived) -> None:
-        result = await handle_file_received(runtime.db, runtime.storage, event)
+        message = runtime.bus.broker.context.get_local("message")
+        async with keep_alive(message, runtime.settings.ack_wait_seconds):
+            result = await handle_file_received(runtime.db, runtime.storage, event)
         # Published after the commit; a failure here nacks, and the redelivery
         # finds the import already done and only publishes again.
         for out in result.events:

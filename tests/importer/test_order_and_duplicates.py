@@ -100,3 +100,32 @@ async def test_partner_finds_a_result_file_for_each_processed_file(db, storage, 
     ]
     refused = (await storage.read(result_key("acme", "unknown.txt"))).decode()
     assert refused.splitlines()[1] == "rejected,,,unrecognised file name"
+
+
+async def test_a_file_longer_to_import_than_ack_wait_is_delivered_once(
+    settings, db, bus, tenant, feed
+) -> None:
+    from courier.common.announce import record_file
+    from courier.common.areas import area_key
+    from courier.common.storage import open_storage
+
+    quick = settings.model_copy(update={"ack_wait_seconds": 1.0})
+    await feed("leave", "leave_balances", "leave_*.csv")
+    storage = open_storage(settings.storage_url)
+    key = area_key(tenant.slug, "inbound", "leave_big.csv")
+    await storage.put(key, leave_csv(*(f"E{i},annual,1,2026-11-01" for i in range(60_000))))
+    row = await record_file(db, storage, tenant, "leave_big.csv", key, source="api")
+    async with running("importer", quick) as importer:
+        await announce(db, bus, row, tenant)
+
+        async def finished() -> Import | None:
+            async with db.session() as s:
+                return await s.scalar(select(Import).where(Import.finished_at.is_not(None)))
+
+        imp = await eventually(finished, within=120)
+        js = importer.bus.broker.connection.jetstream()
+        info = await js.consumer_info(
+            importer.bus.stream("COURIER_FILES"), importer.bus.durable("importer")
+        )
+    assert (imp.status, imp.created) == ("completed", 60_000)
+    assert (info.delivered.consumer_seq, info.num_redelivered) == (1, 0)
