@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import uuid
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -12,7 +11,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from courier.cli import accounts, demo, dev, exports, gateway, incidents, oncall, provision
+from courier.cli import accounts, demo, dev, exports, gateway, imports, incidents, oncall, provision
 from courier.cli import sources as sources_cli
 from courier.common.db.engine import Database
 from courier.common.db.migrate import upgrade_sync
@@ -23,14 +22,12 @@ dev_app = typer.Typer(no_args_is_help=True, help="Run everything on one machine.
 db_app = typer.Typer(no_args_is_help=True, help="Database schema.")
 tenants_app = typer.Typer(no_args_is_help=True, help="Tenants (customers).")
 feeds_app = typer.Typer(no_args_is_help=True, help="Import feeds.")
-imports_app = typer.Typer(no_args_is_help=True, help="The import audit.")
 app.add_typer(sources_cli.app, name="sources")
 for sub, name in (
     (dev_app, "dev"),
     (db_app, "db"),
     (tenants_app, "tenants"),
     (feeds_app, "feeds"),
-    (imports_app, "imports"),
 ):
     app.add_typer(sub, name=name)
 app.add_typer(exports.app, name="exports")
@@ -39,6 +36,7 @@ app.add_typer(incidents.app, name="incidents")
 app.add_typer(oncall.app, name="oncall")
 app.add_typer(accounts.app, name="accounts")
 app.add_typer(gateway.app, name="gateway")
+app.add_typer(imports.app, name="imports")
 
 console = Console()
 err = Console(stderr=True)
@@ -165,90 +163,6 @@ def feeds_apply(
         raise typer.Exit(1) from exc
     for line in applied:
         console.print(line)
-
-
-# ------------------------------------------------------------------ imports
-
-
-@imports_app.command("list")
-def imports_list(
-    tenant: str | None = None,
-    status: str | None = None,
-    limit: int = 50,
-    as_json: Annotated[bool, typer.Option("--json")] = False,
-) -> None:
-    """Recent imports, newest first."""
-    from courier.console import views
-
-    async def _list(db: Database) -> list[views.ImportSummary]:
-        async with db.session() as s:
-            return await views.list_imports(s, tenant=tenant, status=status, limit=limit)
-
-    rows = _run(_with_db(_list))
-    if as_json:
-        console.print_json(json.dumps([r.model_dump(mode="json") for r in rows]))
-        return
-    table = Table(
-        "id",
-        "tenant",
-        "feed",
-        "file",
-        "status",
-        "created",
-        "updated",
-        "unchanged",
-        "deleted",
-        "errored",
-        "received",
-    )
-    for r in rows:
-        table.add_row(
-            str(r.id), r.tenant, r.feed or "-", r.file_name, r.status,
-            str(r.created), str(r.updated), str(r.unchanged), str(r.deleted), str(r.errored),
-            r.received_at.strftime("%Y-%m-%d %H:%M:%S"),
-        )  # fmt: skip
-    console.print(table)
-
-
-@imports_app.command("show")
-def imports_show(
-    import_id: uuid.UUID,
-    action: str | None = None,
-    as_json: Annotated[bool, typer.Option("--json")] = False,
-) -> None:
-    """One import with its records (created / updated / unchanged / deleted / errored)."""
-    from courier.console import views
-
-    async def _show(db: Database) -> views.ImportDetail | None:
-        async with db.session() as s:
-            imp = await views.get_import(s, import_id)
-            return None if imp is None else await views.import_detail(s, imp, action=action)
-
-    detail = _run(_with_db(_show))
-    if detail is None:
-        err.print(f"[red]error:[/] no import {import_id}")
-        raise typer.Exit(1)
-    if as_json:
-        console.print_json(detail.model_dump_json())
-        return
-    console.print(
-        f"[bold]{detail.file_name}[/] ({detail.tenant}/{detail.feed or '-'}): {detail.status}"
-    )
-    if detail.error:
-        console.print(f"  reason: {detail.error}")
-    for k, v in detail.details.items():
-        console.print(f"  {k}: {v}")
-    console.print(
-        f"  created {detail.created}, updated {detail.updated}, unchanged {detail.unchanged}, "
-        f"deleted {detail.deleted}, errored {detail.errored}; sha256 {detail.sha256}"
-    )
-    table = Table("row", "key", "action", "changes / error")
-    for rec in detail.records:
-        info = rec.error or ", ".join(
-            f"{k}: {v[0]} → {v[1]}" for k, v in (rec.changes or {}).items()
-        )
-        table.add_row(str(rec.row_number), rec.record_key or "-", rec.action, info)
-    console.print(table)
 
 
 if __name__ == "__main__":

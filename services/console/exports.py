@@ -3,27 +3,19 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator
 from datetime import date, datetime
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, HTTPException, Query, Request
+from fastapi import APIRouter, HTTPException, Query
 from pydantic import BaseModel
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from courier.common.db.models import Tenant
 from courier.common.db.models_exports import Export, ExportSpec
+from courier.console.deps import Session
 
 router = APIRouter(prefix="/api/exports", tags=["exports"])
-
-
-async def _session(request: Request) -> AsyncIterator[AsyncSession]:
-    async with request.app.state.db.session() as s:
-        yield s
-
-
-Session = Annotated[AsyncSession, Depends(_session)]
 
 
 class AttemptView(BaseModel):

@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from datetime import datetime
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, HTTPException, Query, Request
+from fastapi import APIRouter, HTTPException, Query
 from pydantic import BaseModel
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from courier.common.db.models_gateway import SessionEvent
+from courier.console.deps import Session
 
 
 class AuditLine(BaseModel):
@@ -105,18 +105,12 @@ async def get_session(s: AsyncSession, session_id: str) -> SessionSummary | None
     return _summarise(session_id, lines, with_events=True) if lines else None
 
 
-async def _db_session(request: Request) -> AsyncIterator[AsyncSession]:
-    async with request.app.state.db.session() as s:
-        yield s
-
-
-DbSession = Annotated[AsyncSession, Depends(_db_session)]
 router = APIRouter(prefix="/api/gateway", tags=["gateway"])
 
 
 @router.get("/sessions", response_model=list[SessionSummary])
 async def sessions(
-    s: DbSession,
+    s: Session,
     tenant: str | None = None,
     username: str | None = None,
     peer: str | None = None,
@@ -126,7 +120,7 @@ async def sessions(
 
 
 @router.get("/sessions/{session_id}", response_model=SessionSummary)
-async def session_detail(session_id: str, s: DbSession) -> SessionSummary:
+async def session_detail(session_id: str, s: Session) -> SessionSummary:
     found = await get_session(s, session_id)
     if found is None:
         raise HTTPException(404, f"no session {session_id}")

@@ -102,7 +102,8 @@ class Import(IdMixin, Base):
     storage_key: Mapped[str] = mapped_column(String(1024))
     sha256: Mapped[str] = mapped_column(String(64))
     size: Mapped[int] = mapped_column(BigInteger)
-    # received | applied | rejected | failed | duplicate | awaiting_approval
+    # completed | completed_with_errors | rejected | failed | duplicate | awaiting_approval
+    # | discarded (a held change set someone rejected)
     status: Mapped[str] = mapped_column(String(24))
     error: Mapped[str | None] = mapped_column(Text)
     details: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
@@ -114,6 +115,10 @@ class Import(IdMixin, Base):
     received_at: Mapped[datetime] = mapped_column(default=utcnow)
     started_at: Mapped[datetime] = mapped_column(default=utcnow)
     finished_at: Mapped[datetime | None] = mapped_column(default=None)
+    # Approval of a held import: requested `approve` | `reject`, by whom, when acted on.
+    decision: Mapped[str | None] = mapped_column(String(16), default=None)
+    decided_by: Mapped[str | None] = mapped_column(String(100), default=None)
+    decided_at: Mapped[datetime | None] = mapped_column(default=None)
 
     tenant: Mapped[Tenant] = relationship(lazy="joined")
     feed: Mapped[Feed | None] = relationship(lazy="joined")
@@ -144,3 +149,7 @@ class LeaveBalance(IdMixin, Base):
     balance_hours: Mapped[Decimal] = mapped_column(Numeric(12, 2))
     as_of: Mapped[date]
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+    # The feed that last wrote the row: a full sync deletes within its own feed only.
+    feed_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("feeds.id", ondelete="SET NULL"), default=None
+    )

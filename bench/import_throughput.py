@@ -1,0 +1,129 @@
+"""Import throughput on PostgreSQL: a 1,000,000-row leave-balance file with full audit.
+
+Baseline, in the same run: a bare COPY of the same file into an unindexed table.
+Prints both times, the ratio and the process's peak RSS. Run:
+
+    .venv/bin/python bench/import_throughput.py [--rows N] [--server URL]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import random
+import resource
+import tempfile
+import time
+from pathlib import Path
+
+import asyncpg
+from sqlalchemy.engine import make_url
+
+from courier.cli import provision
+from courier.common.announce import event_for, record_file
+from courier.common.areas import area_key
+from courier.common.db.engine import Database
+from courier.common.db.migrate import upgrade
+from courier.common.storage import file_url, open_storage
+from courier.importer.apply import handle_file_received
+from courier.importer.spec import FeedSpec
+
+DB_NAME = "courier_bench_import"
+LEAVE_TYPES = ("annual", "sick", "toil", "parental")
+
+
+def generate(path: Path, rows: int, seed: int, changed_share: float = 0.0) -> None:
+    """Employees x leave types; `changed_share` of balances differ from seed 0's."""
+    base, rnd = random.Random(0), random.Random(seed)
+    with path.open("w", newline="") as fh:
+        fh.write("employee_id,leave_type,balance_hours,as_of\n")
+        for i in range(rows):
+            hours = base.randrange(0, 40000) / 100
+            if changed_share and rnd.random() < changed_share:
+                hours += 1
+            fh.write(f"E{i // 4:07d},{LEAVE_TYPES[i % 4]},{hours:.2f},2026-11-01\n")
+
+
+async def connect(server: str, database: str) -> asyncpg.Connection:
+    url = make_url(server)
+    return await asyncpg.connect(
+        host=url.host, port=url.port or 5432, user=url.username, password=url.password,
+        database=database,
+    )  # fmt: skip
+
+
+async def admin(server: str, sql: str, database: str = "postgres") -> None:
+    conn = await connect(server, database)
+    try:
+        await conn.execute(sql)
+    finally:
+        await conn.close()
+
+
+async def bare_copy(server: str, path: Path) -> float:
+    conn = await connect(server, DB_NAME)
+    try:
+        await conn.execute(
+            "DROP TABLE IF EXISTS bare_copy; CREATE TABLE bare_copy (employee_id text, "
+            "leave_type text, balance_hours numeric(12,2), as_of date)"
+        )
+        started = time.perf_counter()
+        await conn.copy_to_table("bare_copy", source=path, format="csv", header=True)
+        elapsed = time.perf_counter() - started
+        await conn.execute("DROP TABLE bare_copy")
+        return elapsed
+    finally:
+        await conn.close()
+
+
+async def run(rows: int, server: str) -> None:
+    await admin(server, f'DROP DATABASE IF EXISTS "{DB_NAME}" WITH (FORCE)')
+    await admin(server, f'CREATE DATABASE "{DB_NAME}"')
+    url = make_url(server).set(drivername="postgresql+asyncpg", database=DB_NAME)
+    url_text = url.render_as_string(hide_password=False)
+    await upgrade(url_text)
+    db = Database(url_text)
+    with tempfile.TemporaryDirectory(prefix="courier-bench-") as tmp:
+        storage = open_storage(file_url(Path(tmp) / "storage"))
+        tenant = await provision.ensure_tenant(db, "bench", "Bench")
+        spec = FeedSpec(name="leave", kind="leave_balances", pattern="leave_*.csv")
+        await provision.upsert_feed(
+            db, tenant, "leave", "leave_balances", "leave_*.csv", spec.model_dump(mode="json")
+        )
+        results = []
+        for label, seed, share in (("first import (all created)", 1, 0.0),
+                                   ("re-import (10% updated)", 2, 0.1)):  # fmt: skip
+            src = Path(tmp) / f"leave_{seed}.csv"
+            generate(src, rows, seed, share)
+            copy_seconds = await bare_copy(server, src)
+            key = area_key(tenant.slug, "inbound", src.name)
+            dest = storage.path(key)  # type: ignore[attr-defined]
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            src.rename(dest)
+            row = await record_file(db, storage, tenant, src.name, key, source="api")
+            started = time.perf_counter()
+            result = await handle_file_received(db, storage, event_for(row, tenant))
+            import_seconds = time.perf_counter() - started
+            results.append((label, result.status, copy_seconds, import_seconds))
+        await db.dispose()
+    await admin(server, f'DROP DATABASE IF EXISTS "{DB_NAME}" WITH (FORCE)')
+    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(f"rows: {rows:,}")
+    for label, status, copy_s, import_s in results:
+        print(
+            f"{label}: status {status}; bare COPY {copy_s:.2f} s; "
+            f"import with audit {import_s:.2f} s; ratio {import_s / copy_s:.2f}x"
+        )
+    print(f"peak RSS: {peak_mb:.0f} MB")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rows", type=int, default=1_000_000)
+    parser.add_argument("--server", default="postgresql://postgres@127.0.0.1:5432/test")
+    args = parser.parse_args()
+    asyncio.run(run(args.rows, args.server))
+
+
+if __name__ == "__main__":
+    main()

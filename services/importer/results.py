@@ -1,0 +1,75 @@
+"""The partner's answer: `/outbound/results/<file>.result.csv` for every processed inbound file.
+
+One CSV a spreadsheet opens: the first row says what became of the file (status,
+counts or the exact reason), then one row per errored record. Cells are
+neutralised against formula injection, since the partner opens it in a
+spreadsheet and the values came from outside.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import re
+
+from sqlalchemy import select
+
+from courier.common.areas import area_key
+from courier.common.db.engine import Database
+from courier.common.db.models import Import, ImportRecord
+from courier.common.logging import get_logger
+from courier.common.storage import Storage
+
+log = get_logger(__name__)
+
+MAX_ROWS = 100_000
+_NUMBER = re.compile(r"^[+-]?\d+(\.\d+)?$")
+
+
+def result_key(tenant: str, file_name: str) -> str:
+    return area_key(tenant, "outbound", f"results/{file_name}.result.csv")
+
+
+def neutralise(cell: object) -> str:
+    """Text starting with = + - @ (or a tab/CR) is prefixed with `'`; numbers are left alone."""
+    text = "" if cell is None else str(cell)
+    if text[:1] in ("=", "+", "-", "@", "\t", "\r") and not _NUMBER.match(text):
+        return "'" + text
+    return text
+
+
+def summary(imp: Import) -> str:
+    counts = (
+        f"created {imp.created}, updated {imp.updated}, unchanged {imp.unchanged}, "
+        f"deleted {imp.deleted}, errored {imp.errored}"
+    )
+    if imp.status in ("rejected", "failed"):
+        return imp.error or imp.status
+    if imp.status == "duplicate":
+        return f"same content as {imp.details.get('duplicate_of_file')}; not applied again"
+    if imp.status == "awaiting_approval":
+        return f"held for approval ({imp.details.get('held')}); would be: {counts}"
+    if imp.status == "discarded":
+        return "held change set rejected; nothing applied"
+    return counts
+
+
+async def write_result(db: Database, storage: Storage, imp: Import, tenant: str) -> None:
+    """Best effort: a failure here is logged, never undoes the import."""
+    try:
+        buf = io.StringIO()
+        out = csv.writer(buf, lineterminator="\r\n")
+        out.writerow(["status", "row", "key", "message"])
+        out.writerow([imp.status, "", "", neutralise(summary(imp))])
+        async with db.session() as session:
+            rows = await session.stream(
+                select(ImportRecord.row_number, ImportRecord.record_key, ImportRecord.error)
+                .where(ImportRecord.import_id == imp.id, ImportRecord.action == "errored")
+                .order_by(ImportRecord.row_number)
+                .limit(MAX_ROWS)
+            )
+            async for number, key, error in rows:
+                out.writerow(["errored", number, neutralise(key), neutralise(error)])
+        await storage.put(result_key(tenant, imp.file_name), buf.getvalue().encode("utf-8"))
+    except Exception as exc:
+        log.warning("result file not written", import_id=str(imp.id), error=str(exc))
