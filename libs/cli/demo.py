@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import random
 import uuid
 from collections.abc import Iterator
@@ -16,9 +15,9 @@ from rich.console import Console
 from sqlalchemy import insert
 
 from courier.cli import provision
+from courier.cli.context import run_with_db
 from courier.common.db.engine import Database
 from courier.common.db.models_exports import Actual, Timesheet
-from courier.common.settings import get_settings
 
 app = typer.Typer(no_args_is_help=True, help="Demo data.")
 console = Console()
@@ -126,12 +125,5 @@ def seed_command(
     """Fill timesheets and actuals for a tenant (created if missing)."""
     first = date.today() - timedelta(days=days)
 
-    async def _run() -> tuple[int, int]:
-        db = Database(get_settings().database_url)
-        try:
-            return await seed(db, tenant, first, days, employees)
-        finally:
-            await db.dispose()
-
-    sheets, actuals = asyncio.run(_run())
+    sheets, actuals = run_with_db(lambda db: seed(db, tenant, first, days, employees))
     console.print(f"tenant {tenant}: {sheets} timesheet lines and {actuals} actuals from {first}")

@@ -15,6 +15,7 @@ from rich.table import Table
 from sqlalchemy import select
 
 from courier.cli import provision
+from courier.cli.context import run_with_db
 from courier.common.bus import Bus
 from courier.common.db.engine import Database
 from courier.common.db.models_exports import ExportSpec
@@ -135,15 +136,11 @@ def list_command(
 ) -> None:
     """Recent exports, newest first."""
 
-    async def _list() -> list[ExportView]:
-        db = Database(get_settings().database_url)
-        try:
-            async with db.session() as s:
-                return await list_exports(s, tenant=tenant, status=status, limit=limit)
-        finally:
-            await db.dispose()
+    async def _list(db: Database) -> list[ExportView]:
+        async with db.session() as s:
+            return await list_exports(s, tenant=tenant, status=status, limit=limit)
 
-    rows = asyncio.run(_list())
+    rows = run_with_db(_list)
     if as_json:
         console.print_json(json.dumps([r.model_dump(mode="json") for r in rows]))
         return

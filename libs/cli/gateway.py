@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 from collections.abc import Awaitable, Callable
 from typing import Annotated, Any, TypeVar
@@ -11,6 +10,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from courier.cli.context import run_with_db
 from courier.common.db.engine import Database
 from courier.common.settings import get_settings
 from courier.gateway import hostkeys
@@ -24,20 +24,8 @@ err = Console(stderr=True)
 
 
 def run_db(fn: Callable[[Database], Awaitable[T]]) -> T:
-    """Run one admin action against the configured database; refusals exit 1 with the reason."""
-
-    async def _main() -> T:
-        db = Database(get_settings().database_url)
-        try:
-            return await fn(db)
-        finally:
-            await db.dispose()
-
-    try:
-        return asyncio.run(_main())
-    except AdminError as exc:
-        err.print(f"[red]error:[/] {exc}")
-        raise typer.Exit(1) from exc
+    """Run one admin action; a refused one exits 1 with the reason."""
+    return run_with_db(fn, refusals=(AdminError,))
 
 
 def _when(value: Any) -> str:

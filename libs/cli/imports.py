@@ -2,17 +2,16 @@
 
 from __future__ import annotations
 
-import asyncio
 import getpass
 import json
 import uuid
-from collections.abc import Awaitable, Callable
 from typing import Annotated, Any, TypeVar
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
+from courier.cli.context import run_with_db
 from courier.common.db.engine import Database
 from courier.common.settings import get_settings
 
@@ -20,17 +19,6 @@ app = typer.Typer(no_args_is_help=True, help="The import audit and approvals.")
 console = Console()
 err = Console(stderr=True)
 T = TypeVar("T")
-
-
-def _with_db(fn: Callable[[Database], Awaitable[T]]) -> T:
-    async def _go() -> T:
-        db = Database(get_settings().database_url)
-        try:
-            return await fn(db)
-        finally:
-            await db.dispose()
-
-    return asyncio.run(_go())
 
 
 @app.command("list")
@@ -47,7 +35,7 @@ def imports_list(
         async with db.session() as s:
             return await views.list_imports(s, tenant=tenant, status=status, limit=limit)
 
-    rows = _with_db(_list)
+    rows = run_with_db(_list)
     if as_json:
         console.print_json(json.dumps([r.model_dump(mode="json") for r in rows]))
         return
@@ -100,7 +88,7 @@ def imports_show(
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """One import with its records (created / updated / unchanged / deleted / errored)."""
-    detail = _with_db(lambda db: _detail(db, import_id, action))
+    detail = run_with_db(lambda db: _detail(db, import_id, action))
     if detail is None:
         err.print(f"[red]error:[/] no import {import_id}")
         raise typer.Exit(1)
@@ -125,7 +113,7 @@ def _decide(import_id: uuid.UUID, approve: bool, by: str | None) -> None:
         return decision, await _detail(db, import_id)
 
     try:
-        decision, detail = _with_db(_go)
+        decision, detail = run_with_db(_go)
     except approval.ApprovalError as exc:
         err.print(f"[red]error:[/] {exc}")
         raise typer.Exit(1) from exc

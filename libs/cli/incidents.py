@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import getpass
 import json
 import uuid
@@ -12,9 +11,9 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from courier.cli.context import run_with_db
 from courier.common.db.base import utcnow
 from courier.common.db.engine import Database
-from courier.common.settings import get_settings
 from courier.console import incidents as views
 
 app = typer.Typer(no_args_is_help=True, help="Incidents: list, inspect, acknowledge, resolve.")
@@ -22,25 +21,8 @@ console = Console()
 err = Console(stderr=True)
 
 
-def run_with_db(fn: Any) -> Any:
-    """Run `fn(db)` on its own event loop, as a command does."""
-
-    async def _go() -> Any:
-        db = Database(get_settings().database_url)
-        try:
-            return await fn(db)
-        finally:
-            await db.dispose()
-
-    return asyncio.run(_go())
-
-
 def _run(fn: Any) -> Any:
-    try:
-        return run_with_db(fn)
-    except (views.IncidentError, ValueError) as exc:
-        err.print(f"[red]error:[/] {exc}")
-        raise typer.Exit(1) from exc
+    return run_with_db(fn, refusals=(views.IncidentError, ValueError))
 
 
 def _print(detail: views.IncidentDetail, as_json: bool) -> None:

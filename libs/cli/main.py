@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 from pathlib import Path
 from typing import Annotated, Any
@@ -13,6 +12,7 @@ from rich.table import Table
 
 from courier.cli import accounts, demo, dev, exports, gateway, imports, incidents, oncall, provision
 from courier.cli import sources as sources_cli
+from courier.cli.context import run_with_db
 from courier.common.db.engine import Database
 from courier.common.db.migrate import upgrade_sync
 from courier.common.settings import get_settings
@@ -42,24 +42,8 @@ console = Console()
 err = Console(stderr=True)
 
 
-def _db() -> Database:
-    return Database(get_settings().database_url)
-
-
-def _run(coro: Any) -> Any:
-    try:
-        return asyncio.run(coro)
-    except provision.ProvisionError as exc:
-        err.print(f"[red]error:[/] {exc}")
-        raise typer.Exit(1) from exc
-
-
-async def _with_db(fn: Any) -> Any:
-    db = _db()
-    try:
-        return await fn(db)
-    finally:
-        await db.dispose()
+def _run(fn: Any) -> Any:
+    return run_with_db(fn, refusals=(provision.ProvisionError,))
 
 
 # ------------------------------------------------------------------ service / dev
@@ -113,7 +97,7 @@ def asyncapi() -> None:
 
 @tenants_app.command("create")
 def tenants_create(slug: str, name: str = "", timezone: str = "UTC") -> None:
-    tenant = _run(_with_db(lambda db: provision.ensure_tenant(db, slug, name or slug, timezone)))
+    tenant = _run(lambda db: provision.ensure_tenant(db, slug, name or slug, timezone))
     console.print(f"tenant {tenant.slug} ({tenant.id})")
 
 
@@ -128,7 +112,7 @@ def tenants_list() -> None:
             return list(await s.scalars(select(Tenant).order_by(Tenant.slug)))
 
     table = Table("slug", "name", "timezone", "id")
-    for t in _run(_with_db(_list)):
+    for t in _run(_list):
         table.add_row(t.slug, t.name, t.timezone, str(t.id))
     console.print(table)
 
@@ -157,7 +141,7 @@ def feeds_apply(
         return applied
 
     try:
-        applied = _run(_with_db(_apply))
+        applied = _run(_apply)
     except specs.SpecError as exc:
         err.print(f"[red]error:[/] {file}: {exc}")
         raise typer.Exit(1) from exc

@@ -12,7 +12,7 @@ from pydantic import ValidationError
 from rich.console import Console
 from rich.table import Table
 
-from courier.cli.incidents import run_with_db
+from courier.cli.context import run_with_db
 from courier.cli.specs import format_errors
 from courier.common.db.base import utcnow
 from courier.common.db.engine import Database

@@ -10,26 +10,25 @@ from rich.console import Console
 from rich.table import Table
 from sqlalchemy import select
 
+from courier.cli.context import run_with_db
 from courier.common.db.engine import Database
 from courier.common.db.models import Tenant
 from courier.common.db.models_sources import Source
-from courier.common.settings import get_settings
 
 app = typer.Typer(no_args_is_help=True, help="Vendor SFTP servers the poller pulls from.")
 console = Console()
 err = Console(stderr=True)
 
 
-async def _sources(tenant: str | None) -> list[Source]:
-    db = Database(get_settings().database_url)
-    try:
+def _sources(tenant: str | None) -> list[Source]:
+    async def _load(db: Database) -> list[Source]:
         async with db.session() as session:
             query = select(Source).join(Tenant).order_by(Tenant.slug, Source.name)
             if tenant:
                 query = query.where(Tenant.slug == tenant)
             return list(await session.scalars(query))
-    finally:
-        await db.dispose()
+
+    return run_with_db(_load)
 
 
 @app.command("list")
@@ -44,7 +43,7 @@ def list_sources(tenant: str | None = None) -> None:
         "failing since",
         "last error",
     )
-    for s in asyncio.run(_sources(tenant)):
+    for s in _sources(tenant):
         spec = s.spec
         remote = spec["remote"]
         table.add_row(
@@ -72,7 +71,7 @@ def test_source(
     from courier.poller.fetch import list_remote
     from courier.poller.spec import SourceSpec
 
-    matches = [s for s in asyncio.run(_sources(tenant)) if s.name == name]
+    matches = [s for s in _sources(tenant) if s.name == name]
     if len(matches) != 1:
         err.print(f"[red]error:[/] {'no' if not matches else 'several'} source(s) named {name!r}")
         raise typer.Exit(1)
