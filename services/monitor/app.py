@@ -9,6 +9,7 @@ from typing import Any
 
 from courier.common.db.models_incidents import SlaPolicy
 from courier.common.events import (
+    NOTICES_READY,
     AlertRaised,
     ExportDelivered,
     FileReceived,
@@ -24,14 +25,25 @@ PLAN_EVERY = timedelta(minutes=5)
 
 async def tick(runtime: Runtime, now: datetime, policy: SlaPolicy) -> None:
     db, settings = runtime.db, runtime.settings
-    await expectations.close_due_windows(db, now, policy)
-    await expectations.warn_due_windows(db, now)
-    await sla.fire_due_timers(db, now)
+
+    async def wake(_: int = 0) -> None:
+        await runtime.bus.nudge(NOTICES_READY)
+
+    # Each batch of closed windows wakes the notifier as soon as it is committed.
+    await expectations.close_due_windows(db, now, policy, committed=wake)
+    if await expectations.warn_due_windows(db, now):
+        await wake()
+    if await sla.fire_due_timers(db, now):
+        await wake()
     async with db.transaction() as session:
-        await release_deferred_pages(session, now)
-    await heartbeats.check_heartbeats(
+        released = await release_deferred_pages(session, now)
+    if released:
+        await wake()
+    down, back = await heartbeats.check_heartbeats(
         db, now, timedelta(seconds=settings.heartbeat_timeout_seconds), policy
     )
+    if down or back:
+        await wake()
 
 
 async def watch(runtime: Runtime, policy: SlaPolicy) -> None:
@@ -54,17 +66,22 @@ async def watch(runtime: Runtime, policy: SlaPolicy) -> None:
 async def main(runtime: Runtime) -> None:
     db, bus, policy = runtime.db, runtime.bus, SlaPolicy.from_settings(runtime.settings)
 
+    # Handlers that may write notices nudge the notifier after their commit.
     async def on_file(event: FileReceived) -> None:
         await expectations.on_file_received(db, event, runtime.clock.now())
+        await bus.nudge(NOTICES_READY)
 
     async def on_rejected(event: FileRejected) -> None:
         await signals.on_file_rejected(db, event, runtime.clock.now(), policy)
+        await bus.nudge(NOTICES_READY)
 
     async def on_failed(event: ImportFailed) -> None:
         await signals.on_import_failed(db, event, runtime.clock.now(), policy)
+        await bus.nudge(NOTICES_READY)
 
     async def on_alert(event: AlertRaised) -> None:
         await signals.on_alert(db, event, runtime.clock.now(), policy)
+        await bus.nudge(NOTICES_READY)
 
     async def on_delivered(event: ExportDelivered) -> None:
         await signals.on_export_delivered(db, event, runtime.clock.now())
@@ -74,6 +91,7 @@ async def main(runtime: Runtime) -> None:
         if advisory.get("stream") and advisory.get("stream_seq"):
             message = await bus.fetch_message(advisory["stream"], int(advisory["stream_seq"]))
         await signals.on_max_deliveries(db, advisory, message, runtime.clock.now(), policy)
+        await bus.nudge(NOTICES_READY)
 
     bus.consume(FileReceived, "monitor-files", on_file)
     bus.consume(FileRejected, "monitor-rejected", on_rejected)
