@@ -7,6 +7,7 @@ import asyncio
 from datetime import datetime, timedelta
 from typing import Any
 
+from courier.common.db.engine import is_sqlite
 from courier.common.db.models_incidents import SlaPolicy
 from courier.common.events import (
     NOTICES_READY,
@@ -21,6 +22,9 @@ from courier.monitor import expectations, heartbeats, signals, sla
 from courier.monitor.incidents import release_deferred_pages
 
 PLAN_EVERY = timedelta(minutes=5)
+# Batches of closing windows worked at once: one prepares rows while another waits on
+# PostgreSQL. SQLite has one writer, so it gets one.
+CLOSE_WORKERS = 3
 
 
 async def tick(runtime: Runtime, now: datetime, policy: SlaPolicy) -> None:
@@ -30,7 +34,9 @@ async def tick(runtime: Runtime, now: datetime, policy: SlaPolicy) -> None:
         await runtime.bus.nudge(NOTICES_READY)
 
     # Each batch of closed windows wakes the notifier as soon as it is committed.
-    await expectations.close_due_windows(db, now, policy, committed=wake)
+    await expectations.close_due_windows(
+        db, now, policy, committed=wake, workers=1 if is_sqlite(db.url) else CLOSE_WORKERS
+    )
     if await expectations.warn_due_windows(db, now):
         await wake()
     if await sla.fire_due_timers(db, now):

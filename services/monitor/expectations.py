@@ -9,6 +9,7 @@ no window.
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import Awaitable, Callable, Iterator
 from datetime import datetime, timedelta
@@ -187,59 +188,71 @@ async def close_due_windows(
     now: datetime,
     policy: SlaPolicy,
     committed: Callable[[int], Awaitable[None]] | None = None,
+    workers: int = 1,
 ) -> int:
     """Windows that closed without a file become `missing_file` incidents, once each:
     the state change from open to missed is the claim, so no replica repeats it.
 
     Set-based because thousands of windows close in the same minute: one UPDATE ...
     RETURNING claims a batch, one SELECT reads its feeds and tenants as plain columns,
-    the incidents go out as bulk INSERTs. `committed` hears of each batch once its
-    transaction is durable (the notifier is woken with it).
+    the incidents go out as bulk INSERTs. `workers` batches run at once (on PostgreSQL
+    SKIP LOCKED keeps them apart, as it keeps replicas apart); `committed` hears of each
+    batch once its transaction is durable (the notifier is woken with it).
     """
-    total = 0
-    while True:
-        async with db.transaction() as session:
-            due = (
-                select(ExpectationWindow.id)
-                .where(ExpectationWindow.state == "open", ExpectationWindow.closes_at <= now)
-                .order_by(ExpectationWindow.closes_at)
-                .limit(BATCH)
-                .with_for_update(skip_locked=True)
-                .scalar_subquery()
-            )
-            claimed = (
-                await session.execute(
-                    update(ExpectationWindow)
-                    .where(ExpectationWindow.id.in_(due), ExpectationWindow.state == "open")
-                    .values(state="missed")
-                    .returning(
-                        ExpectationWindow.id,
-                        ExpectationWindow.feed_id,
-                        ExpectationWindow.due_at,
-                        ExpectationWindow.closes_at,
-                    )
-                    .execution_options(synchronize_session=False)
-                )
-            ).all()
-            if not claimed:
+
+    async def drain() -> int:
+        total = 0
+        while True:
+            closed, full = await _close_batch(db, now, policy)
+            if closed and committed is not None:
+                await committed(closed)
+            total += closed
+            if not full:
                 return total
-            feeds = {
-                row.id: row
-                for row in await session.execute(
-                    select(*_FEED_COLUMNS)
-                    .join(Tenant, Tenant.id == Feed.tenant_id)
-                    .where(Feed.id.in_({w.feed_id for w in claimed}))
+
+    return sum(await asyncio.gather(*(drain() for _ in range(max(workers, 1)))))
+
+
+async def _close_batch(db: Database, now: datetime, policy: SlaPolicy) -> tuple[int, bool]:
+    """Close one batch; returns how many windows it closed and whether the batch was full."""
+    async with db.transaction() as session:
+        due = (
+            select(ExpectationWindow.id)
+            .where(ExpectationWindow.state == "open", ExpectationWindow.closes_at <= now)
+            .order_by(ExpectationWindow.closes_at)
+            .limit(BATCH)
+            .with_for_update(skip_locked=True)
+            .scalar_subquery()
+        )
+        claimed = (
+            await session.execute(
+                update(ExpectationWindow)
+                .where(ExpectationWindow.id.in_(due), ExpectationWindow.state == "open")
+                .values(state="missed")
+                .returning(
+                    ExpectationWindow.id,
+                    ExpectationWindow.feed_id,
+                    ExpectationWindow.due_at,
+                    ExpectationWindow.closes_at,
                 )
-            }
-            pairs = [(w, feeds[w.feed_id]) for w in claimed if w.feed_id in feeds]
-            signals = [_missing(w, feed) for w, feed in pairs]
-            opened = await record_signals(session, signals, now, policy)
-            await _link(session, [(w.id, f"missing_file|{_cause(f)}") for w, f in pairs], opened)
-            total += len(pairs)
-        if committed is not None:
-            await committed(len(pairs))
-        if len(claimed) < BATCH:
-            return total
+                .execution_options(synchronize_session=False)
+            )
+        ).all()
+        if not claimed:
+            return 0, False
+        feeds = {
+            row.id: row
+            for row in await session.execute(
+                select(*_FEED_COLUMNS)
+                .join(Tenant, Tenant.id == Feed.tenant_id)
+                .where(Feed.id.in_({w.feed_id for w in claimed}))
+            )
+        }
+        pairs = [(w, feeds[w.feed_id]) for w in claimed if w.feed_id in feeds]
+        signals = [_missing(w, feed) for w, feed in pairs]
+        opened = await record_signals(session, signals, now, policy)
+        await _link(session, [(w.id, f"missing_file|{_cause(f)}") for w, f in pairs], opened)
+    return len(pairs), len(claimed) >= BATCH
 
 
 async def _link(
