@@ -14,7 +14,9 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import insert, select
+from sqlalchemy import insert, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from courier.common.db.models import Feed
@@ -120,9 +122,8 @@ async def record_signals(
             {"incident_id": incident_id, "event_key": sig.event_key, "seen_at": now,
              "summary": sig.summary}
         )  # fmt: skip
-    rows = list(new.values())
+    rows = await _open(session, list(new.values()), occurrences, now)
     if rows:
-        await session.execute(insert(Incident.__table__), rows)
         await session.execute(
             insert(SlaTimer.__table__),
             [
@@ -145,6 +146,53 @@ async def record_signals(
     if occurrences:
         await session.execute(insert(IncidentOccurrence.__table__), occurrences)
     return [Opened(r["id"], r["open_key"], r["kind"]) for r in rows]
+
+
+async def _open(
+    session: AsyncSession,
+    rows: list[dict[str, Any]],
+    occurrences: list[dict[str, Any]],
+    now: datetime,
+) -> list[dict[str, Any]]:
+    """Insert new incidents; returns those inserted. A cause another transaction opened
+    meanwhile (a concurrent batch, another replica) folds into that incident instead:
+    the unique `open_key` makes the insert wait for it, then skip."""
+    if not rows:
+        return []
+    table = Incident.__table__
+    dialect_insert = sqlite_insert if session.bind.dialect.name == "sqlite" else pg_insert
+    inserted = set(
+        await session.scalars(
+            dialect_insert(table)
+            .on_conflict_do_nothing(index_elements=[table.c.open_key])
+            .returning(table.c.id),
+            rows,
+        )
+    )
+    lost = {r["open_key"]: r for r in rows if r["id"] not in inserted}
+    if lost:
+        winners = dict(
+            (
+                await session.execute(
+                    select(Incident.open_key, Incident.id).where(Incident.open_key.in_(lost))
+                )
+            ).all()
+        )
+        moved = {lost[k]["id"]: winners[k] for k in lost if k in winners}
+        for occurrence in occurrences:
+            occurrence["incident_id"] = moved.get(
+                occurrence["incident_id"], occurrence["incident_id"]
+            )
+        for key, winner in winners.items():
+            await session.execute(
+                update(Incident)
+                .where(Incident.id == winner)
+                .values(
+                    occurrences=Incident.occurrences + lost[key]["occurrences"], last_seen_at=now
+                )
+                .execution_options(synchronize_session=False)
+            )
+    return [r for r in rows if r["id"] in inserted]
 
 
 def _row(sig: Signal, now: datetime) -> dict[str, Any]:
