@@ -8,6 +8,7 @@ turns them into alerts instead of letting a message vanish.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -198,6 +199,29 @@ class Bus:
             pull_sub=PullSub(batch_size=1, timeout=2.0),
             ack_policy=AckPolicy.NACK_ON_ERROR,
         )(_on_advisory)
+
+    # -------------------------------------------------------------- wake-ups
+
+    async def nudge(self, subject: str) -> None:
+        """Tell whoever polls for `subject`'s work to look now (core NATS, not stored).
+
+        Only for work that is also polled for: a nudge lost to a reconnect costs one poll
+        interval, never the work itself.
+        """
+        if not self._started:
+            return
+        try:
+            await self.broker.connection.publish(self.subject(subject), b"")
+        except Exception as exc:
+            log.warning("nudge not sent", subject=subject, error=str(exc))
+
+    async def on_nudge(self, subject: str, wake: asyncio.Event) -> None:
+        """Set `wake` whenever `subject` is nudged (call after `start`)."""
+
+        async def _on(_msg: Any) -> None:
+            wake.set()
+
+        await self.broker.connection.subscribe(self.subject(subject), cb=_on)
 
     async def fetch_message(self, stream: str, seq: int) -> dict[str, Any] | None:
         """Read back a stored message (for an advisory naming a stream sequence)."""

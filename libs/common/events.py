@@ -19,6 +19,9 @@ IMPORT_COMPLETED = "courier.import.completed"
 IMPORT_FAILED = "courier.import.failed"
 EXPORT_DELIVERED = "courier.export.delivered"
 ALERT_RAISED = "courier.alert.raised"
+# Core NATS, no stream, no payload: the monitor committed notices, the notifier may look
+# now instead of at its next poll.
+NOTICES_READY = "courier.notice.ready"
 
 
 def _now() -> datetime:

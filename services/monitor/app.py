@@ -7,8 +7,10 @@ import asyncio
 from datetime import datetime, timedelta
 from typing import Any
 
+from courier.common.db.engine import is_sqlite
 from courier.common.db.models_incidents import SlaPolicy
 from courier.common.events import (
+    NOTICES_READY,
     AlertRaised,
     ExportDelivered,
     FileReceived,
@@ -20,18 +22,34 @@ from courier.monitor import expectations, heartbeats, signals, sla
 from courier.monitor.incidents import release_deferred_pages
 
 PLAN_EVERY = timedelta(minutes=5)
+# Batches of closing windows worked at once: one prepares rows while another waits on
+# PostgreSQL. SQLite has one writer, so it gets one.
+CLOSE_WORKERS = 3
 
 
 async def tick(runtime: Runtime, now: datetime, policy: SlaPolicy) -> None:
     db, settings = runtime.db, runtime.settings
-    await expectations.close_due_windows(db, now, policy)
-    await expectations.warn_due_windows(db, now)
-    await sla.fire_due_timers(db, now)
+
+    async def wake(_: int = 0) -> None:
+        await runtime.bus.nudge(NOTICES_READY)
+
+    # Each batch of closed windows wakes the notifier as soon as it is committed.
+    await expectations.close_due_windows(
+        db, now, policy, committed=wake, workers=1 if is_sqlite(db.url) else CLOSE_WORKERS
+    )
+    if await expectations.warn_due_windows(db, now):
+        await wake()
+    if await sla.fire_due_timers(db, now):
+        await wake()
     async with db.transaction() as session:
-        await release_deferred_pages(session, now)
-    await heartbeats.check_heartbeats(
+        released = await release_deferred_pages(session, now)
+    if released:
+        await wake()
+    down, back = await heartbeats.check_heartbeats(
         db, now, timedelta(seconds=settings.heartbeat_timeout_seconds), policy
     )
+    if down or back:
+        await wake()
 
 
 async def watch(runtime: Runtime, policy: SlaPolicy) -> None:
@@ -54,17 +72,22 @@ async def watch(runtime: Runtime, policy: SlaPolicy) -> None:
 async def main(runtime: Runtime) -> None:
     db, bus, policy = runtime.db, runtime.bus, SlaPolicy.from_settings(runtime.settings)
 
+    # Handlers that may write notices nudge the notifier after their commit.
     async def on_file(event: FileReceived) -> None:
         await expectations.on_file_received(db, event, runtime.clock.now())
+        await bus.nudge(NOTICES_READY)
 
     async def on_rejected(event: FileRejected) -> None:
         await signals.on_file_rejected(db, event, runtime.clock.now(), policy)
+        await bus.nudge(NOTICES_READY)
 
     async def on_failed(event: ImportFailed) -> None:
         await signals.on_import_failed(db, event, runtime.clock.now(), policy)
+        await bus.nudge(NOTICES_READY)
 
     async def on_alert(event: AlertRaised) -> None:
         await signals.on_alert(db, event, runtime.clock.now(), policy)
+        await bus.nudge(NOTICES_READY)
 
     async def on_delivered(event: ExportDelivered) -> None:
         await signals.on_export_delivered(db, event, runtime.clock.now())
@@ -74,6 +97,7 @@ async def main(runtime: Runtime) -> None:
         if advisory.get("stream") and advisory.get("stream_seq"):
             message = await bus.fetch_message(advisory["stream"], int(advisory["stream_seq"]))
         await signals.on_max_deliveries(db, advisory, message, runtime.clock.now(), policy)
+        await bus.nudge(NOTICES_READY)
 
     bus.consume(FileReceived, "monitor-files", on_file)
     bus.consume(FileRejected, "monitor-rejected", on_rejected)

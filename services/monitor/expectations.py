@@ -9,14 +9,17 @@ no window.
 
 from __future__ import annotations
 
+import asyncio
 import uuid
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from datetime import datetime, timedelta
+from functools import lru_cache
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from croniter import croniter
 from pydantic import ValidationError
-from sqlalchemy import func, select, update
+from sqlalchemy import bindparam, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from courier.common.db.engine import Database
@@ -26,7 +29,7 @@ from courier.common.events import FileReceived
 from courier.common.logging import get_logger
 from courier.common.patterns import matches
 from courier.common.specs import Expectation
-from courier.monitor.incidents import Signal, record_signals, resolve_open
+from courier.monitor.incidents import Opened, Signal, record_signals, resolve_open
 
 log = get_logger(__name__)
 
@@ -164,76 +167,140 @@ async def on_file_received(db: Database, event: FileReceived, now: datetime) -> 
     return done
 
 
-def _cause(feed: Feed) -> str:
+# What a `missing_file` signal says about its feed, read as plain columns (no ORM objects).
+_FEED_COLUMNS = (
+    Feed.id,
+    Feed.name,
+    Feed.pattern,
+    Feed.spec,
+    Feed.tenant_id,
+    Tenant.slug,
+    Tenant.timezone,
+)
+
+
+def _cause(feed: Any) -> str:
     return f"{feed.tenant_id}|{feed.id}"
 
 
-async def close_due_windows(db: Database, now: datetime, policy: SlaPolicy) -> int:
+async def close_due_windows(
+    db: Database,
+    now: datetime,
+    policy: SlaPolicy,
+    committed: Callable[[int], Awaitable[None]] | None = None,
+    workers: int = 1,
+) -> int:
     """Windows that closed without a file become `missing_file` incidents, once each:
-    the state change from open to missed is the claim, so no replica repeats it."""
-    total = 0
-    while True:
-        async with db.transaction() as session:
-            rows = (
-                await session.execute(
-                    select(ExpectationWindow, Feed, Tenant)
-                    .join(Feed, Feed.id == ExpectationWindow.feed_id)
-                    .join(Tenant, Tenant.id == ExpectationWindow.tenant_id)
-                    .where(ExpectationWindow.state == "open", ExpectationWindow.closes_at <= now)
-                    .order_by(ExpectationWindow.closes_at)
-                    .limit(BATCH)
-                    .with_for_update(of=ExpectationWindow, skip_locked=True)
-                )
-            ).all()
-            if not rows:
+    the state change from open to missed is the claim, so no replica repeats it.
+
+    Set-based because thousands of windows close in the same minute: one UPDATE ...
+    RETURNING claims a batch, one SELECT reads its feeds and tenants as plain columns,
+    the incidents go out as bulk INSERTs. `workers` batches run at once (on PostgreSQL
+    SKIP LOCKED keeps them apart, as it keeps replicas apart); `committed` hears of each
+    batch once its transaction is durable (the notifier is woken with it).
+    """
+
+    async def drain() -> int:
+        total = 0
+        while True:
+            closed, full = await _close_batch(db, now, policy)
+            if closed and committed is not None:
+                await committed(closed)
+            total += closed
+            if not full:
                 return total
-            claimed = set(
-                await session.scalars(
-                    update(ExpectationWindow)
-                    .where(
-                        ExpectationWindow.id.in_([w.id for w, _, _ in rows]),
-                        ExpectationWindow.state == "open",
-                    )
-                    .values(state="missed")
-                    .returning(ExpectationWindow.id)
-                    .execution_options(synchronize_session=False)
+
+    return sum(await asyncio.gather(*(drain() for _ in range(max(workers, 1)))))
+
+
+async def _close_batch(db: Database, now: datetime, policy: SlaPolicy) -> tuple[int, bool]:
+    """Close one batch; returns how many windows it closed and whether the batch was full."""
+    async with db.transaction() as session:
+        due = (
+            select(ExpectationWindow.id)
+            .where(ExpectationWindow.state == "open", ExpectationWindow.closes_at <= now)
+            .order_by(ExpectationWindow.closes_at)
+            .limit(BATCH)
+            .with_for_update(skip_locked=True)
+            .scalar_subquery()
+        )
+        claimed = (
+            await session.execute(
+                update(ExpectationWindow)
+                .where(ExpectationWindow.id.in_(due), ExpectationWindow.state == "open")
+                .values(state="missed")
+                .returning(
+                    ExpectationWindow.id,
+                    ExpectationWindow.feed_id,
+                    ExpectationWindow.due_at,
+                    ExpectationWindow.closes_at,
                 )
+                .execution_options(synchronize_session=False)
             )
-            signals = [
-                _missing(window, feed, tenant)
-                for window, feed, tenant in rows
-                if window.id in claimed
-            ]
-            opened = await record_signals(session, signals, now, policy)
-            by_key = {i.open_key: i.id for i in opened}
-            links = [
-                {"id": window.id, "incident_id": by_key[key]}
-                for window, feed, _ in rows
-                if window.id in claimed and (key := f"missing_file|{_cause(feed)}") in by_key
-            ]
-            if links:
-                await session.execute(update(ExpectationWindow), links)
-            total += len(signals)
-        if len(rows) < BATCH:
-            return total
+        ).all()
+        if not claimed:
+            return 0, False
+        feeds = {
+            row.id: row
+            for row in await session.execute(
+                select(*_FEED_COLUMNS)
+                .join(Tenant, Tenant.id == Feed.tenant_id)
+                .where(Feed.id.in_({w.feed_id for w in claimed}))
+            )
+        }
+        pairs = [(w, feeds[w.feed_id]) for w in claimed if w.feed_id in feeds]
+        signals = [_missing(w, feed) for w, feed in pairs]
+        opened = await record_signals(session, signals, now, policy)
+        await _link(session, [(w.id, f"missing_file|{_cause(f)}") for w, f in pairs], opened)
+    return len(pairs), len(claimed) >= BATCH
 
 
-def _missing(window: ExpectationWindow, feed: Feed, tenant: Tenant) -> Signal:
+async def _link(
+    session: AsyncSession, windows: list[tuple[uuid.UUID, str]], opened: list[Opened]
+) -> None:
+    """Point each window at the incident it opened. A window's incident takes the
+    window's id, so the common case is one set-based UPDATE rather than one per row."""
+    by_key = {i.open_key: i.id for i in opened}
+    own = [wid for wid, key in windows if by_key.get(key) == wid]
+    folded = [
+        {"wid": wid, "iid": by_key[key]}
+        for wid, key in windows
+        if key in by_key and by_key[key] != wid
+    ]
+    table = ExpectationWindow.__table__
+    if own:
+        await session.execute(
+            table.update().where(table.c.id.in_(own)).values(incident_id=table.c.id)
+        )
+    if folded:
+        await session.execute(
+            table.update()
+            .where(table.c.id == bindparam("wid"))
+            .values(incident_id=bindparam("iid")),
+            folded,
+        )
+
+
+def _missing(window: Any, feed: Any, window_id: uuid.UUID | None = None) -> Signal:
+    """`window`: a row with due_at, closes_at (and id); `feed`: a row of `_FEED_COLUMNS`."""
     # The spec was validated when applied; re-validating (cron parsing) per window is
     # what would make a busy minute slow.
-    tz = ZoneInfo(((feed.spec or {}).get("expect") or {}).get("timezone") or tenant.timezone)
+    wid = window_id or window.id
+    tz = _zone(((feed.spec or {}).get("expect") or {}).get("timezone") or feed.timezone)
     due_local = window.due_at.astimezone(tz)
     closes_local = window.closes_at.astimezone(tz)
     return Signal(
         kind="missing_file",
         cause_key=_cause(feed),
-        event_key=f"window:{window.id}",
+        event_key=f"window:{wid}",
+        # The incident a window opens takes its id: see `_link`.
+        incident_id=wid,
         summary=(
             f"no file for feed {feed.name} ({feed.pattern}) expected "
             f"{due_local:%Y-%m-%d %H:%M} {tz.key}; window closed {closes_local:%H:%M}"
         ),
-        tenant_id=tenant.id,
-        tenant=tenant.slug,
+        tenant_id=feed.tenant_id,
+        tenant=feed.slug,
         feed=feed.name,
         details={
             "pattern": feed.pattern,
@@ -245,14 +312,24 @@ def _missing(window: ExpectationWindow, feed: Feed, tenant: Tenant) -> Signal:
     )
 
 
+@lru_cache(maxsize=512)
+def _zone(name: str) -> ZoneInfo:
+    return ZoneInfo(name)
+
+
 async def warn_due_windows(db: Database, now: datetime) -> int:
     """Before a window closes, remind the feed's contacts that nothing has come yet."""
     async with db.transaction() as session:
         rows = (
             await session.execute(
-                select(ExpectationWindow, Feed, Tenant)
+                select(
+                    ExpectationWindow.id.label("window_id"),
+                    ExpectationWindow.due_at,
+                    ExpectationWindow.closes_at,
+                    *_FEED_COLUMNS,
+                )
                 .join(Feed, Feed.id == ExpectationWindow.feed_id)
-                .join(Tenant, Tenant.id == ExpectationWindow.tenant_id)
+                .join(Tenant, Tenant.id == Feed.tenant_id)
                 .where(
                     ExpectationWindow.state == "open",
                     ExpectationWindow.warned_at.is_(None),
@@ -268,7 +345,7 @@ async def warn_due_windows(db: Database, now: datetime) -> int:
             await session.scalars(
                 update(ExpectationWindow)
                 .where(
-                    ExpectationWindow.id.in_([w.id for w, _, _ in rows]),
+                    ExpectationWindow.id.in_([r.window_id for r in rows]),
                     ExpectationWindow.warned_at.is_(None),
                 )
                 .values(warned_at=now)
@@ -276,25 +353,28 @@ async def warn_due_windows(db: Database, now: datetime) -> int:
                 .execution_options(synchronize_session=False)
             )
         )
-        for window, feed, tenant in rows:
-            contacts = list((feed.spec or {}).get("contacts") or [])
-            if window.id not in claimed or not contacts:
+        notices = []
+        for row in rows:
+            contacts = list((row.spec or {}).get("contacts") or [])
+            if row.window_id not in claimed or not contacts:
                 continue
-            sig = _missing(window, feed, tenant)
-            session.add(
-                Notice(
-                    reason="window_warning",
-                    created_at=now,
-                    payload={
+            sig = _missing(row, row, window_id=row.window_id)
+            notices.append(
+                {
+                    "reason": "window_warning",
+                    "created_at": now,
+                    "payload": {
                         "kind": "missing_file",
                         "class": "partner",
-                        "tenant": tenant.slug,
-                        "feed": feed.name,
+                        "tenant": row.slug,
+                        "feed": row.name,
                         "file": None,
                         "summary": sig.summary.replace("window closed", "window closes"),
                         "details": sig.details,
                         "contacts": contacts,
                     },
-                )
+                }
             )
+        if notices:
+            await session.execute(insert(Notice.__table__), notices)
         return len(claimed)

@@ -14,7 +14,9 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import insert, select
+from sqlalchemy import insert, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from courier.common.db.models import Feed
@@ -51,6 +53,8 @@ class Signal:
     # Page only from this time on (an export may still be delivered before its deadline).
     page_at: datetime | None = None
     incident_class: str | None = None
+    # The id of the incident this signal opens, if it opens one (default: a new uuid).
+    incident_id: uuid.UUID | None = None
 
     @property
     def open_key(self) -> str:
@@ -78,7 +82,8 @@ async def record_signals(
 ) -> list[Opened]:
     """Fold each signal into its open incident or open one; returns incidents opened.
 
-    New rows go out as bulk INSERTs (no ORM objects): a busy minute opens thousands.
+    New rows go out as Core bulk INSERTs (no ORM objects, no ORM bulk bookkeeping): a
+    busy minute opens thousands.
     """
     if not signals:
         return []
@@ -117,11 +122,10 @@ async def record_signals(
             {"incident_id": incident_id, "event_key": sig.event_key, "seen_at": now,
              "summary": sig.summary}
         )  # fmt: skip
-    rows = list(new.values())
+    rows = await _open(session, list(new.values()), occurrences, now)
     if rows:
-        await session.execute(insert(Incident), rows)
         await session.execute(
-            insert(SlaTimer),
+            insert(SlaTimer.__table__),
             [
                 {"incident_id": r["id"], "kind": kind, "due_at": due, "warn_at": warn}
                 for r in rows
@@ -131,7 +135,7 @@ async def record_signals(
         paged = [r for r in rows if r["paged_at"] is not None]
         if paged:
             await session.execute(
-                insert(Notice),
+                insert(Notice.__table__),
                 [
                     {"incident_id": r["id"], "reason": "opened", "created_at": now,
                      "payload": incident_payload(r)}
@@ -140,14 +144,61 @@ async def record_signals(
             )  # fmt: skip
         log.info("incidents opened", count=len(rows), kinds=sorted({r["kind"] for r in rows}))
     if occurrences:
-        await session.execute(insert(IncidentOccurrence), occurrences)
+        await session.execute(insert(IncidentOccurrence.__table__), occurrences)
     return [Opened(r["id"], r["open_key"], r["kind"]) for r in rows]
+
+
+async def _open(
+    session: AsyncSession,
+    rows: list[dict[str, Any]],
+    occurrences: list[dict[str, Any]],
+    now: datetime,
+) -> list[dict[str, Any]]:
+    """Insert new incidents; returns those inserted. A cause another transaction opened
+    meanwhile (a concurrent batch, another replica) folds into that incident instead:
+    the unique `open_key` makes the insert wait for it, then skip."""
+    if not rows:
+        return []
+    table = Incident.__table__
+    dialect_insert = sqlite_insert if session.bind.dialect.name == "sqlite" else pg_insert
+    inserted = set(
+        await session.scalars(
+            dialect_insert(table)
+            .on_conflict_do_nothing(index_elements=[table.c.open_key])
+            .returning(table.c.id),
+            rows,
+        )
+    )
+    lost = {r["open_key"]: r for r in rows if r["id"] not in inserted}
+    if lost:
+        winners = dict(
+            (
+                await session.execute(
+                    select(Incident.open_key, Incident.id).where(Incident.open_key.in_(lost))
+                )
+            ).all()
+        )
+        moved = {lost[k]["id"]: winners[k] for k in lost if k in winners}
+        for occurrence in occurrences:
+            occurrence["incident_id"] = moved.get(
+                occurrence["incident_id"], occurrence["incident_id"]
+            )
+        for key, winner in winners.items():
+            await session.execute(
+                update(Incident)
+                .where(Incident.id == winner)
+                .values(
+                    occurrences=Incident.occurrences + lost[key]["occurrences"], last_seen_at=now
+                )
+                .execution_options(synchronize_session=False)
+            )
+    return [r for r in rows if r["id"] in inserted]
 
 
 def _row(sig: Signal, now: datetime) -> dict[str, Any]:
     page_at = sig.page_at if sig.page_at and sig.page_at > now else None
     return {
-        "id": uuid.uuid4(),
+        "id": sig.incident_id or uuid.uuid4(),
         "kind": sig.kind,
         "incident_class": sig.incident_class or incident_class(sig.kind),
         "cause_key": sig.cause_key,

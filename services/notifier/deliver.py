@@ -49,7 +49,8 @@ class Channels:
     retry_wait: float = 0.5
 
 
-async def _claim_notices(session: AsyncSession, now: datetime) -> list[Notice]:
+async def _claim_notices(session: AsyncSession, now: datetime) -> list[Any]:
+    """Claim a batch of unrouted notices; rows of (id, incident_id, reason, payload)."""
     pending = (
         select(Notice.id)
         .where(Notice.routed_at.is_(None))
@@ -58,18 +59,16 @@ async def _claim_notices(session: AsyncSession, now: datetime) -> list[Notice]:
         .with_for_update(skip_locked=True)
         .scalar_subquery()
     )
-    ids = list(
-        await session.scalars(
+    rows = (
+        await session.execute(
             update(Notice)
             .where(Notice.id.in_(pending), Notice.routed_at.is_(None))
             .values(routed_at=now)
-            .returning(Notice.id)
+            .returning(Notice.id, Notice.incident_id, Notice.reason, Notice.payload)
             .execution_options(synchronize_session=False)
         )
-    )
-    if not ids:
-        return []
-    return list(await session.scalars(select(Notice).where(Notice.id.in_(ids)).order_by(Notice.id)))
+    ).all()
+    return sorted(rows, key=lambda n: n.id)
 
 
 async def _recent_counts(
@@ -155,15 +154,16 @@ async def route_notices(db: Database, now: datetime, rota: Rota | None, settings
                     }
                 )
         if rows:
-            await session.execute(insert(Notification), rows)
+            await session.execute(insert(Notification.__table__), rows)
         if escalations:
-            await session.execute(insert(Escalation), escalations)
+            await session.execute(insert(Escalation.__table__), escalations)
         planned = len(rows)
     log.info("notices routed", notices=len(notices), messages=planned)
     return planned
 
 
-async def _claim_messages(session: AsyncSession, now: datetime) -> list[tuple[Notification, Any]]:
+async def _claim_messages(session: AsyncSession, now: datetime) -> list[tuple[Any, Any]]:
+    """Claim due messages; (row, notice payload) pairs, the row as plain columns."""
     due = (
         select(Notification.id)
         .where(
@@ -178,31 +178,38 @@ async def _claim_messages(session: AsyncSession, now: datetime) -> list[tuple[No
         .with_for_update(skip_locked=True)
         .scalar_subquery()
     )
-    ids = list(
-        await session.scalars(
-            update(Notification)
-            .where(
-                Notification.id.in_(due),
-                Notification.status.in_(("pending", "failed", "sending")),
-            )
-            .values(
-                status="sending",
-                attempts=Notification.attempts + 1,
-                next_attempt_at=now + SENDING_LEASE,
-            )
-            .returning(Notification.id)
-            .execution_options(synchronize_session=False)
+    claimed = (
+        update(Notification)
+        .where(
+            Notification.id.in_(due),
+            Notification.status.in_(("pending", "failed", "sending")),
         )
+        .values(
+            status="sending",
+            attempts=Notification.attempts + 1,
+            next_attempt_at=now + SENDING_LEASE,
+        )
+        .returning(
+            Notification.id,
+            Notification.notice_id,
+            Notification.channel,
+            Notification.recipient,
+            Notification.subject,
+            Notification.body,
+            Notification.attempts,
+            Notification.created_at,
+        )
+        .execution_options(synchronize_session=False)
     )
-    if not ids:
-        return []
-    rows = await session.execute(
-        select(Notification, Notice.payload)
-        .outerjoin(Notice, Notice.id == Notification.notice_id)
-        .where(Notification.id.in_(ids))
-        .order_by(Notification.created_at)
-    )
-    return [(n, payload) for n, payload in rows.all()]
+    rows = sorted((await session.execute(claimed)).all(), key=lambda n: n.created_at)
+    notice_ids = {n.notice_id for n in rows if n.notice_id is not None}
+    payloads: dict[Any, Any] = {}
+    if notice_ids:
+        found = await session.execute(
+            select(Notice.id, Notice.payload).where(Notice.id.in_(notice_ids))
+        )
+        payloads = {i: p for i, p in found.all()}
+    return [(n, payloads.get(n.notice_id)) for n in rows]
 
 
 @dataclass
@@ -216,9 +223,9 @@ class Outgoing:
     error: str | None = None
 
 
-def _batch_messages(claimed: list[tuple[Notification, Any]], settings: Settings) -> list[Outgoing]:
+def _batch_messages(claimed: list[tuple[Any, Any]], settings: Settings) -> list[Outgoing]:
     out: list[Outgoing] = []
-    sms_by_phone: dict[str, list[tuple[Notification, Any]]] = defaultdict(list)
+    sms_by_phone: dict[str, list[tuple[Any, Any]]] = defaultdict(list)
     for n, payload in claimed:
         if n.channel == "sms":
             sms_by_phone[n.recipient].append((n, payload))

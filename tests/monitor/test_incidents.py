@@ -7,6 +7,7 @@ import asyncio
 import uuid
 from datetime import UTC, date, datetime, timedelta
 
+import pytest
 from sqlalchemy import func, select
 
 from courier.common.clock import ManualClock
@@ -171,3 +172,50 @@ async def test_windows_are_laid_out_once_however_often_the_plan_runs(
         from courier.common.db.models_incidents import ExpectationWindow
 
         assert await s.scalar(select(func.count()).select_from(ExpectationWindow)) == 3
+
+
+async def test_windows_closing_together_open_one_incident_each_across_workers_and_replicas(
+    settings: Settings,
+    db: Database,
+    tenant: Tenant,
+    clock: ManualClock,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from courier.common.db.models import Feed
+    from courier.common.db.models_incidents import ExpectationWindow
+
+    monkeypatch.setattr(expectations, "BATCH", 4)  # many batches from a few windows
+    async with db.transaction() as s:
+        s.add_all(
+            Feed(
+                tenant_id=tenant.id,
+                name=f"feed-{i}",
+                kind="leave_balances",
+                pattern=f"feed{i}_*.csv",
+                spec={"expect": {"cron": "0 9 * * *", "timezone": "UTC"}},
+            )
+            for i in range(23)
+        )
+    await expectations.plan_windows(db, clock.now(), timedelta(hours=36))
+    closes = clock.advance(days=2)
+    replicas = [Database(settings.database_url) for _ in range(2)]
+    try:
+        closed = await asyncio.gather(
+            *(expectations.close_due_windows(r, closes, POLICY, workers=3) for r in replicas)
+        )
+    finally:
+        for r in replicas:
+            await r.dispose()
+    async with db.session() as s:
+        windows = (
+            await s.execute(select(ExpectationWindow.state, ExpectationWindow.incident_id))
+        ).all()
+        notices = int(await s.scalar(select(func.count()).select_from(Notice)) or 0)
+    incidents = await _all(db)
+    assert sum(closed) == len(windows) == 46  # two windows per feed (today, tomorrow)
+    assert {state for state, _ in windows} == {"missed"}
+    # Two windows of one feed fold into one incident, which the window that opened it
+    # points at.
+    assert len(incidents) == notices == 23
+    assert sorted(i.occurrences for i in incidents) == [2] * 23
+    assert {str(incident) for _, incident in windows if incident} == {str(i.id) for i in incidents}

@@ -240,3 +240,27 @@ async def test_an_sla_breach_pages_once_across_a_monitor_restart_and_two_replica
     assert breaches == 1
     assert len(breach) == 1
     assert "platform" in breach[0]
+
+
+async def test_a_page_goes_out_when_the_monitor_nudges_a_notifier_that_would_poll_hourly(
+    paging: Settings,
+    db: Database,
+    bus: Bus,
+    tenant: Tenant,
+    rota: Rota,
+    clock: ManualClock,
+    sns: Sns,
+) -> None:
+    hourly = paging.model_copy(update={"notifier_tick_seconds": 3600})
+    async with running("notifier", hourly, clock), running("monitor", hourly, clock):
+        await bus.publish(
+            FileRejected(
+                file_id=uuid.uuid4(),
+                tenant_id=tenant.id,
+                tenant=tenant.slug,
+                name="leave_20261202.csv",
+                reason="unrecognised file name",
+            )
+        )
+        texts = await eventually(lambda: _async(sns.to(ANA)))
+    assert "leave_20261202.csv" in texts[0]
