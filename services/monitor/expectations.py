@@ -33,7 +33,8 @@ from courier.monitor.incidents import Opened, Signal, record_signals, resolve_op
 
 log = get_logger(__name__)
 
-BATCH = 2000
+# Small batches let the notifier page for the first windows while later ones still close.
+BATCH = 500
 
 
 def expectation_of(feed: Feed) -> Expectation | None:
