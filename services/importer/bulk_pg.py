@@ -52,24 +52,25 @@ def _text(expr: str) -> str:
     return f"coalesce(to_json({expr}::text)::text, 'null')"
 
 
-async def run(session: AsyncSession, ctx: Context, rows: Iterator[Row]) -> Outcome:
-    spec = ctx.spec
-    kind = spec.kind_def
-    table = _q(kind.table.name)
-    fields = ctx.layout.fields
-    key = list(spec.key)
-    compared = [f for f in fields if f.name not in key]
-    others = [f for f in kind.fields if f.name not in key]
-    key_positions = ctx.layout.key_positions
-    width = len(fields)
-
+async def driver(session: AsyncSession) -> Any:
     conn = await session.connection()
-    raw = (await conn.get_raw_connection()).driver_connection
+    return (await conn.get_raw_connection()).driver_connection
+
+
+async def create_stage(raw: Any, fields: list[Field]) -> None:
     columns = ", ".join(f"{_q(f.name)} {_sql_type(f)}" for f in fields)
     await raw.execute(
         f"CREATE TEMP TABLE {STAGE} (row_number integer, error text, {columns}) ON COMMIT DROP"
     )
 
+
+async def run(session: AsyncSession, ctx: Context, rows: Iterator[Row]) -> Outcome:
+    """Stage checked rows from Python, then merge."""
+    raw = await driver(session)
+    fields = ctx.layout.fields
+    key_positions = ctx.layout.key_positions
+    width = len(fields)
+    await create_stage(raw, fields)
     blank = [None] * width
     batch: list[tuple[Any, ...]] = []
     names = ["row_number", "error", *(f.name for f in fields)]
@@ -88,6 +89,18 @@ async def run(session: AsyncSession, ctx: Context, rows: Iterator[Row]) -> Outco
             batch = []
     if batch:
         await raw.copy_records_to_table(STAGE, records=batch, columns=names)
+    return await merge(raw, ctx)
+
+
+async def merge(raw: Any, ctx: Context) -> Outcome:
+    """Compare the staged rows with the table, audit every row, apply the changes."""
+    spec = ctx.spec
+    kind = spec.kind_def
+    table = _q(kind.table.name)
+    fields = ctx.layout.fields
+    key = list(spec.key)
+    compared = [f for f in fields if f.name not in key]
+    others = [f for f in kind.fields if f.name not in key]
     # Sorts and hash joins over the whole file stay in memory.
     await raw.execute("SET LOCAL work_mem = '256MB'")
     await raw.execute(f"ANALYZE {STAGE}")

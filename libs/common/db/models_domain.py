@@ -10,7 +10,7 @@ from __future__ import annotations
 import uuid
 from datetime import date, datetime
 
-from sqlalchemy import ForeignKey, String, UniqueConstraint
+from sqlalchemy import ForeignKey, String, UniqueConstraint, Uuid
 from sqlalchemy.orm import Mapped, mapped_column
 
 from courier.common.db.base import Base, IdMixin, utcnow
@@ -18,9 +18,8 @@ from courier.common.db.base import Base, IdMixin, utcnow
 
 class _Owned:
     tenant_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"))
-    feed_id: Mapped[uuid.UUID | None] = mapped_column(
-        ForeignKey("feeds.id", ondelete="SET NULL"), default=None
-    )
+    # No foreign key: one trigger call per imported row (see migration 0009).
+    feed_id: Mapped[uuid.UUID | None] = mapped_column(Uuid, default=None)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 
 
