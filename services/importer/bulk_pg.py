@@ -22,6 +22,13 @@ BATCH = 50_000
 ANALYZE_TARGET_FROM = 50_000
 
 
+# A created record's id: the import's id with the row number as its last 48 bits.
+# Unique (an import's rows share its 80 random bits, and row numbers are unique in
+# a file) and ascending, so the primary key grows at its end instead of at random
+# pages as with `gen_random_uuid()` (a quarter of the insert's cost).
+_ROW_ID = "(left($2::text, 24) || lpad(to_hex(p.row_number), 12, '0'))::uuid"
+
+
 def _sql_type(f: Field) -> str:
     if f.type == "decimal":
         return f"numeric(12,{f.scale})"
@@ -202,7 +209,7 @@ async def merge(raw: Any, ctx: Context) -> Outcome:
         writes = f"""
         , inserted AS (
             INSERT INTO {table} (id, tenant_id, feed_id, updated_at, {", ".join(names)})
-            SELECT gen_random_uuid(), $1, $3, now(), {", ".join(f"p.{n}" for n in names)}
+            SELECT {_ROW_ID}, $1, $3, now(), {", ".join(f"p.{n}" for n in names)}
             FROM planned p WHERE p.action = 'created'
         ), changed AS (
             UPDATE {table} t SET {sets}, feed_id = $3, updated_at = now()

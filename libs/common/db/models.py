@@ -17,7 +17,6 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
-    Uuid,
 )
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
@@ -132,8 +131,9 @@ class ImportRecord(Base):
     id: Mapped[int] = mapped_column(
         BigInteger().with_variant(Integer(), "sqlite"), primary_key=True, autoincrement=True
     )
-    # No foreign key: one trigger call per audited row (see migration 0009).
-    import_id: Mapped[uuid.UUID] = mapped_column(Uuid)
+    # On PostgreSQL this reference (and the leave balance's tenant_id and feed_id) is
+    # kept by statement-level triggers, not a per-row foreign key (migration 0009).
+    import_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("imports.id", ondelete="CASCADE"))
     row_number: Mapped[int]
     record_key: Mapped[str | None] = mapped_column(String(255))
     action: Mapped[str] = mapped_column(String(16))
@@ -152,5 +152,6 @@ class LeaveBalance(IdMixin, Base):
     as_of: Mapped[date]
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
     # The feed that last wrote the row: a full sync deletes within its own feed only.
-    # No foreign key: one trigger call per imported row (see migration 0009).
-    feed_id: Mapped[uuid.UUID | None] = mapped_column(Uuid, default=None)
+    feed_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("feeds.id", ondelete="SET NULL"), default=None
+    )

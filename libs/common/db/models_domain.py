@@ -10,16 +10,19 @@ from __future__ import annotations
 import uuid
 from datetime import date, datetime
 
-from sqlalchemy import ForeignKey, String, UniqueConstraint, Uuid
+from sqlalchemy import ForeignKey, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from courier.common.db.base import Base, IdMixin, utcnow
 
 
 class _Owned:
+    # feed_id: on PostgreSQL kept by statement-level triggers, not a per-row foreign key
+    # (migration 0009).
     tenant_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"))
-    # No foreign key: one trigger call per imported row (see migration 0009).
-    feed_id: Mapped[uuid.UUID | None] = mapped_column(Uuid, default=None)
+    feed_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("feeds.id", ondelete="SET NULL"), default=None
+    )
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 
 

@@ -1,10 +1,17 @@
-"""import throughput: no per-row foreign-key checks on the audit and feed ownership
+"""import throughput: set-based reference checks on the tables a bulk import writes
 
-The audit (`import_records.import_id`) and the feed that last wrote a domain row
-(`*.feed_id`) are written a million rows at a time by the bulk import; their
-foreign keys cost one trigger call per row, half of a large import's merge. Both
-are written only by the importer, from ids it has just read or created; nothing
-deletes imports or feeds. `tenant_id` keeps its foreign key (tenant isolation).
+A bulk import writes a million audit rows and a million leave balances in one
+statement each; their foreign keys cost one trigger call per row and reference,
+half of such an import. On PostgreSQL those foreign keys become statement-level
+triggers with the same meaning, checked once per statement over all its rows:
+
+- a written row must name an existing parent (checked, and the parents locked
+  against deletion, once per INSERT/UPDATE statement);
+- deleting a parent deletes its children (ON DELETE CASCADE) or clears their
+  reference (ON DELETE SET NULL), once per DELETE statement.
+
+Ids never change, so ON UPDATE (NO ACTION) is not carried over. SQLite keeps the
+foreign keys (it takes the row-wise path; nothing to gain there).
 
 Revision ID: 0009
 Revises: 0004
@@ -20,25 +27,96 @@ down_revision: str | Sequence[str] | None = "0004"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
-# (table, column, referred table, on delete)
-DROPPED = (
+# (table, column, parent table, on delete)
+REFERENCES = (
     ("import_records", "import_id", "imports", "CASCADE"),
+    ("leave_balances", "tenant_id", "tenants", "CASCADE"),
     ("leave_balances", "feed_id", "feeds", "SET NULL"),
     ("locations", "feed_id", "feeds", "SET NULL"),
     ("roles", "feed_id", "feeds", "SET NULL"),
     ("staff", "feed_id", "feeds", "SET NULL"),
 )
+PARENTS = ("imports", "tenants", "feeds")
+
+
+def _check(table: str, column: str, parent: str) -> list[str]:
+    name = f"courier_ref_{table}_{column}"
+    function = f"""
+    CREATE FUNCTION {name}() RETURNS trigger LANGUAGE plpgsql AS $$
+    DECLARE
+        missing uuid;
+    BEGIN
+        -- Lock the parents as a foreign key does (FOR KEY SHARE), then look for gaps.
+        PERFORM 1 FROM {parent} p
+        WHERE p.id IN (SELECT DISTINCT {column} FROM written) FOR KEY SHARE;
+        SELECT w.{column} INTO missing FROM (SELECT DISTINCT {column} FROM written) w
+        WHERE w.{column} IS NOT NULL
+          AND NOT EXISTS (SELECT 1 FROM {parent} p WHERE p.id = w.{column})
+        LIMIT 1;
+        IF FOUND THEN
+            RAISE foreign_key_violation USING
+                MESSAGE = format('insert or update on table "{table}" violates reference '
+                                 '{column} -> {parent}.id: %s is not present', missing),
+                TABLE = '{table}', COLUMN = '{column}';
+        END IF;
+        RETURN NULL;
+    END $$"""
+    return [
+        function,
+        *(
+            f"CREATE TRIGGER {name}_{event.lower()} AFTER {event} ON {table} "
+            f"REFERENCING NEW TABLE AS written FOR EACH STATEMENT EXECUTE FUNCTION {name}()"
+            for event in ("INSERT", "UPDATE")
+        ),
+    ]
+
+
+def _gone(parent: str) -> list[str]:
+    name = f"courier_gone_{parent}"
+    actions = []
+    for table, column, referred, ondelete in REFERENCES:
+        if referred != parent:
+            continue
+        target = f"{column} IN (SELECT id FROM gone)"
+        if ondelete == "CASCADE":
+            actions.append(f"DELETE FROM {table} WHERE {target};")
+        else:
+            actions.append(f"UPDATE {table} SET {column} = NULL WHERE {target};")
+    return [
+        f"""
+        CREATE FUNCTION {name}() RETURNS trigger LANGUAGE plpgsql AS $$
+        BEGIN
+            {" ".join(actions)}
+            RETURN NULL;
+        END $$""",
+        f"CREATE TRIGGER {name} AFTER DELETE ON {parent} REFERENCING OLD TABLE AS gone "
+        f"FOR EACH STATEMENT EXECUTE FUNCTION {name}()",
+    ]
 
 
 def upgrade() -> None:
-    for table, column, referred, _ in DROPPED:
-        with op.batch_alter_table(table) as batch:
-            batch.drop_constraint(f"fk_{table}_{column}_{referred}", type_="foreignkey")
+    if op.get_bind().dialect.name != "postgresql":
+        return
+    for table, column, parent, _ in REFERENCES:
+        op.drop_constraint(f"fk_{table}_{column}_{parent}", table, type_="foreignkey")
+        for sql in _check(table, column, parent):
+            op.execute(sql)
+    for parent in PARENTS:
+        for sql in _gone(parent):
+            op.execute(sql)
 
 
 def downgrade() -> None:
-    for table, column, referred, ondelete in DROPPED:
-        with op.batch_alter_table(table) as batch:
-            batch.create_foreign_key(
-                f"fk_{table}_{column}_{referred}", referred, [column], ["id"], ondelete=ondelete
-            )
+    if op.get_bind().dialect.name != "postgresql":
+        return
+    for parent in PARENTS:
+        op.execute(f"DROP TRIGGER courier_gone_{parent} ON {parent}")
+        op.execute(f"DROP FUNCTION courier_gone_{parent}()")
+    for table, column, parent, ondelete in REFERENCES:
+        name = f"courier_ref_{table}_{column}"
+        op.execute(f"DROP TRIGGER {name}_insert ON {table}")
+        op.execute(f"DROP TRIGGER {name}_update ON {table}")
+        op.execute(f"DROP FUNCTION {name}()")
+        op.create_foreign_key(
+            f"fk_{table}_{column}_{parent}", table, parent, [column], ["id"], ondelete=ondelete
+        )
