@@ -143,8 +143,8 @@ async def merge(raw: Any, ctx: Context) -> Outcome:
 
     records_table = _q(ImportRecord.__tablename__)
     audit_errors = f"""
-        INSERT INTO {records_table} (import_id, row_number, record_key, action, error)
-        SELECT $1, s.row_number,
+        INSERT INTO {records_table} (import_id, row_number, seq, record_key, action, error)
+        SELECT $1, s.row_number, 0,
                CASE WHEN {" AND ".join(f"s.{_q(k)} IS NOT NULL" for k in key)}
                     THEN {key_text} END,
                'errored', s.error
@@ -190,8 +190,9 @@ async def merge(raw: Any, ctx: Context) -> Outcome:
     if spec.mode == "full_sync" and out.counts.deleted:
         await raw.execute(
             f"""
-            INSERT INTO {records_table} (import_id, row_number, record_key, action, changes)
-            SELECT $3, 0, {t_key_text}, 'deleted', ({deleted_json})::json {missing}
+            INSERT INTO {records_table} (import_id, row_number, seq, record_key, action, changes)
+            SELECT $3, 0, row_number() OVER (ORDER BY {t_key_text}), {t_key_text}, 'deleted',
+                   ({deleted_json})::json {missing}
             """,
             ctx.tenant_id,
             ctx.feed_id,
@@ -228,8 +229,8 @@ async def merge(raw: Any, ctx: Context) -> Outcome:
                                             ELSE 'unchanged' END AS action) a
             WHERE s.error IS NULL
         ), audited AS (
-            INSERT INTO {records_table} (import_id, row_number, record_key, action, changes)
-            SELECT $2, p.row_number, p.record_key, p.action, p.changes::json FROM planned p
+            INSERT INTO {records_table} (import_id, row_number, seq, record_key, action, changes)
+            SELECT $2, p.row_number, 0, p.record_key, p.action, p.changes::json FROM planned p
         ){writes}
         SELECT action, count(*) FROM planned GROUP BY action
         """,

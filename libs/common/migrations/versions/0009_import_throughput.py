@@ -13,6 +13,11 @@ triggers with the same meaning, checked once per statement over all its rows:
 Ids never change, so ON UPDATE (NO ACTION) is not carried over. SQLite keeps the
 foreign keys (it takes the row-wise path; nothing to gain there).
 
+The audit's key becomes (import_id, row_number, seq), the order it is read in,
+instead of a bigserial plus an index on (import_id, row_number): one index to
+maintain per audited row instead of two, and no sequence. `seq` numbers the
+several deleted records of an import (all on row 0); it is 0 otherwise.
+
 Revision ID: 0009
 Revises: 0004
 Create Date: 2026-11-25 12:00:00
@@ -20,6 +25,7 @@ Create Date: 2026-11-25 12:00:00
 
 from collections.abc import Sequence
 
+import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0009"
@@ -94,7 +100,58 @@ def _gone(parent: str) -> list[str]:
     ]
 
 
+def _audit_key() -> None:
+    seq = sa.Column("seq", sa.Integer(), nullable=False, server_default="0")
+    op.add_column("import_records", seq)
+    op.execute(
+        """
+        UPDATE import_records SET seq = n.seq
+        FROM (SELECT id, row_number() OVER (PARTITION BY import_id ORDER BY record_key, id) AS seq
+              FROM import_records WHERE row_number = 0) n
+        WHERE import_records.id = n.id
+        """
+    )
+    with op.batch_alter_table("import_records") as batch:
+        batch.drop_index("ix_import_records_import_row")
+        batch.drop_constraint("pk_import_records", type_="primary")
+        batch.drop_column("id")
+        batch.create_primary_key("pk_import_records", ["import_id", "row_number", "seq"])
+
+
+def _audit_surrogate_key() -> None:
+    if op.get_bind().dialect.name == "postgresql":
+        op.drop_constraint("pk_import_records", "import_records", type_="primary")
+        op.execute("ALTER TABLE import_records ADD COLUMN id bigserial")
+        op.create_primary_key("pk_import_records", "import_records", ["id"])
+        op.drop_column("import_records", "seq")
+    else:
+        op.rename_table("import_records", "import_records_keyed")
+        op.create_table(
+            "import_records",
+            sa.Column("id", sa.Integer(), primary_key=True, autoincrement=True),
+            sa.Column("import_id", sa.Uuid(), nullable=False),
+            sa.Column("row_number", sa.Integer(), nullable=False),
+            sa.Column("record_key", sa.String(length=255), nullable=True),
+            sa.Column("action", sa.String(length=16), nullable=False),
+            sa.Column("changes", sa.JSON(), nullable=True),
+            sa.Column("error", sa.Text(), nullable=True),
+            sa.ForeignKeyConstraint(
+                ["import_id"], ["imports.id"], name="fk_import_records_import_id_imports",
+                ondelete="CASCADE",
+            ),
+            sa.PrimaryKeyConstraint("id", name="pk_import_records"),
+        )  # fmt: skip
+        columns = "import_id, row_number, record_key, action, changes, error"
+        op.execute(
+            f"INSERT INTO import_records ({columns}) SELECT {columns} "
+            "FROM import_records_keyed ORDER BY import_id, row_number, seq"
+        )
+        op.drop_table("import_records_keyed")
+    op.create_index("ix_import_records_import_row", "import_records", ["import_id", "row_number"])
+
+
 def upgrade() -> None:
+    _audit_key()
     if op.get_bind().dialect.name != "postgresql":
         return
     for table, column, parent, _ in REFERENCES:
@@ -107,6 +164,7 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    _audit_surrogate_key()
     if op.get_bind().dialect.name != "postgresql":
         return
     for parent in PARENTS:
