@@ -15,6 +15,7 @@ means and what an error says.
 from __future__ import annotations
 
 import hashlib
+import re
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -65,7 +66,19 @@ def header(path: Path, spec: FeedSpec) -> tuple[Layout, int] | None:
     return layout, end + 1
 
 
-async def _plain_bytes(path: Path, spec: FeedSpec, skip: int, digest: Any) -> AsyncIterator[bytes]:
+_SPACES = re.compile(rb"[ \t\x0b\x0c\x1c-\x1f]")
+
+
+class _Seen:
+    """What the bytes held, for the SQL that reads them (trimming cells costs when done)."""
+
+    def __init__(self) -> None:
+        self.spaces = False
+
+
+async def _plain_bytes(
+    path: Path, spec: FeedSpec, skip: int, digest: Any, seen: _Seen
+) -> AsyncIterator[bytes]:
     """The file after its header, refusing (NotPlain) anything COPY could read differently."""
     quote = spec.dialect.quotechar.encode()
     limit = spec.max_line_chars
@@ -92,6 +105,8 @@ async def _plain_bytes(path: Path, spec: FeedSpec, skip: int, digest: Any) -> As
                     raise NotPlain
             elif b"\r" in data:
                 raise NotPlain
+            if not seen.spaces and _SPACES.search(data):
+                seen.spaces = True
             lines = data.split(b"\n")
             if carry + len(lines[0]) + 1 > limit or max(map(len, lines)) + 1 > limit:
                 raise NotPlain
@@ -164,10 +179,11 @@ async def stage(
         + ") ON COMMIT DROP"
     )
     digest = hashlib.sha256()
+    seen = _Seen()
     try:
         await raw.copy_to_table(
             RAW,
-            source=_plain_bytes(path, spec, skip, digest),
+            source=_plain_bytes(path, spec, skip, digest, seen),
             columns=cells,
             format="csv",
             delimiter=spec.dialect.delimiter,
@@ -181,9 +197,8 @@ async def stage(
         return None  # a blank line would be a row here; the Python reader skips it
 
     comma = spec.decimal_separator == ","
-    trimmed = ", ".join(
-        f"btrim(coalesce(c{pos}, ''), {_SPACE}) AS t{j}" for j, pos in enumerate(layout.positions)
-    )
+    trim = f"btrim(coalesce(c{{}}, ''), {_SPACE})" if seen.spaces else "coalesce(c{}, '')"
+    trimmed = ", ".join(trim.format(pos) + f" AS t{j}" for j, pos in enumerate(layout.positions))
     checks = [
         _ok_and_value(f, f"t{j}", spec.is_required(f.name), comma)
         for j, f in enumerate(layout.fields)

@@ -50,16 +50,22 @@ def _check(table: str, column: str, parent: str) -> list[str]:
     function = f"""
     CREATE FUNCTION {name}() RETURNS trigger LANGUAGE plpgsql AS $$
     DECLARE
+        wanted uuid[];
+        present integer;
         missing uuid;
     BEGIN
-        -- Lock the parents as a foreign key does (FOR KEY SHARE), then look for gaps.
-        PERFORM 1 FROM {parent} p
-        WHERE p.id IN (SELECT DISTINCT {column} FROM written) FOR KEY SHARE;
-        SELECT w.{column} INTO missing FROM (SELECT DISTINCT {column} FROM written) w
-        WHERE w.{column} IS NOT NULL
-          AND NOT EXISTS (SELECT 1 FROM {parent} p WHERE p.id = w.{column})
-        LIMIT 1;
-        IF FOUND THEN
+        -- One pass over the statement's rows; the parents are locked as a foreign
+        -- key locks them (FOR KEY SHARE), so none can go before this commits.
+        SELECT array_agg(k) INTO wanted
+        FROM (SELECT DISTINCT {column} AS k FROM written WHERE {column} IS NOT NULL) d;
+        IF wanted IS NULL THEN
+            RETURN NULL;
+        END IF;
+        PERFORM 1 FROM {parent} p WHERE p.id = ANY (wanted) FOR KEY SHARE;
+        GET DIAGNOSTICS present = ROW_COUNT;
+        IF present < cardinality(wanted) THEN
+            SELECT k INTO missing FROM unnest(wanted) k
+            WHERE NOT EXISTS (SELECT 1 FROM {parent} p WHERE p.id = k) LIMIT 1;
             RAISE foreign_key_violation USING
                 MESSAGE = format('insert or update on table "{table}" violates reference '
                                  '{column} -> {parent}.id: %s is not present', missing),
