@@ -15,7 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from courier.common.db.models import ImportRecord
 from courier.importer.changes import Context, Outcome, guard_reason, reject_reason
 from courier.importer.kinds import Field
-from courier.importer.rows import Row
+from courier.importer.rows import Layout, Row
 
 STAGE = "courier_import_stage"
 BATCH = 50_000
@@ -71,25 +71,29 @@ async def create_stage(raw: Any, fields: list[Field]) -> None:
     )
 
 
+def staged(row: Row, layout: Layout) -> tuple[Any, ...]:
+    """A checked row as a staging record: its values, or its error and what key it has."""
+    if row.values is not None:
+        return (row.number, None, *row.values)
+    values: list[Any] = [None] * len(layout.fields)
+    if row.key is not None:
+        for j, k in zip(layout.key_positions, row.key, strict=True):
+            values[j] = k
+    return (row.number, row.error, *values)
+
+
+def stage_columns(layout: Layout) -> list[str]:
+    return ["row_number", "error", *(f.name for f in layout.fields)]
+
+
 async def run(session: AsyncSession, ctx: Context, rows: Iterator[Row]) -> Outcome:
     """Stage checked rows from Python, then merge."""
     raw = await driver(session)
-    fields = ctx.layout.fields
-    key_positions = ctx.layout.key_positions
-    width = len(fields)
-    await create_stage(raw, fields)
-    blank = [None] * width
+    await create_stage(raw, ctx.layout.fields)
     batch: list[tuple[Any, ...]] = []
-    names = ["row_number", "error", *(f.name for f in fields)]
+    names = stage_columns(ctx.layout)
     for row in rows:
-        if row.values is not None:
-            batch.append((row.number, None, *row.values))
-        else:
-            values = list(blank)
-            if row.key is not None:
-                for j, k in zip(key_positions, row.key, strict=True):
-                    values[j] = k
-            batch.append((row.number, row.error, *values))
+        batch.append(staged(row, ctx.layout))
         if len(batch) >= BATCH:
             # One COPY per batch: bounded memory, and the loop breathes between them.
             await raw.copy_records_to_table(STAGE, records=batch, columns=names)

@@ -22,6 +22,7 @@ from typing import Any
 
 import asyncpg
 
+from courier.importer.bulk_pg import stage_columns, staged
 from courier.importer.decode import CHUNK, FileRejected
 from courier.importer.kinds import Field
 from courier.importer.rows import Layout, RowChecker, read
@@ -171,6 +172,8 @@ async def stage(
     checker: RowChecker,
 ) -> tuple[int, str] | None:
     """Fill `stage_table` from the file; (rows staged, sha256) or None for the Python reader."""
+    if layout.width == 1:
+        return None  # a blank line would be a row here; the Python reader skips it
     cells = [f"c{i}" for i in range(layout.width)]
     await raw.execute("SAVEPOINT courier_copy")
     await raw.execute(
@@ -193,8 +196,6 @@ async def stage(
         await raw.execute("ROLLBACK TO SAVEPOINT courier_copy")
         return None
     await raw.execute("RELEASE SAVEPOINT courier_copy")
-    if layout.width == 1:
-        return None  # a blank line would be a row here; the Python reader skips it
 
     comma = spec.decimal_separator == ","
     trim = f"btrim(coalesce(c{{}}, ''), {_SPACE})" if seen.spaces else "coalesce(c{}, '')"
@@ -233,22 +234,12 @@ async def _check_in_python(
     )
     if not doubtful:
         return
-    blank = [None] * len(layout.fields)
-    fixed = []
-    for rec in doubtful:
-        row = checker.check(rec[0], [c or "" for c in list(rec)[1:]])
-        if row.values is not None:
-            fixed.append((row.number, None, *row.values))
-        else:
-            values = list(blank)
-            if row.key is not None:
-                for j, k in zip(layout.key_positions, row.key, strict=True):
-                    values[j] = k
-            fixed.append((row.number, row.error, *values))
+    fixed = [
+        staged(checker.check(rec[0], [c or "" for c in list(rec)[1:]]), layout) for rec in doubtful
+    ]
     await raw.execute(
         f"CREATE TEMP TABLE {FIX} (LIKE {stage_table}) ON COMMIT DROP; "
         f"DELETE FROM {stage_table} WHERE error = '?'"
     )
-    columns = ["row_number", "error", *(f.name for f in layout.fields)]
-    await raw.copy_records_to_table(FIX, records=fixed, columns=columns)
+    await raw.copy_records_to_table(FIX, records=fixed, columns=stage_columns(layout))
     await raw.execute(f"INSERT INTO {stage_table} SELECT * FROM {FIX}; DROP TABLE {FIX}")
