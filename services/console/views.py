@@ -107,7 +107,7 @@ async def import_detail(
         query = query.where(ImportRecord.action == action)
         count_query = count_query.where(ImportRecord.action == action)
     records = await session.scalars(
-        query.order_by(ImportRecord.row_number, ImportRecord.id).limit(limit).offset(offset)
+        query.order_by(ImportRecord.row_number, ImportRecord.seq).limit(limit).offset(offset)
     )
     total = await session.scalar(count_query) or 0
     return ImportDetail(

@@ -30,7 +30,7 @@ from courier.common.events import (
 from courier.common.logging import get_logger
 from courier.common.metrics import IMPORT_RECORDS, IMPORT_SECONDS, IMPORTS
 from courier.common.storage import NotFound, Storage
-from courier.importer import bulk_pg, rows, rowwise
+from courier.importer import bulk_pg, copy_pg, rows, rowwise
 from courier.importer.changes import Context, Outcome, fingerprint
 from courier.importer.decode import Decoder
 from courier.importer.decode import FileRejected as Refused
@@ -277,12 +277,17 @@ async def _known_codes(session: AsyncSession, tenant_id: uuid.UUID, layout: rows
 async def _plan(
     session: AsyncSession, path: Path, imp: Import, spec: FeedSpec, *, apply: bool, guarded: bool
 ) -> Outcome:
+    ctx = Context(imp.tenant_id, imp.feed_id, imp.id, spec, None, apply, guarded)  # type: ignore[arg-type]
+    if not is_sqlite(str(session.bind.url)) and copy_pg.eligible(spec):
+        outcome = await _plan_by_copy(session, path, imp, ctx)
+        if outcome is not None:
+            return outcome
     with path.open("rb") as fh:
         decoder = Decoder(fh, spec.encoding, spec.max_line_chars)
         layout, records = rows.read(spec, decoder.lines())
         checker = rows.RowChecker(spec, layout, await _known_codes(session, imp.tenant_id, layout))
         counted = _Counting(checker.check(n, cells) for n, cells in records)
-        ctx = Context(imp.tenant_id, imp.feed_id, imp.id, spec, layout, apply, guarded)  # type: ignore[arg-type]
+        ctx.layout = layout
         engine = rowwise.run if is_sqlite(str(session.bind.url)) else bulk_pg.run
         outcome = await engine(session, ctx, iter(counted))
         if counted.n == 0:
@@ -290,6 +295,33 @@ async def _plan(
         if decoder.sha256.hexdigest() != imp.sha256:
             raise ChecksumMismatch(decoder.sha256.hexdigest())
         outcome.details["encoding"] = decoder.encoding
+    return outcome
+
+
+async def _plan_by_copy(
+    session: AsyncSession, path: Path, imp: Import, ctx: Context
+) -> Outcome | None:
+    """The plain-file path: PostgreSQL parses; None when the file needs the Python reader."""
+    spec = ctx.spec
+    found = copy_pg.header(path, spec)
+    if found is None:
+        return None
+    layout, skip = found
+    ctx.layout = layout
+    raw = await bulk_pg.driver(session)
+    checker = rows.RowChecker(spec, layout, {})
+    await bulk_pg.create_stage(raw, layout.fields)
+    staged = await copy_pg.stage(raw, path, spec, layout, skip, bulk_pg.STAGE, checker)
+    if staged is None:
+        await raw.execute(f"DROP TABLE {bulk_pg.STAGE}")
+        return None
+    count, sha256 = staged
+    if count == 0:
+        raise Refused("header only: the file has no rows")
+    if sha256 != imp.sha256:
+        raise ChecksumMismatch(sha256)
+    outcome = await bulk_pg.merge(raw, ctx)
+    outcome.details["encoding"] = copy_pg.label(spec)
     return outcome
 
 

@@ -15,11 +15,18 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from courier.common.db.models import ImportRecord
 from courier.importer.changes import Context, Outcome, guard_reason, reject_reason
 from courier.importer.kinds import Field
-from courier.importer.rows import Row
+from courier.importer.rows import Layout, Row
 
 STAGE = "courier_import_stage"
 BATCH = 50_000
 ANALYZE_TARGET_FROM = 50_000
+
+
+# A created record's id: the import's id with the row number as its last 48 bits.
+# Unique (an import's rows share its 80 random bits, and row numbers are unique in
+# a file) and ascending, so the primary key grows at its end instead of at random
+# pages as with `gen_random_uuid()` (a quarter of the insert's cost).
+_ROW_ID = "(left($2::text, 24) || lpad(to_hex(p.row_number), 12, '0'))::uuid"
 
 
 def _sql_type(f: Field) -> str:
@@ -52,7 +59,52 @@ def _text(expr: str) -> str:
     return f"coalesce(to_json({expr}::text)::text, 'null')"
 
 
+async def driver(session: AsyncSession) -> Any:
+    conn = await session.connection()
+    return (await conn.get_raw_connection()).driver_connection
+
+
+async def create_stage(raw: Any, fields: list[Field]) -> None:
+    columns = ", ".join(f"{_q(f.name)} {_sql_type(f)}" for f in fields)
+    await raw.execute(
+        f"CREATE TEMP TABLE {STAGE} (row_number integer, error text, {columns}) ON COMMIT DROP"
+    )
+
+
+def staged(row: Row, layout: Layout) -> tuple[Any, ...]:
+    """A checked row as a staging record: its values, or its error and what key it has."""
+    if row.values is not None:
+        return (row.number, None, *row.values)
+    values: list[Any] = [None] * len(layout.fields)
+    if row.key is not None:
+        for j, k in zip(layout.key_positions, row.key, strict=True):
+            values[j] = k
+    return (row.number, row.error, *values)
+
+
+def stage_columns(layout: Layout) -> list[str]:
+    return ["row_number", "error", *(f.name for f in layout.fields)]
+
+
 async def run(session: AsyncSession, ctx: Context, rows: Iterator[Row]) -> Outcome:
+    """Stage checked rows from Python, then merge."""
+    raw = await driver(session)
+    await create_stage(raw, ctx.layout.fields)
+    batch: list[tuple[Any, ...]] = []
+    names = stage_columns(ctx.layout)
+    for row in rows:
+        batch.append(staged(row, ctx.layout))
+        if len(batch) >= BATCH:
+            # One COPY per batch: bounded memory, and the loop breathes between them.
+            await raw.copy_records_to_table(STAGE, records=batch, columns=names)
+            batch = []
+    if batch:
+        await raw.copy_records_to_table(STAGE, records=batch, columns=names)
+    return await merge(raw, ctx)
+
+
+async def merge(raw: Any, ctx: Context) -> Outcome:
+    """Compare the staged rows with the table, audit every row, apply the changes."""
     spec = ctx.spec
     kind = spec.kind_def
     table = _q(kind.table.name)
@@ -60,34 +112,6 @@ async def run(session: AsyncSession, ctx: Context, rows: Iterator[Row]) -> Outco
     key = list(spec.key)
     compared = [f for f in fields if f.name not in key]
     others = [f for f in kind.fields if f.name not in key]
-    key_positions = ctx.layout.key_positions
-    width = len(fields)
-
-    conn = await session.connection()
-    raw = (await conn.get_raw_connection()).driver_connection
-    columns = ", ".join(f"{_q(f.name)} {_sql_type(f)}" for f in fields)
-    await raw.execute(
-        f"CREATE TEMP TABLE {STAGE} (row_number integer, error text, {columns}) ON COMMIT DROP"
-    )
-
-    blank = [None] * width
-    batch: list[tuple[Any, ...]] = []
-    names = ["row_number", "error", *(f.name for f in fields)]
-    for row in rows:
-        if row.values is not None:
-            batch.append((row.number, None, *row.values))
-        else:
-            values = list(blank)
-            if row.key is not None:
-                for j, k in zip(key_positions, row.key, strict=True):
-                    values[j] = k
-            batch.append((row.number, row.error, *values))
-        if len(batch) >= BATCH:
-            # One COPY per batch: bounded memory, and the loop breathes between them.
-            await raw.copy_records_to_table(STAGE, records=batch, columns=names)
-            batch = []
-    if batch:
-        await raw.copy_records_to_table(STAGE, records=batch, columns=names)
     # Sorts and hash joins over the whole file stay in memory.
     await raw.execute("SET LOCAL work_mem = '256MB'")
     await raw.execute(f"ANALYZE {STAGE}")
@@ -123,8 +147,8 @@ async def run(session: AsyncSession, ctx: Context, rows: Iterator[Row]) -> Outco
 
     records_table = _q(ImportRecord.__tablename__)
     audit_errors = f"""
-        INSERT INTO {records_table} (import_id, row_number, record_key, action, error)
-        SELECT $1, s.row_number,
+        INSERT INTO {records_table} (import_id, row_number, seq, record_key, action, error)
+        SELECT $1, s.row_number, 0,
                CASE WHEN {" AND ".join(f"s.{_q(k)} IS NOT NULL" for k in key)}
                     THEN {key_text} END,
                'errored', s.error
@@ -170,8 +194,9 @@ async def run(session: AsyncSession, ctx: Context, rows: Iterator[Row]) -> Outco
     if spec.mode == "full_sync" and out.counts.deleted:
         await raw.execute(
             f"""
-            INSERT INTO {records_table} (import_id, row_number, record_key, action, changes)
-            SELECT $3, 0, {t_key_text}, 'deleted', ({deleted_json})::json {missing}
+            INSERT INTO {records_table} (import_id, row_number, seq, record_key, action, changes)
+            SELECT $3, 0, row_number() OVER (ORDER BY {t_key_text}), {t_key_text}, 'deleted',
+                   ({deleted_json})::json {missing}
             """,
             ctx.tenant_id,
             ctx.feed_id,
@@ -189,7 +214,7 @@ async def run(session: AsyncSession, ctx: Context, rows: Iterator[Row]) -> Outco
         writes = f"""
         , inserted AS (
             INSERT INTO {table} (id, tenant_id, feed_id, updated_at, {", ".join(names)})
-            SELECT gen_random_uuid(), $1, $3, now(), {", ".join(f"p.{n}" for n in names)}
+            SELECT {_ROW_ID}, $1, $3, now(), {", ".join(f"p.{n}" for n in names)}
             FROM planned p WHERE p.action = 'created'
         ), changed AS (
             UPDATE {table} t SET {sets}, feed_id = $3, updated_at = now()
@@ -208,8 +233,8 @@ async def run(session: AsyncSession, ctx: Context, rows: Iterator[Row]) -> Outco
                                             ELSE 'unchanged' END AS action) a
             WHERE s.error IS NULL
         ), audited AS (
-            INSERT INTO {records_table} (import_id, row_number, record_key, action, changes)
-            SELECT $2, p.row_number, p.record_key, p.action, p.changes::json FROM planned p
+            INSERT INTO {records_table} (import_id, row_number, seq, record_key, action, changes)
+            SELECT $2, p.row_number, 0, p.record_key, p.action, p.changes::json FROM planned p
         ){writes}
         SELECT action, count(*) FROM planned GROUP BY action
         """,

@@ -45,6 +45,7 @@ async def run(session: AsyncSession, ctx: Context, rows: Iterator[Row]) -> Outco
             {
                 "import_id": ctx.import_id,
                 "row_number": number,
+                "seq": kw.get("seq", 0),
                 "record_key": key_text,
                 "action": action,
                 "changes": kw.get("changes"),
@@ -112,10 +113,10 @@ async def run(session: AsyncSession, ctx: Context, rows: Iterator[Row]) -> Outco
         owned = [(k, v) for k, v in existing.items() if v["feed_id"] == ctx.feed_id]
         doomed = [(k, v) for k, v in owned if k not in in_file]
         out.held = guard_reason(ctx, len(doomed), len(owned))
-        for k, v in doomed:
+        for seq, (k, v) in enumerate(sorted(doomed), start=1):
             counts.deleted += 1
             changes = {n: [render(v[n]), None] for n in others if v[n] is not None}
-            record(0, "/".join(k), "deleted", changes=changes)
+            record(0, "/".join(k), "deleted", changes=changes, seq=seq)
 
     await _insert(session, records)
     if not ctx.apply or out.held:

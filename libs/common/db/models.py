@@ -12,7 +12,6 @@ from sqlalchemy import (
     BigInteger,
     ForeignKey,
     Index,
-    Integer,
     Numeric,
     String,
     Text,
@@ -125,14 +124,23 @@ class Import(IdMixin, Base):
 
 
 class ImportRecord(Base):
-    __tablename__ = "import_records"
-    __table_args__ = (Index("ix_import_records_import_row", "import_id", "row_number"),)
+    """One audited CSV row (or, with row number 0, one record a full sync deleted).
 
-    id: Mapped[int] = mapped_column(
-        BigInteger().with_variant(Integer(), "sqlite"), primary_key=True, autoincrement=True
+    The key is where the row sits in its import: the console and the result file
+    read an import's records in row order from it, and a bulk import maintains one
+    index instead of a surrogate key plus that index. `seq` tells apart the
+    several deleted records of an import (all row 0); it is 0 otherwise.
+    """
+
+    __tablename__ = "import_records"
+
+    # On PostgreSQL this reference (and the leave balance's tenant_id and feed_id) is
+    # kept by statement-level triggers, not a per-row foreign key (migration 0009).
+    import_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("imports.id", ondelete="CASCADE"), primary_key=True
     )
-    import_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("imports.id", ondelete="CASCADE"))
-    row_number: Mapped[int]
+    row_number: Mapped[int] = mapped_column(primary_key=True)
+    seq: Mapped[int] = mapped_column(primary_key=True, default=0)
     record_key: Mapped[str | None] = mapped_column(String(255))
     action: Mapped[str] = mapped_column(String(16))
     changes: Mapped[dict[str, Any] | None] = mapped_column(JSON)

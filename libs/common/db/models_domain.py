@@ -17,6 +17,8 @@ from courier.common.db.base import Base, IdMixin, utcnow
 
 
 class _Owned:
+    # feed_id: on PostgreSQL kept by statement-level triggers, not a per-row foreign key
+    # (migration 0009).
     tenant_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"))
     feed_id: Mapped[uuid.UUID | None] = mapped_column(
         ForeignKey("feeds.id", ondelete="SET NULL"), default=None

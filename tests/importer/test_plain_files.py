@@ -1,0 +1,39 @@
+"""A plain file (parsed by PostgreSQL) gets exactly the answer the Python reader gives."""
+
+from __future__ import annotations
+
+from tests.importer.conftest import records
+from tests.support.fixtures_data import leave_csv
+
+ROWS = (
+    "E1,annual,10,2026-11-01",
+    " E2 , sick ,  5.5 , 2026-11-01 ",
+    "E3,annual,1.234,2026-11-01",  # too many decimal places
+    "E4,annual,1e2,2026-11-01",  # a number Python reads; not plainly one
+    "E5,annual,+7,2026-11-01",
+    "E6,annual,-0,2026-02-29",  # no such day
+    "E7,annual,3,2028-02-29",
+    "E8,annual,3,2026-W48-3",  # an ISO week date
+    "E9,annual,,2026-11-01",  # required
+    ",annual,1,2026-11-01",
+    "E1,annual,4,2026-11-01",  # duplicate key
+    "E10,annual,99999999999,2026-11-01",  # out of range
+    "E11,annual,x,0000-01-01",
+    "E12," + "t" * 65 + ",1,2026-11-01",  # longer than the field
+    "E13,annual,.5,2026-12-31",
+)
+
+
+async def test_plain_and_quoted_files_get_the_same_audit(db, feed, send) -> None:
+    # Held: both change sets are computed against the same (empty) table.
+    await feed("leave", "leave_balances", "leave_*.csv", hold_for_approval=True)
+    plain = await send("leave_1.csv", leave_csv(*ROWS))
+    # A quoted cell sends the same rows through the Python reader.
+    quoted = await send("leave_2.csv", leave_csv('"E1",annual,10,2026-11-01', *ROWS[1:]))
+
+    def audit(recs: list) -> list[tuple]:
+        return [(r.row_number, r.record_key, r.action, r.changes, r.error) for r in recs]
+
+    a, b = audit(await records(db, plain)), audit(await records(db, quoted))
+    assert a == b
+    assert (plain.created, plain.errored) == (7, 8)
