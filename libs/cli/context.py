@@ -1,4 +1,4 @@
-"""How a command reaches the database: one engine per command, refusals as exit code 1."""
+"""How a command reaches the database and the bus: one of each per command, refusals as exit 1."""
 
 from __future__ import annotations
 
@@ -9,11 +9,17 @@ from typing import TypeVar
 import typer
 from rich.console import Console
 
+from courier.common.bus import Bus
 from courier.common.db.engine import Database
 from courier.common.settings import get_settings
 
 T = TypeVar("T")
 err = Console(stderr=True)
+BUS_CONNECT_SECONDS = 10
+
+
+class BusUnreachable(Exception):
+    """The bus did not answer; the command changed nothing."""
 
 
 def run_with_db(
@@ -35,3 +41,34 @@ def run_with_db(
     except refusals as exc:
         err.print(f"[red]error:[/] {exc}")
         raise typer.Exit(1) from exc
+
+
+def run_with_bus(
+    fn: Callable[[Database, Bus], Awaitable[T]],
+    *,
+    refusals: tuple[type[Exception], ...] = (),
+) -> T:
+    """Like `run_with_db`, with the bus connected first.
+
+    A command whose change other services must hear of (an approval, an export)
+    connects before it changes anything: with the bus down it refuses, instead of
+    changing the database and leaving the event unpublished.
+    """
+
+    async def _main(db: Database) -> T:
+        settings = get_settings()
+        bus = Bus(settings, client_name="courier-cli")
+        try:
+            await asyncio.wait_for(bus.connect(), BUS_CONNECT_SECONDS)
+        except Exception as exc:
+            await bus.stop()
+            raise BusUnreachable(
+                f"cannot reach the bus at {settings.nats_url} ({exc or type(exc).__name__}); "
+                "nothing was changed"
+            ) from exc
+        try:
+            return await fn(db, bus)
+        finally:
+            await bus.stop()
+
+    return run_with_db(_main, refusals=(BusUnreachable, *refusals))

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import uuid
 from collections.abc import Awaitable, Callable
@@ -15,7 +14,7 @@ from rich.table import Table
 from sqlalchemy import select
 
 from courier.cli import provision
-from courier.cli.context import run_with_db
+from courier.cli.context import run_with_bus, run_with_db
 from courier.common.bus import Bus
 from courier.common.db.engine import Database
 from courier.common.db.models_exports import ExportSpec
@@ -33,22 +32,10 @@ T = TypeVar("T")
 def _with_exporter(fn: Callable[[Exporter], Awaitable[T]]) -> T:
     """An exporter like the service's, publishing to the same bus."""
 
-    async def _run() -> T:
-        settings = get_settings()
-        db = Database(settings.database_url)
-        bus = Bus(settings, client_name="courier-cli")
-        try:
-            await bus.connect()
-            return await fn(Exporter(db, open_storage(settings.storage_url), bus.publish))
-        finally:
-            await bus.stop()
-            await db.dispose()
+    async def _run(db: Database, bus: Bus) -> T:
+        return await fn(Exporter(db, open_storage(get_settings().storage_url), bus.publish))
 
-    try:
-        return asyncio.run(_run())
-    except provision.ProvisionError as exc:
-        err.print(f"[red]error:[/] {exc}")
-        raise typer.Exit(1) from exc
+    return run_with_bus(_run, refusals=(provision.ProvisionError,))
 
 
 def _print(view: ExportView) -> None:

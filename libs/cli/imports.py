@@ -11,7 +11,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from courier.cli.context import run_with_db
+from courier.cli.context import run_with_bus, run_with_db
+from courier.common.bus import Bus
 from courier.common.db.engine import Database
 from courier.common.settings import get_settings
 
@@ -104,19 +105,18 @@ def _decide(import_id: uuid.UUID, approve: bool, by: str | None) -> None:
 
     who = by or getpass.getuser()
 
-    async def _go(db: Database) -> tuple[approval.Decision, Any]:
+    async def _go(db: Database, bus: Bus) -> tuple[approval.Decision, Any]:
         storage = open_storage(get_settings().storage_url)
         if approve:
             decision = await approval.approve(db, storage, import_id, who)
         else:
             decision = await approval.reject(db, storage, import_id, who)
+        # The same events the importer publishes when the console decides.
+        for event in decision.events:
+            await bus.publish(event)
         return decision, await _detail(db, import_id)
 
-    try:
-        decision, detail = run_with_db(_go)
-    except approval.ApprovalError as exc:
-        err.print(f"[red]error:[/] {exc}")
-        raise typer.Exit(1) from exc
+    decision, detail = run_with_bus(_go, refusals=(approval.ApprovalError,))
     if decision.outcome == "changed":
         err.print(f"[yellow]not applied:[/] {decision.message}")
         _print_detail(detail)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import sys
 from datetime import date, timedelta
@@ -14,10 +15,12 @@ import pytest
 from sqlalchemy import select, update
 
 from courier.common.db.models import LeaveBalance
+from courier.common.events import ImportCompleted
 from courier.console.api import create_app
 from courier.importer import approval
 from tests.importer.conftest import load_import, records
 from tests.support.fixtures_data import leave_csv
+from tests.support.infra import free_port
 from tests.support.services import eventually, running
 
 
@@ -131,34 +134,66 @@ async def test_console_approval_is_carried_out_by_the_importer(
     assert await balances(db) == {"E1": Decimal("8.00")}
 
 
-async def test_cli_approve_and_reject(settings, db, held, send) -> None:
-    first = await send("leave_1.csv", leave_csv("E1,annual,8,2026-11-01"))
-    env = {
+def _cli_env(settings, **extra: str) -> dict[str, str]:
+    return {
         **os.environ,
         "COURIER_DATABASE_URL": settings.database_url,
         "COURIER_STORAGE_URL": settings.storage_url,
+        "COURIER_NATS_URL": settings.nats_url,
+        "COURIER_NATS_NAMESPACE": settings.nats_namespace,
+        **extra,
     }
+
+
+async def _cli(env: dict[str, str], *args: str) -> tuple[int, str]:
     courier = str(Path(sys.executable).parent / "courier")
+    proc = await asyncio.create_subprocess_exec(
+        courier, *args, env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT
+    )
+    out, _ = await proc.communicate()
+    # Rich wraps long lines to the terminal width; compare the words.
+    return proc.returncode or 0, " ".join(out.decode().split())
 
-    async def cli(*args: str) -> tuple[int, str]:
-        proc = await asyncio.create_subprocess_exec(
-            courier,
-            *args,
-            env=env,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.STDOUT,
-        )
-        out, _ = await proc.communicate()
-        # Rich wraps long lines to the terminal width; compare the words.
-        return proc.returncode or 0, " ".join(out.decode().split())
 
-    code, out = await cli("imports", "approve", str(first.id), "--by", "ops")
+async def test_cli_approve_and_reject(settings, db, bus, held, send) -> None:
+    first = await send("leave_1.csv", leave_csv("E1,annual,8,2026-11-01"))
+    completed: list[ImportCompleted] = []
+
+    async def on_completed(msg) -> None:  # type: ignore[no-untyped-def]
+        completed.append(ImportCompleted.model_validate(json.loads(msg.data)))
+
+    sub = await bus.broker.connection.subscribe(
+        bus.subject("courier.import.completed"), cb=on_completed
+    )
+    env = _cli_env(settings)
+    code, out = await _cli(env, "imports", "approve", str(first.id), "--by", "ops")
     assert code == 0, out
     assert "applied: completed" in out
+
+    async def announced() -> bool:
+        return bool(completed)
+
+    # Downstream services hear of a CLI approval as of one made in the console.
+    await eventually(announced)
+    assert [(c.import_id, c.status, c.counts.created) for c in completed] == [
+        (first.id, "completed", 1)
+    ]
+    await sub.unsubscribe()
+
     second = await send("leave_2.csv", leave_csv("E1,annual,9,2026-11-01"))
-    code, out = await cli("imports", "reject", str(second.id))
+    code, out = await _cli(env, "imports", "reject", str(second.id))
     assert code == 0, out
     assert "change set discarded" in out
-    code, out = await cli("imports", "approve", str(second.id))
+    code, out = await _cli(env, "imports", "approve", str(second.id))
     assert code == 1 and "not awaiting approval" in out
     assert await balances(db) == {"E1": Decimal("8.00")}
+
+
+async def test_cli_approval_with_the_bus_down_changes_nothing(settings, db, held, send) -> None:
+    imp = await send("leave_1.csv", leave_csv("E1,annual,8,2026-11-01"))
+    env = _cli_env(settings, COURIER_NATS_URL=f"nats://127.0.0.1:{free_port()}")
+    code, out = await _cli(env, "imports", "approve", str(imp.id))
+    assert code == 1, out
+    assert "cannot reach the bus" in out and "nothing was changed" in out
+    assert (await load_import(db, imp.id)).status == "awaiting_approval"
+    assert await balances(db) == {}
