@@ -14,6 +14,7 @@ from rich.table import Table
 from courier.cli.context import run_with_bus, run_with_db
 from courier.common.bus import Bus
 from courier.common.db.engine import Database
+from courier.common.outbox import flush_quietly
 from courier.common.settings import get_settings
 
 app = typer.Typer(no_args_is_help=True, help="The import audit and approvals.")
@@ -111,9 +112,9 @@ def _decide(import_id: uuid.UUID, approve: bool, by: str | None) -> None:
             decision = await approval.approve(db, storage, import_id, who)
         else:
             decision = await approval.reject(db, storage, import_id, who)
-        # The same events the importer publishes when the console decides.
-        for event in decision.events:
-            await bus.publish(event)
+        # The same events the importer publishes when the console decides (staged with
+        # the decision; what the bus does not take now, a service's relay sends later).
+        await flush_quietly(db, bus.publish)
         return decision, await _detail(db, import_id)
 
     decision, detail = run_with_bus(_go, refusals=(approval.ApprovalError,))

@@ -26,3 +26,13 @@ IMPORT_SECONDS = Histogram(
     buckets=(0.05, 0.1, 0.5, 1, 5, 10, 30, 60, 300, 900),
 )
 RECONCILED = Counter("courier_reconciled_files_total", "Files announced by the reconciliation pass")
+OUTBOX_PUBLISHED = Counter(
+    "courier_outbox_published_total", "Outbox events handed to the bus", ["subject"]
+)
+OUTBOX_FAILURES = Counter(
+    "courier_outbox_publish_failures_total", "Outbox publish attempts the bus refused"
+)
+OUTBOX_OLDEST_SECONDS = Gauge(
+    "courier_outbox_oldest_pending_seconds",
+    "Age of the oldest event still waiting to be published (0 when none waits)",
+)

@@ -17,6 +17,7 @@ from courier.common.db.engine import Database
 from courier.common.health import serve_health
 from courier.common.heartbeat import beat, instance_name
 from courier.common.logging import configure_logging, get_logger
+from courier.common.outbox import relay
 from courier.common.settings import Settings
 from courier.common.storage import Storage, open_storage
 
@@ -56,6 +57,13 @@ class Runtime:
                 ),
                 beat(
                     self.db, self.name, self.instance, self.clock, self.settings.heartbeat_seconds
+                ),
+                relay(
+                    self.db,
+                    self.bus.publish,
+                    self.stopping,
+                    every=self.settings.outbox_relay_seconds,
+                    keep_days=self.settings.outbox_keep_days,
                 ),
             )
         ]

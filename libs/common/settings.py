@@ -53,6 +53,9 @@ class Settings(BaseSettings):
     # Every service writes a heartbeat row this often; the monitor raises an incident
     # when no instance of a service has written one for `heartbeat_timeout_seconds`.
     heartbeat_seconds: float = 15.0
+    # How often each service publishes what its outbox holds (writers also flush at once).
+    outbox_relay_seconds: float = 2.0
+    outbox_keep_days: int = 7
     heartbeat_timeout_seconds: float = 90.0
 
     # Monitor: how often it looks for closed windows and due timers, how far ahead it

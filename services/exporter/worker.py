@@ -13,7 +13,7 @@ import contextlib
 import os
 import socket
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
@@ -33,6 +33,7 @@ from courier.common.db.engine import Database
 from courier.common.db.models_exports import DeliveryAttempt, Export, ExportSpec
 from courier.common.events import AlertRaised, Event, ExportDelivered
 from courier.common.logging import get_logger
+from courier.common.outbox import Publish, flush_quietly, stage
 from courier.common.remote import HostKeyRefused, RemoteError
 from courier.common.storage import Storage, StorageError
 from courier.exporter.build import build_file
@@ -47,7 +48,6 @@ from courier.exporter.spec import (
 
 log = get_logger(__name__)
 
-Publish = Callable[[Event], Awaitable[Any]]
 Clock = Callable[[], datetime]
 ACTIVE = ("pending", "delivering")
 RETRYABLE = (RemoteError, DeliveryError, StorageError, OSError, TimeoutError)
@@ -191,9 +191,13 @@ class Exporter:
                 row = await s.get(Export, export.id)
                 assert row is not None
                 row.status, row.error, row.finished_at = "failed", reason, self.clock()
-            await self._alert(
-                export, "export_build_failed", f"export {name} could not be built: {reason}"
-            )
+                stage(
+                    s,
+                    self._alert(
+                        export, "export_build_failed", f"export {name} could not be built: {reason}"
+                    ),
+                )
+            await self._flush()
             return
         now = self.clock()
         async with self.db.transaction() as s:
@@ -234,14 +238,18 @@ class Exporter:
             assert row is not None
             row.status, row.finished_at = status, now
             row.error = "; ".join(errors) or None
-        if errors:
-            await self._alert(
-                export,
-                "export_undeliverable",
-                f"export {export.file_name} was not delivered by "
-                f"{export.deliver_by:%Y-%m-%d %H:%M} UTC: {errors[-1]}",
-                last_error=errors[-1],
-            )
+            if errors:
+                stage(
+                    s,
+                    self._alert(
+                        export,
+                        "export_undeliverable",
+                        f"export {export.file_name} was not delivered by "
+                        f"{export.deliver_by:%Y-%m-%d %H:%M} UTC: {errors[-1]}",
+                        last_error=errors[-1],
+                    ),
+                )
+        await self._flush()
 
     async def _deliver_one(
         self, export: Export, dest: PickupDestination | SftpDestination, single_attempt: bool
@@ -273,7 +281,17 @@ class Exporter:
                     **self._context(export),
                 )
                 raise
-            await self._audit(export, dest.label, "delivered", size=size)
+            delivered = ExportDelivered(
+                export_id=export.id,
+                tenant_id=export.tenant_id,
+                tenant=tenant,
+                spec=export.spec.name,
+                destination=dest.label,
+                name=export.file_name,
+                sha256=export.sha256 or "",
+                rows=export.rows or 0,
+            )
+            await self._audit(export, dest.label, "delivered", size=size, event=delivered)
             return size
 
         def window_closed(state: RetryCallState) -> bool:
@@ -299,18 +317,7 @@ class Exporter:
                     await attempt()
         except Exception as exc:
             return last_error[0] if last_error else f"{type(exc).__name__}: {exc}"
-        await self.publish(
-            ExportDelivered(
-                export_id=export.id,
-                tenant_id=export.tenant_id,
-                tenant=tenant,
-                spec=export.spec.name,
-                destination=dest.label,
-                name=export.file_name,
-                sha256=export.sha256 or "",
-                rows=export.rows or 0,
-            )
-        )
+        await self._flush()
         log.info("export delivered", destination=dest.label, **self._context(export))
         return None
 
@@ -322,8 +329,11 @@ class Exporter:
         *,
         error: str | None = None,
         size: int | None = None,
+        event: Event | None = None,
     ) -> None:
         async with self.db.transaction() as s:
+            if event is not None:
+                stage(s, event)
             s.add(
                 DeliveryAttempt(
                     export_id=export.id,
@@ -335,22 +345,24 @@ class Exporter:
                 )
             )
 
-    async def _alert(self, export: Export, kind: str, summary: str, **details: Any) -> None:
-        await self.publish(
-            AlertRaised(
-                kind=kind,
-                cause_key=f"export:{export.spec_id}:{export.period_start}",
-                tenant_id=export.tenant_id,
-                tenant=export.spec.tenant.slug,
-                summary=summary,
-                details={
-                    "export_id": str(export.id),
-                    "spec": export.spec.name,
-                    "period_start": str(export.period_start),
-                    "period_end": str(export.period_end),
-                    **details,
-                },
-            )
+    async def _flush(self) -> None:
+        """Publish what this worker's transactions staged; the relay retries a failure."""
+        await flush_quietly(self.db, self.publish)
+
+    def _alert(self, export: Export, kind: str, summary: str, **details: Any) -> AlertRaised:
+        return AlertRaised(
+            kind=kind,
+            cause_key=f"export:{export.spec_id}:{export.period_start}",
+            tenant_id=export.tenant_id,
+            tenant=export.spec.tenant.slug,
+            summary=summary,
+            details={
+                "export_id": str(export.id),
+                "spec": export.spec.name,
+                "period_start": str(export.period_start),
+                "period_end": str(export.period_end),
+                **details,
+            },
         )
 
     # ------------------------------------------------------------ operator actions

@@ -19,6 +19,7 @@ from courier.common.db.engine import Database
 from courier.common.db.models import Import, ReceivedFile
 from courier.common.events import Event
 from courier.common.logging import get_logger
+from courier.common.outbox import stage
 from courier.common.storage import Storage
 from courier.importer.apply import PlanChanged, compute, events_for, spec_of
 from courier.importer.ordering import feed_lock
@@ -38,6 +39,7 @@ class Decision:
     outcome: str  # applied | changed | discarded
     message: str
     imp: Import
+    # Already staged in the outbox with the decision; the caller flushes it.
     events: list[Event] = field(default_factory=list)
 
 
@@ -96,9 +98,12 @@ async def approve(db: Database, storage: Storage, import_id: uuid.UUID, by: str)
             await _announce(db, storage, again)
             log.info("approval refused: change set recomputed", import_id=str(import_id))
             return Decision("changed", CHANGED, again)
-        await _mark(db, done.id, decision="approve", by=by, decided=True)
+        events = await _announce(db, storage, done)
+        # The events are committed with the decision: published even if this process
+        # stops before it gets to the bus (see `courier.common.outbox`).
+        await _mark(db, done.id, decision="approve", by=by, decided=True, events=events)
     log.info("import approved", import_id=str(import_id), by=by, status=done.status)
-    return Decision("applied", f"applied: {done.status}", done, await _announce(db, storage, done))
+    return Decision("applied", f"applied: {done.status}", done, events)
 
 
 async def reject(db: Database, storage: Storage, import_id: uuid.UUID, by: str) -> Decision:
@@ -114,11 +119,18 @@ async def reject(db: Database, storage: Storage, import_id: uuid.UUID, by: str) 
 
 
 async def _mark(
-    db: Database, import_id: uuid.UUID, *, decision: str | None, by: str | None, decided=False
+    db: Database,
+    import_id: uuid.UUID,
+    *,
+    decision: str | None,
+    by: str | None,
+    decided: bool = False,
+    events: list[Event] | None = None,
 ) -> None:
     async with db.transaction() as session:
         stored = await session.get(Import, import_id)
         assert stored is not None
+        stage(session, *(events or []))
         stored.decision, stored.decided_by = decision, by
         stored.decided_at = datetime.now(UTC) if decided else None
 

@@ -28,6 +28,7 @@ from courier.common.db.engine import Database
 from courier.common.db.models_sources import Source, SourceFile
 from courier.common.events import AlertRaised
 from courier.common.logging import get_logger
+from courier.common.outbox import flush_quietly, stage
 from courier.common.remote import connect
 from courier.common.storage import Storage
 from courier.poller.metrics import (
@@ -327,8 +328,10 @@ async def record_outcome(
                         "last_error": error,
                     },
                 )
+                # Committed with the flag that stops it being raised again.
+                stage(session, alert)
     if alert is not None:
-        await bus.publish(alert)
+        await flush_quietly(db, bus.publish)
         log.error("source unreachable", source=spec.name, error=error)
 
 
