@@ -71,4 +71,7 @@ def show(
     console.print(table)
     after = rota.escalate_after(get_settings().escalation_minutes)
     chain = " → ".join(p.name for p in rota.chain(when))
-    console.print(f"escalation, every {after.total_seconds() / 60:g} min unacknowledged: {chain}")
+    console.print(
+        f"escalation, every {after.total_seconds() / 60:g} min unacknowledged: {chain}"
+        f" (then again from the top; {rota.escalation_rounds} rounds in all)"
+    )

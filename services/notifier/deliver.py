@@ -150,7 +150,7 @@ async def route_notices(db: Database, now: datetime, rota: Rota | None, settings
                         "notice_id": n.id,
                         "level": 0,
                         "paged_at": now,
-                        "next_at": now + after if len(chain) > 1 else None,
+                        "next_at": now + after if rota.pages_in_total(chain) > 1 else None,
                     }
                 )
         if rows:
@@ -324,6 +324,7 @@ async def escalate_due(db: Database, now: datetime, rota: Rota | None, settings:
     if rota is None:
         return 0
     chain = rota.chain(now)
+    total = rota.pages_in_total(chain)
     after = rota.escalate_after(settings.escalation_minutes)
     escalated = 0
     async with db.transaction() as session:
@@ -338,20 +339,21 @@ async def escalate_due(db: Database, now: datetime, rota: Rota | None, settings:
         ).all()
         for esc, incident in rows:
             level = esc.level + 1
-            stop = incident.state != "open" or level >= len(chain)
+            stop = incident.state != "open" or level >= total
             claimed = await session.execute(
                 update(Escalation)
                 .where(Escalation.incident_id == esc.incident_id, Escalation.level == esc.level)
                 .values(
                     level=esc.level if stop else level,
                     paged_at=esc.paged_at if stop else now,
-                    next_at=None if stop or level + 1 >= len(chain) else now + after,
+                    next_at=None if stop or level + 1 >= total else now + after,
                 )
                 .execution_options(synchronize_session=False)
             )
             if stop or claimed.rowcount != 1:  # type: ignore[attr-defined]
                 continue
-            person = chain[level]
+            # Past the last person, the chain starts again at the top.
+            person = chain[level % len(chain)]
             session.add(
                 Notification(
                     notice_id=esc.notice_id,
@@ -365,7 +367,7 @@ async def escalate_due(db: Database, now: datetime, rota: Rota | None, settings:
                         "escalation",
                         incident.payload(),
                         settings.console_base_url,
-                        previous=chain[esc.level].name,
+                        previous=chain[esc.level % len(chain)].name,
                         after_minutes=round(after.total_seconds() / 60),
                     ),
                     created_at=now,
@@ -374,4 +376,10 @@ async def escalate_due(db: Database, now: datetime, rota: Rota | None, settings:
             )
             escalated += 1
             log.warning("page escalated", incident_id=str(incident.id), level=level, to=person.name)
+            if level + 1 >= total:
+                log.error(
+                    "last page of an unacknowledged incident: paging stops",
+                    incident_id=str(incident.id),
+                    rounds=rota.escalation_rounds,
+                )
     return escalated

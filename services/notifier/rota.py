@@ -4,6 +4,7 @@ Applied with `courier oncall apply FILE`:
 
     timezone: Europe/London
     escalate_after_minutes: 15
+    escalation_rounds: 3         # times through the chain before paging stops
     people:
       - {name: Ana, phone: "+447700900001", email: ana@example.com}
       - {name: Ben, phone: "+447700900002"}
@@ -60,6 +61,9 @@ class Handover(StrictModel):
 class Rota(StrictModel):
     timezone: str = "UTC"
     escalate_after_minutes: float | None = Field(default=None, gt=0)
+    # An incident nobody acknowledges is paged through the chain again from the top, so
+    # one missed phone at 3 a.m. does not end the paging; the rounds bound the noise.
+    escalation_rounds: int = Field(default=3, ge=1, le=20)
     people: list[Person] = Field(min_length=1)
     rotations: list[Rotation] = Field(min_length=1)
     handovers: list[Handover] = Field(default_factory=list)
@@ -109,6 +113,10 @@ class Rota(StrictModel):
         for p in order:
             seen.setdefault(p.name, p)
         return list(seen.values())
+
+    def pages_in_total(self, chain: list[Person]) -> int:
+        """Pages of one incident (the first and its escalations) before paging stops."""
+        return len(chain) * self.escalation_rounds
 
     def escalate_after(self, default_minutes: float) -> timedelta:
         return timedelta(minutes=self.escalate_after_minutes or default_minutes)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import uuid
 
+import pytest
 from sqlalchemy import select
 
 from courier.common.clock import ManualClock
@@ -16,10 +17,10 @@ from courier.console.incidents import act
 from courier.monitor.incidents import Signal, record_signals
 from courier.notifier.deliver import Channels, escalate_due, route_notices, send_due
 from courier.notifier.mail import smtp_mail
-from courier.notifier.rota import Rota
+from courier.notifier.rota import Rota, save_rota
 from courier.notifier.sms import SmsSender, sms_sender
 from tests.support.paging import Mailbox, Sns, body
-from tests.support.paging_fixtures import ANA, BEN, CAI, CONTACT
+from tests.support.paging_fixtures import ANA, BEN, CAI, CONTACT, ROTA
 
 
 async def _open(db: Database, tenant: Tenant, clock: ManualClock, n: int = 1) -> list[Incident]:
@@ -67,9 +68,26 @@ async def test_an_unacknowledged_page_escalates_to_the_next_person_in_the_rota(
     clock.advance(minutes=16)
     await _pass(db, clock, rota, paging, channels)
     assert len(sns.to(CAI)) == 1
+    # Nobody answered: the chain starts again at the top.
     clock.advance(minutes=16)
     await _pass(db, clock, rota, paging, channels)
-    assert (len(sns.to(ANA)), len(sns.to(BEN)), len(sns.to(CAI))) == (1, 1, 1)
+    assert (len(sns.to(ANA)), len(sns.to(BEN)), len(sns.to(CAI))) == (2, 1, 1)
+    assert "Not acknowledged by Cai" in sns.to(ANA)[1]
+
+
+@pytest.mark.parametrize("rounds", [1, 2])
+async def test_paging_stops_after_the_rotas_rounds(
+    paging: Settings, db: Database, tenant: Tenant, clock: ManualClock, sns: Sns, rounds: int
+) -> None:
+    rota = Rota.model_validate({**ROTA, "escalation_rounds": rounds})
+    async with db.transaction() as s:
+        await save_rota(s, rota)
+    channels = _channels(paging)
+    await _open(db, tenant, clock)
+    for _ in range(3 * rounds + 4):
+        await _pass(db, clock, rota, paging, channels)
+        clock.advance(minutes=16)
+    assert (len(sns.to(ANA)), len(sns.to(BEN)), len(sns.to(CAI))) == (rounds, rounds, rounds)
 
 
 async def test_acknowledging_a_page_stops_its_escalation(
