@@ -79,6 +79,7 @@ async def test_oncall_apply_and_show_from_the_command_line(
     shown = await _cli(cli_env, ["oncall", "show", "--at", "2026-12-01T12:00:00+00:00"])
     assert shown.exit_code == 0, shown.output
     assert "Ana → Ben → Cai" in shown.output
+    assert "3 rounds in all" in " ".join(shown.output.split())
 
 
 async def test_incidents_are_listed_acknowledged_noted_and_resolved_from_the_cli(
