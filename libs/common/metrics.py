@@ -36,3 +36,26 @@ OUTBOX_OLDEST_SECONDS = Gauge(
     "courier_outbox_oldest_pending_seconds",
     "Age of the oldest event still waiting to be published (0 when none waits)",
 )
+EXPORTS = Counter("courier_exports_total", "Exports that reached a final state", ["kind", "status"])
+EXPORT_ROWS = Counter("courier_export_rows_total", "Lines written to export files", ["kind"])
+EXPORT_BUILD_SECONDS = Histogram(
+    "courier_export_build_seconds",
+    "Time to build one export file",
+    ["kind"],
+    buckets=(0.1, 0.5, 1, 5, 10, 30, 60, 300, 900),
+)
+EXPORT_DELIVERY_ATTEMPTS = Counter(
+    "courier_export_delivery_attempts_total", "Export delivery attempts", ["outcome"]
+)
+INCIDENTS_OPENED = Counter("courier_incidents_opened_total", "Incidents opened", ["kind"])
+INCIDENTS_OPEN = Gauge(
+    "courier_incidents_open", "Incidents not resolved, by class and state", ["class", "state"]
+)
+SLA_TIMERS_FIRED = Counter(
+    "courier_sla_timers_fired_total", "SLA warnings and breaches fired", ["stage"]
+)
+NOTIFICATIONS = Counter(
+    "courier_notifications_total",
+    "Messages handed to a provider or given up on",
+    ["channel", "outcome"],
+)

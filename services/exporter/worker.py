@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import os
 import socket
+import time
 import uuid
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
@@ -33,6 +34,12 @@ from courier.common.db.engine import Database
 from courier.common.db.models_exports import DeliveryAttempt, Export, ExportSpec
 from courier.common.events import AlertRaised, Event, ExportDelivered
 from courier.common.logging import get_logger
+from courier.common.metrics import (
+    EXPORT_BUILD_SECONDS,
+    EXPORT_DELIVERY_ATTEMPTS,
+    EXPORT_ROWS,
+    EXPORTS,
+)
 from courier.common.outbox import Publish, flush_quietly, stage
 from courier.common.remote import HostKeyRefused, RemoteError
 from courier.common.storage import Storage, StorageError
@@ -174,6 +181,7 @@ class Exporter:
             spec.file_name, export.period_start, export.period_end, run_local, spec.name, tenant
         )
         key = f"tenants/{tenant}/exports/{export.id}/{name}"
+        started = time.monotonic()
         try:
             built = await build_file(
                 self.db,
@@ -198,7 +206,10 @@ class Exporter:
                     ),
                 )
             await self._flush()
+            EXPORTS.labels(spec.kind, "failed").inc()
             return
+        EXPORT_BUILD_SECONDS.labels(spec.kind).observe(time.monotonic() - started)
+        EXPORT_ROWS.labels(spec.kind).inc(built.rows)
         now = self.clock()
         async with self.db.transaction() as s:
             row = await s.get(Export, export.id)
@@ -250,6 +261,7 @@ class Exporter:
                     ),
                 )
         await self._flush()
+        EXPORTS.labels(spec.kind, status).inc()
 
     async def _deliver_one(
         self, export: Export, dest: PickupDestination | SftpDestination, single_attempt: bool
@@ -331,6 +343,7 @@ class Exporter:
         size: int | None = None,
         event: Event | None = None,
     ) -> None:
+        EXPORT_DELIVERY_ATTEMPTS.labels(outcome).inc()
         async with self.db.transaction() as s:
             if event is not None:
                 stage(s, event)

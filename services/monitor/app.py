@@ -19,9 +19,11 @@ from courier.common.events import (
 )
 from courier.common.runtime import Runtime
 from courier.monitor import expectations, heartbeats, signals, sla
-from courier.monitor.incidents import release_deferred_pages
+from courier.monitor.incidents import publish_open_counts, release_deferred_pages
 
 PLAN_EVERY = timedelta(minutes=5)
+# The open-incidents gauge is read from the table this often (wall time).
+COUNT_EVERY_SECONDS = 30.0
 # Batches of closing windows worked at once: one prepares rows while another waits on
 # PostgreSQL. SQLite has one writer, so it gets one.
 CLOSE_WORKERS = 3
@@ -55,6 +57,8 @@ async def tick(runtime: Runtime, now: datetime, policy: SlaPolicy) -> None:
 async def watch(runtime: Runtime, policy: SlaPolicy) -> None:
     horizon = timedelta(hours=runtime.settings.monitor_horizon_hours)
     planned: datetime | None = None
+    loop = asyncio.get_running_loop()
+    counted_at = -COUNT_EVERY_SECONDS
     while True:
         now = runtime.clock.now()
         try:
@@ -64,6 +68,9 @@ async def watch(runtime: Runtime, policy: SlaPolicy) -> None:
             if planned is None or now - planned >= PLAN_EVERY or now < planned:
                 await expectations.plan_windows(runtime.db, now, horizon)
                 planned = now
+            if loop.time() >= counted_at + COUNT_EVERY_SECONDS:
+                await publish_open_counts(runtime.db)
+                counted_at = loop.time()
         except Exception as exc:  # a database blip must not stop the watch
             runtime.log.exception("monitor pass failed", error=str(exc))
         await asyncio.sleep(runtime.settings.monitor_tick_seconds)

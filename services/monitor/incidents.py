@@ -14,11 +14,12 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import func, insert, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from courier.common.db.engine import Database
 from courier.common.db.models import Feed
 from courier.common.db.models_incidents import (
     Incident,
@@ -31,6 +32,7 @@ from courier.common.db.models_incidents import (
     sla_timers_for,
 )
 from courier.common.logging import get_logger
+from courier.common.metrics import INCIDENTS_OPEN, INCIDENTS_OPENED
 
 log = get_logger(__name__)
 
@@ -143,6 +145,8 @@ async def record_signals(
                 ],
             )  # fmt: skip
         log.info("incidents opened", count=len(rows), kinds=sorted({r["kind"] for r in rows}))
+        for r in rows:
+            INCIDENTS_OPENED.labels(r["kind"]).inc()
     if occurrences:
         await session.execute(insert(IncidentOccurrence.__table__), occurrences)
     return [Opened(r["id"], r["open_key"], r["kind"]) for r in rows]
@@ -264,3 +268,20 @@ async def tenant_contacts(
         for contact in (f.spec or {}).get("contacts") or []:
             seen.setdefault(contact.get("email") or contact.get("phone") or "", contact)
     return list(seen.values())
+
+
+async def publish_open_counts(db: Database) -> dict[tuple[str, str], int]:
+    """Set the open-incidents gauge from the table (every replica reports the same)."""
+    async with db.session() as session:
+        rows = (
+            await session.execute(
+                select(Incident.incident_class, Incident.state, func.count())
+                .where(Incident.state != "resolved")
+                .group_by(Incident.incident_class, Incident.state)
+            )
+        ).all()
+    counts = {(c, st): n for c, st, n in rows}
+    for cls in ("platform", "partner"):
+        for state in ("open", "acknowledged"):
+            INCIDENTS_OPEN.labels(cls, state).set(counts.get((cls, state), 0))
+    return counts

@@ -15,6 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from courier.common.db.engine import Database
 from courier.common.db.models_incidents import Incident, SlaTimer
 from courier.common.logging import get_logger
+from courier.common.metrics import SLA_TIMERS_FIRED
 from courier.monitor.incidents import notice
 
 log = get_logger(__name__)
@@ -79,6 +80,7 @@ async def fire_due_timers(db: Database, now: datetime) -> list[tuple[str, str]]:
                     )
                 )
                 fired.append((stage, str(incident.id)))
+                SLA_TIMERS_FIRED.labels(stage.removeprefix("sla_")).inc()
                 log.warning(
                     "sla timer fired",
                     stage=stage,

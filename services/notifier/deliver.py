@@ -27,6 +27,7 @@ from tenacity import AsyncRetrying, stop_after_attempt, wait_exponential
 from courier.common.db.engine import Database
 from courier.common.db.models_incidents import Escalation, Incident, Notice, Notification
 from courier.common.logging import get_logger
+from courier.common.metrics import NOTIFICATIONS
 from courier.common.settings import Settings
 from courier.notifier.mail import SmtpMail
 from courier.notifier.rota import Rota
@@ -278,6 +279,7 @@ async def send_due(
     await asyncio.gather(*(_deliver(m, channels, gate) for m in outgoing))
     sent_at = clock.now()
     sent = 0
+    outcomes: list[tuple[str, str]] = []
     async with db.transaction() as session:
         for m in outgoing:
             provider = channels.sms.name if m.channel == "sms" else "smtp"
@@ -297,11 +299,13 @@ async def send_due(
                     .execution_options(synchronize_session=False)
                 )
                 sent += len(m.ids)
+                outcomes += [(m.channel, "sent")] * len(m.ids)
                 continue
             log.warning("message not delivered", channel=m.channel, recipients=1, error=m.error)
             for nid in m.ids:
                 tries = attempts[nid]
                 gave_up = tries >= settings.notify_max_attempts
+                outcomes.append((m.channel, "gave_up" if gave_up else "failed"))
                 await session.execute(
                     update(Notification)
                     .where(Notification.id == nid)
@@ -315,6 +319,8 @@ async def send_due(
                     )
                     .execution_options(synchronize_session=False)
                 )
+    for channel, outcome in outcomes:  # counted once committed
+        NOTIFICATIONS.labels(channel, outcome).inc()
     log.info("messages sent", sent=sent, batches=len(outgoing))
     return sent
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
+from prometheus_client import REGISTRY
 from sqlalchemy import select
 
 from courier.common.db.engine import Database
@@ -16,6 +17,11 @@ from courier.exporter.worker import Exporter, Tuning
 from tests.exporter.conftest import DAY, Recorder, make_spec
 from tests.support.infra import free_port
 from tests.support.sshd import Sshd
+
+
+def sample(name: str, **labels: str) -> float:
+    return REGISTRY.get_sample_value(name, labels) or 0.0
+
 
 FAST = Tuning(retry_min_seconds=0.2, retry_max_seconds=0.5)
 
@@ -57,10 +63,19 @@ async def test_export_is_pushed_to_the_vendor_and_announced(
     sshd: Sshd,
 ) -> None:
     (sshd.home / "incoming").mkdir()
+    delivered_before = sample("courier_exports_total", kind="timesheets", status="delivered")
+    attempts_before = sample("courier_export_delivery_attempts_total", outcome="delivered")
     export = await _run(
         db, storage, tenant, recorder, destinations=[{"type": "pickup"}, vendor(sshd)]
     )
     assert export.status == "delivered", export.error
+    # What an SRE's dashboard shows: one more delivered export, two delivered copies.
+    assert sample("courier_exports_total", kind="timesheets", status="delivered") == (
+        delivered_before + 1
+    )
+    assert sample("courier_export_delivery_attempts_total", outcome="delivered") == (
+        attempts_before + 2
+    )
     pushed = (sshd.home / "incoming" / "timesheets_20261102.csv").read_bytes()
     assert pushed == await storage.read("tenants/acme/outbound/timesheets_20261102.csv")
     assert sorted(p.name for p in (sshd.home / "incoming").iterdir()) == [

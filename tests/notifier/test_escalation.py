@@ -6,6 +6,7 @@ from __future__ import annotations
 import uuid
 
 import pytest
+from prometheus_client import REGISTRY
 from sqlalchemy import select
 
 from courier.common.clock import ManualClock
@@ -14,13 +15,15 @@ from courier.common.db.models import Tenant
 from courier.common.db.models_incidents import Incident, Notification, SlaPolicy
 from courier.common.settings import Settings
 from courier.console.incidents import act
-from courier.monitor.incidents import Signal, record_signals
+from courier.monitor.incidents import Signal, publish_open_counts, record_signals
 from courier.notifier.deliver import Channels, escalate_due, route_notices, send_due
 from courier.notifier.mail import smtp_mail
 from courier.notifier.rota import Rota, save_rota
 from courier.notifier.sms import SmsSender, sms_sender
 from tests.support.paging import Mailbox, Sns, body
 from tests.support.paging_fixtures import ANA, BEN, CAI, CONTACT, ROTA
+
+SMS_SENT = "courier_notifications_total"
 
 
 async def _open(db: Database, tenant: Tenant, clock: ManualClock, n: int = 1) -> list[Incident]:
@@ -56,9 +59,19 @@ async def test_an_unacknowledged_page_escalates_to_the_next_person_in_the_rota(
     paging: Settings, db: Database, tenant: Tenant, rota: Rota, clock: ManualClock, sns: Sns
 ) -> None:
     channels = _channels(paging)
+    sent_before = REGISTRY.get_sample_value(SMS_SENT, {"channel": "sms", "outcome": "sent"}) or 0
     await _open(db, tenant, clock)
     await _pass(db, clock, rota, paging, channels)
     assert len(sns.to(ANA)) == 1 and sns.to(BEN) == []
+    assert REGISTRY.get_sample_value(SMS_SENT, {"channel": "sms", "outcome": "sent"}) == (
+        sent_before + 1
+    )
+    # The dashboard's open-incidents gauge, as the monitor sets it.
+    assert (await publish_open_counts(db))[("partner", "open")] == 1
+    assert (
+        REGISTRY.get_sample_value("courier_incidents_open", {"class": "partner", "state": "open"})
+        == 1
+    )
 
     clock.advance(minutes=16)
     await _pass(db, clock, rota, paging, channels)
