@@ -1,0 +1,125 @@
+"""On PostgreSQL a plainly formatted export is PostgreSQL's own COPY output; it must be
+byte for byte what the csv writer makes, whatever the cells hold."""
+
+from __future__ import annotations
+
+import csv
+import io
+from decimal import Decimal
+from typing import Any
+
+import pytest
+
+from courier.common.db.engine import Database
+from courier.common.db.models import Tenant
+from courier.common.db.models_exports import Timesheet
+from courier.common.storage import Storage
+from courier.exporter.build import _CrLf, build_file, copy_eligible
+from tests.exporter.conftest import DAY, sheet, spec_model
+
+AWKWARD = [
+    "Amira Ahmed",
+    "Ahmed, Amira",  # the delimiter
+    'Amira "Mimi" Ahmed',  # quotes
+    "Amira\nAhmed",  # a line break inside a cell
+    "Amira\r\nAhmed",
+    "",  # empty, not NULL
+    "  Ben  ",  # spaces kept
+    "Chloé Dubois \u2013 Zoë",  # not ASCII
+    '=HYPERLINK("http://evil","x")',  # a formula, defused
+    "-5",
+    "\\.",  # COPY's end-of-data marker as a value
+    "a;b\tc|d",
+]
+
+
+@pytest.fixture
+async def awkward(db: Database, tenant: Tenant) -> None:
+    async with db.transaction() as s:
+        for i, name in enumerate(AWKWARD):
+            s.add(
+                sheet(
+                    tenant,
+                    f"E{i:02d}",
+                    name,
+                    cost_centre=name or "CC",
+                    location=name,
+                    hours=Decimal("7.25") + i,
+                )
+            )
+
+
+SPECS: dict[str, dict[str, Any]] = {
+    "default columns": {},
+    "every field, semicolons, odd headers": {
+        "delimiter": ";",
+        "columns": [
+            {"field": "employee_id", "header": 'Emp "ID"; no.'},
+            {"field": "employee_name", "header": "Name, full"},
+            {"field": "work_date"},
+            {"field": "start"},
+            {"field": "end"},
+            {"field": "break_minutes"},
+            {"field": "hours"},
+            {"field": "location"},
+            {"field": "cost_centre"},
+            {"field": "approval"},
+        ],
+    },
+    "tabs, no header, formulas kept": {
+        "delimiter": "\t",
+        "header": False,
+        "neutralise_formulas": False,
+    },
+}
+
+
+@pytest.mark.parametrize("name", SPECS)
+async def test_copy_output_equals_the_csv_writers(
+    db: Database, database_url: str, storage: Storage, tenant: Tenant, awkward: None, name: str
+) -> None:
+    if not database_url.startswith("postgresql"):
+        pytest.skip("the COPY path is PostgreSQL's")
+    spec = spec_model(**SPECS[name])
+    assert copy_eligible(spec, "postgresql")
+    by_copy = await build_file(db, storage, spec, tenant.id, DAY, DAY, "copy.csv")
+    by_python = await build_file(
+        db, storage, spec, tenant.id, DAY, DAY, "python.csv", use_copy=False
+    )
+    copied, written = await storage.read("copy.csv"), await storage.read("python.csv")
+    assert copied == written
+    assert (by_copy.rows, by_copy.size, by_copy.sha256) == (
+        by_python.rows,
+        by_python.size,
+        by_python.sha256,
+    )
+    assert by_copy.rows == len(AWKWARD)
+    # And what a partner's parser reads back is the data.
+    dialect = {"delimiter": spec.delimiter}
+    rows = list(csv.reader(io.StringIO(copied.decode(), newline=""), **dialect))
+    names = [r[1] for r in rows[1 if spec.header else 0 :]]
+    assert "Amira\nAhmed" in names and "Amira\r\nAhmed" in names and "" in names
+
+
+def test_custom_formats_and_one_column_take_the_python_writer() -> None:
+    formatted = spec_model(columns=[{"field": "work_date", "format": "%d/%m/%Y"},
+                                    {"field": "hours"}])  # fmt: skip
+    assert not copy_eligible(formatted, "postgresql")
+    assert not copy_eligible(spec_model(columns=[{"field": "hours"}]), "postgresql")
+    assert not copy_eligible(spec_model(), "sqlite")
+    assert copy_eligible(spec_model(), "postgresql")
+
+
+def test_line_endings_change_outside_quotes_only_across_chunks() -> None:
+    text = b'a,b\n"x\ny",z\n"q""\n",w\n'
+    for cut in range(len(text) + 1):
+        lines = _CrLf()
+        out = lines.convert(text[:cut]) + lines.convert(text[cut:])
+        assert out == b'a,b\r\n"x\ny",z\r\n"q""\n",w\r\n', cut
+
+
+async def test_timesheets_fixture_still_builds(
+    db: Database, storage: Storage, tenant: Tenant, timesheets: list[Timesheet]
+) -> None:
+    built = await build_file(db, storage, spec_model(), tenant.id, DAY, DAY, "t.csv")
+    assert built.rows == 3
