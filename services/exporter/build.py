@@ -71,16 +71,57 @@ class Built:
 Converter = Callable[[Any], Any]
 
 
-def _in_sql(col: Column, dialect: str) -> bool:
-    """PostgreSQL renders cells without a custom format itself: text costs less to move."""
-    return dialect == "postgresql" and col.format is None
+# strftime directives `to_char` renders identically (zero-padded numbers only: names of
+# days and months depend on the locale, so those stay in Python).
+_PG_DIRECTIVES = {"Y": "YYYY", "y": "YY", "m": "MM", "d": "DD", "H": "HH24", "M": "MI",
+                  "S": "SS", "%": "%"}  # fmt: skip
+
+
+def pg_pattern(fmt: str) -> str | None:
+    """A strftime pattern as a `to_char` pattern, or None if it cannot be rendered alike."""
+    out, literal_run, i = [], "", 0
+    while i < len(fmt):
+        ch = fmt[i]
+        if ch == "%":
+            if i + 1 >= len(fmt) or fmt[i + 1] not in _PG_DIRECTIVES:
+                return None
+            token = _PG_DIRECTIVES[fmt[i + 1]]
+            if token == "%":
+                literal_run += "%"
+            else:
+                if literal_run:
+                    out.append(_pg_literal(literal_run))
+                    literal_run = ""
+                out.append(token)
+            i += 2
+            continue
+        literal_run += ch
+        i += 1
+    if literal_run:
+        out.append(_pg_literal(literal_run))
+    return "".join(out)
+
+
+def _pg_literal(text: str) -> str:
+    """Literal text in a `to_char` pattern: double-quoted, so no letter is read as a field."""
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def _in_sql(kind: str, col: Column, dialect: str) -> bool:
+    """PostgreSQL renders the cell itself (no format, or a date pattern it renders alike):
+    text costs less to move than values formatted in Python."""
+    if dialect != "postgresql":
+        return False
+    if col.format is None:
+        return True
+    return FIELDS[kind][col.field] in ("date", "datetime") and pg_pattern(col.format) is not None
 
 
 def _converter(kind: str, col: Column, tz: ZoneInfo, neutralising: bool, dialect: str) -> Any:
     """How a cell becomes text in Python; None when nothing (or csv's own str()) is needed."""
     ftype = FIELDS[kind][col.field]
     fmt = col.format
-    if _in_sql(col, dialect):
+    if _in_sql(kind, col, dialect):
         return None
     if ftype == "text":
         return neutralise if neutralising else None
@@ -100,11 +141,16 @@ def _as_utc(value: datetime | str) -> datetime:
     return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
-def _sql_text(spec: ExportSpecModel, ftype: str, attr: Any) -> ColumnElement[Any]:
+def _sql_text(
+    spec: ExportSpecModel, ftype: str, attr: Any, fmt: str | None = None
+) -> ColumnElement[Any]:
     """A cell as PostgreSQL renders it, with the same rules as the Python converters."""
     if ftype == "datetime":
         local = func.timezone(spec.schedule.timezone, attr)
-        return type_coerce(func.to_char(local, _PG_DEFAULT_DATETIME), String())
+        pattern = pg_pattern(fmt) if fmt else _PG_DEFAULT_DATETIME
+        return type_coerce(func.to_char(local, pattern), String())
+    if ftype == "date" and fmt:
+        return type_coerce(func.to_char(attr, pg_pattern(fmt)), String())
     if ftype != "text":
         return cast(attr, Text)
     if not spec.neutralise_formulas:
@@ -133,10 +179,10 @@ def export_query(
         attr = source[col.field]
         ftype = FIELDS[spec.kind][col.field]
         if for_copy:
-            text = func.nullif(_sql_text(spec, ftype, attr), literal(""))
+            text = func.nullif(_sql_text(spec, ftype, attr, col.format), literal(""))
             exprs.append(text.label(col.header or col.field))
-        elif _in_sql(col, dialect):
-            exprs.append(_sql_text(spec, ftype, attr))
+        elif _in_sql(spec.kind, col, dialect):
+            exprs.append(_sql_text(spec, ftype, attr, col.format))
         elif ftype == "datetime":
             # Read the stored value as is; the converter makes it local.
             exprs.append(type_coerce(attr, DateTime()))
@@ -162,14 +208,15 @@ def export_query(
 def copy_eligible(spec: ExportSpecModel, dialect: str) -> bool:
     """Whether PostgreSQL's COPY writes exactly what the csv writer would.
 
-    Every cell rendered in SQL; header names within PostgreSQL's 63-byte identifiers;
-    more than one column (csv quotes a lone empty cell, COPY cannot).
+    Every cell rendered in SQL (no format, or a date pattern `to_char` renders alike);
+    header names within PostgreSQL's 63-byte identifiers; more than one column (csv
+    quotes a lone empty cell, COPY cannot).
     """
     columns = spec.effective_columns()
     return (
         dialect == "postgresql"
         and len(columns) > 1
-        and all(_in_sql(c, dialect) for c in columns)
+        and all(_in_sql(spec.kind, c, dialect) for c in columns)
         and all(len((c.header or c.field).encode()) <= PG_NAME_BYTES for c in columns)
         and len(spec.delimiter.encode()) == 1
         and spec.delimiter not in '"\r\n'

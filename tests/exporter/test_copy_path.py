@@ -5,16 +5,19 @@ from __future__ import annotations
 
 import csv
 import io
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
+from sqlalchemy import DateTime, func, literal, select
 
 from courier.common.db.engine import Database
 from courier.common.db.models import Tenant
 from courier.common.db.models_exports import Timesheet
 from courier.common.storage import Storage
-from courier.exporter.build import _CrLf, build_file, copy_eligible
+from courier.exporter.build import _CrLf, build_file, copy_eligible, pg_pattern
 from tests.exporter.conftest import DAY, sheet, spec_model
 
 AWKWARD = [
@@ -66,6 +69,15 @@ SPECS: dict[str, dict[str, Any]] = {
             {"field": "approval"},
         ],
     },
+    "date patterns rendered in SQL": {
+        "columns": [
+            {"field": "employee_name"},
+            {"field": "work_date", "format": "%d/%m/%Y"},
+            {"field": "start", "format": "%Y-%m-%dT%H:%M:%S"},
+            {"field": "end", "format": "%H%M"},
+            {"field": "hours"},
+        ],
+    },
     "tabs, no header, formulas kept": {
         "delimiter": "\t",
         "header": False,
@@ -97,14 +109,17 @@ async def test_copy_output_equals_the_csv_writers(
     # And what a partner's parser reads back is the data.
     dialect = {"delimiter": spec.delimiter}
     rows = list(csv.reader(io.StringIO(copied.decode(), newline=""), **dialect))
-    names = [r[1] for r in rows[1 if spec.header else 0 :]]
+    at = [c.field for c in spec.effective_columns()].index("employee_name")
+    names = [r[at] for r in rows[1 if spec.header else 0 :]]
     assert "Amira\nAhmed" in names and "Amira\r\nAhmed" in names and "" in names
 
 
 def test_custom_formats_and_one_column_take_the_python_writer() -> None:
-    formatted = spec_model(columns=[{"field": "work_date", "format": "%d/%m/%Y"},
-                                    {"field": "hours"}])  # fmt: skip
-    assert not copy_eligible(formatted, "postgresql")
+    numbers = spec_model(columns=[{"field": "work_date"}, {"field": "hours", "format": ".1f"}])
+    assert not copy_eligible(numbers, "postgresql")  # rounding differs: Python's half-even
+    names = spec_model(columns=[{"field": "work_date", "format": "%d %b %Y"},
+                                {"field": "hours"}])  # fmt: skip
+    assert not copy_eligible(names, "postgresql")  # month names follow the locale
     assert not copy_eligible(spec_model(columns=[{"field": "hours"}]), "postgresql")
     assert not copy_eligible(spec_model(), "sqlite")
     assert copy_eligible(spec_model(), "postgresql")
@@ -123,3 +138,34 @@ async def test_timesheets_fixture_still_builds(
 ) -> None:
     built = await build_file(db, storage, spec_model(), tenant.id, DAY, DAY, "t.csv")
     assert built.rows == 3
+
+
+PATTERNS = ["%d/%m/%Y", "%Y%m%d", "%y-%m-%d", "%H%M", "%H:%M:%S", "%Y-%m-%dT%H:%M:%S",
+            '%d.%m.%Y "at" %H.%M', "100%% %Y", "Day %d \\ %m", "hh:mm %H:%M"]  # fmt: skip
+MOMENTS = [
+    datetime(2026, 1, 5, 0, 0, tzinfo=UTC),
+    datetime(2026, 3, 29, 0, 59, 59, tzinfo=UTC),  # London: just before the clocks go forward
+    datetime(2026, 3, 29, 1, 0, 0, tzinfo=UTC),  # and just after
+    datetime(2026, 10, 25, 0, 30, tzinfo=UTC),
+    datetime(2026, 12, 31, 23, 59, 59, tzinfo=UTC),
+    datetime(2099, 7, 4, 9, 5, 3, tzinfo=UTC),
+]
+
+
+async def test_date_patterns_render_in_sql_as_strftime_does(
+    db: Database, database_url: str
+) -> None:
+    if not database_url.startswith("postgresql"):
+        pytest.skip("to_char is PostgreSQL's")
+    tz = "Europe/London"
+    async with db.session() as s:
+        for fmt in PATTERNS:
+            pattern = pg_pattern(fmt)
+            assert pattern is not None, fmt
+            for moment in MOMENTS:
+                local = func.timezone(tz, literal(moment, DateTime(timezone=True)))
+                got = await s.scalar(select(func.to_char(local, pattern)))
+                assert got == moment.astimezone(ZoneInfo(tz)).strftime(fmt), (fmt, moment)
+                day = await s.scalar(select(func.to_char(literal(moment.date()), pattern)))
+                assert day == moment.date().strftime(fmt), (fmt, moment)
+    assert pg_pattern("%d %b %Y") is None and pg_pattern("%A") is None and pg_pattern("%") is None
