@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 FILE_RECEIVED = "courier.file.received"
 FILE_REJECTED = "courier.file.rejected"
+FILE_DOWNLOADED = "courier.file.downloaded"
 IMPORT_COMPLETED = "courier.import.completed"
 IMPORT_FAILED = "courier.import.failed"
 EXPORT_DELIVERED = "courier.export.delivered"
@@ -130,9 +131,25 @@ class ExportDelivered(Event):
     name: str
     sha256: str
     rows: int
+    # A pickup-area delivery: where the partner collects it, and by when the monitor
+    # expects a download (None: nobody watches for one).
+    path: str | None = None
+    collect_by: datetime | None = None
 
     def dedupe_key(self) -> str:
         return f"{self.export_id}|{self.destination}"
+
+
+class FileDownloaded(Event):
+    """A partner read a whole file from their area (a partial read is not a download)."""
+
+    subject: ClassVar[str] = FILE_DOWNLOADED
+
+    tenant_id: uuid.UUID
+    tenant: str
+    path: str
+    size: int
+    username: str
 
 
 class AlertRaised(Event):
@@ -160,6 +177,7 @@ EVENT_TYPES: dict[str, type[Event]] = {
         ImportCompleted,
         ImportFailed,
         ExportDelivered,
+        FileDownloaded,
         AlertRaised,
     )
 }

@@ -55,21 +55,31 @@ async def flush(db: Database, publish: Publish, *, limit: int = BATCH) -> int:
     Rows are locked while they are published (`SKIP LOCKED` on PostgreSQL), so two
     relays do not both send the same batch.
     """
-    sent = 0
+    sent, after = 0, 0
     while True:
         async with db.transaction() as session:
             rows = list(
                 await session.scalars(
                     select(OutboxEvent)
-                    .where(OutboxEvent.published_at.is_(None))
+                    .where(OutboxEvent.published_at.is_(None), OutboxEvent.id > after)
                     .order_by(OutboxEvent.id)
                     .limit(limit)
                     .with_for_update(skip_locked=True)
                 )
             )
             for row in rows:
+                after = row.id
                 try:
-                    await publish(_event(row))
+                    event = _event(row)
+                except Exception as exc:
+                    # A row this code cannot read stays visible (and ages the oldest-
+                    # pending gauge) but never holds up the events behind it.
+                    row.attempts += 1
+                    row.last_error = f"unreadable: {exc}"[:2000]
+                    log.error("outbox event unreadable", subject=row.subject, outbox_id=row.id)
+                    continue
+                try:
+                    await publish(event)
                 except Exception as exc:
                     row.attempts += 1
                     row.last_error = (str(exc) or type(exc).__name__)[:2000]
@@ -96,6 +106,22 @@ async def flush_quietly(db: Database, publish: Publish) -> int:
     except Exception:
         log.exception("outbox flush failed; the relay will retry")
         return 0
+
+
+async def publish_or_keep(db: Database, publish: Publish, event: Event) -> bool:
+    """Publish now; if the bus refuses, keep the event for the relay. True if sent now.
+
+    For events that answer no database change of their own (a download seen by the
+    gateway): no outbox row in the common case, none lost when the bus is down.
+    """
+    try:
+        await publish(event)
+        return True
+    except Exception as exc:
+        log.warning("publish failed; kept for the relay", subject=event.subject, error=str(exc))
+        async with db.transaction() as session:
+            stage(session, event)
+        return False
 
 
 async def pending(db: Database) -> tuple[int, float]:

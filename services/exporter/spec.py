@@ -74,10 +74,19 @@ class PickupDestination(StrictModel):
 
     type: Literal["pickup"]
     directory: str = Field(default="", pattern=r"^([A-Za-z0-9_.-]+(/[A-Za-z0-9_.-]+)*)?$")
+    # The partner must download the file within this time of its placement, or the
+    # monitor raises `export_not_collected` (None: the spec's delivery window).
+    collect_within: timedelta | None = None
+    # False: placing the file is the end of it (a partner who collects irregularly).
+    confirm_download: bool = True
 
     @property
     def label(self) -> str:
         return "pickup:/outbound" + (f"/{self.directory}" if self.directory else "")
+
+    def path(self, name: str) -> str:
+        """Where the partner sees the file over SFTP."""
+        return "/outbound/" + (f"{self.directory}/{name}" if self.directory else name)
 
 
 class SftpDestination(RemoteEndpoint):

@@ -233,7 +233,7 @@ class Exporter:
         }
         pending = [d for d in spec.destinations if d.label not in done]
         results = await asyncio.gather(
-            *(self._deliver_one(export, d, single_attempt) for d in pending)
+            *(self._deliver_one(export, d, single_attempt, spec.delivery_window) for d in pending)
         )
         errors = [e for e in results if e is not None]
         now = self.clock()
@@ -264,7 +264,11 @@ class Exporter:
         EXPORTS.labels(spec.kind, status).inc()
 
     async def _deliver_one(
-        self, export: Export, dest: PickupDestination | SftpDestination, single_attempt: bool
+        self,
+        export: Export,
+        dest: PickupDestination | SftpDestination,
+        single_attempt: bool,
+        window: timedelta,
     ) -> str | None:
         """Try until delivered or the window closes; the last error, or None on success."""
         assert export.storage_key and export.file_name and export.deliver_by
@@ -302,6 +306,7 @@ class Exporter:
                 name=export.file_name,
                 sha256=export.sha256 or "",
                 rows=export.rows or 0,
+                **self._collection(dest, export.file_name or "", window),
             )
             await self._audit(export, dest.label, "delivered", size=size, event=delivered)
             return size
@@ -357,6 +362,15 @@ class Exporter:
                     size=size,
                 )
             )
+
+    def _collection(
+        self, dest: PickupDestination | SftpDestination, name: str, window: timedelta
+    ) -> dict[str, Any]:
+        """For a pickup delivery the monitor watches for: its path and its deadline."""
+        if not isinstance(dest, PickupDestination) or not dest.confirm_download:
+            return {}
+        collect_by = self.clock() + (dest.collect_within or window)
+        return {"path": dest.path(name), "collect_by": collect_by}
 
     async def _flush(self) -> None:
         """Publish what this worker's transactions staged; the relay retries a failure."""

@@ -13,7 +13,9 @@ from asyncssh import SFTPAttrs, SFTPName
 
 from courier.common.announce import announce, record_file
 from courier.common.areas import is_temporary_name
+from courier.common.events import FileDownloaded
 from courier.common.metrics import SFTP_BYTES, SFTP_UPLOAD_SECONDS
+from courier.common.outbox import publish_or_keep
 from courier.common.storage import NotFound, Storage, Writer
 from courier.gateway.accounts import Principal
 from courier.gateway.metrics import SFTP_DOWNLOAD_SECONDS
@@ -205,6 +207,8 @@ class CourierSFTPServer(asyncssh.SFTPServer):
             SFTP_DOWNLOAD_SECONDS.observe(time.monotonic() - file_obj.started)
             self.session.log.info("download", path=file_obj.loc.path, size=file_obj.sent)
             self._audit("download", file_obj.loc.path, file_obj.sent)
+            if file_obj.sent >= file_obj.size and not self.session.lost:
+                await self._downloaded(file_obj)
             return
         assert isinstance(file_obj, Upload)
         if file_obj.refused:
@@ -229,6 +233,17 @@ class CourierSFTPServer(asyncssh.SFTPServer):
         self._audit("upload", file_obj.loc.path, file_obj.writer.size)
         if not is_temporary_name(file_obj.loc.relpath):
             await self._announce(file_obj.loc, file_obj.key, sha)
+
+    async def _downloaded(self, file_obj: Download) -> None:
+        """Tell the monitor a partner collected a file (it closes an export's loop)."""
+        event = FileDownloaded(
+            tenant_id=self.principal.tenant.id,
+            tenant=self.principal.tenant.slug,
+            path=file_obj.loc.path,
+            size=file_obj.size,
+            username=self.principal.username,
+        )
+        await publish_or_keep(self.ctx.db, self.ctx.bus.publish, event)
 
     async def _announce(self, loc: Location, key: str, sha: str | None) -> None:
         tenant = self.principal.tenant

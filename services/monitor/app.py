@@ -13,12 +13,13 @@ from courier.common.events import (
     NOTICES_READY,
     AlertRaised,
     ExportDelivered,
+    FileDownloaded,
     FileReceived,
     FileRejected,
     ImportFailed,
 )
 from courier.common.runtime import Runtime
-from courier.monitor import expectations, heartbeats, signals, sla
+from courier.monitor import expectations, heartbeats, pickups, signals, sla
 from courier.monitor.incidents import publish_open_counts, release_deferred_pages
 
 PLAN_EVERY = timedelta(minutes=5)
@@ -42,6 +43,8 @@ async def tick(runtime: Runtime, now: datetime, policy: SlaPolicy) -> None:
     if await expectations.warn_due_windows(db, now):
         await wake()
     if await sla.fire_due_timers(db, now):
+        await wake()
+    if await pickups.check_collections(db, now, policy):
         await wake()
     async with db.transaction() as session:
         released = await release_deferred_pages(session, now)
@@ -98,6 +101,11 @@ async def main(runtime: Runtime) -> None:
 
     async def on_delivered(event: ExportDelivered) -> None:
         await signals.on_export_delivered(db, event, runtime.clock.now())
+        await pickups.watch_delivery(db, event, runtime.clock.now())
+
+    async def on_downloaded(event: FileDownloaded) -> None:
+        if await pickups.on_downloaded(db, event, runtime.clock.now()):
+            await bus.nudge(NOTICES_READY)
 
     async def on_advisory(advisory: dict[str, Any]) -> None:
         message = None
@@ -111,5 +119,6 @@ async def main(runtime: Runtime) -> None:
     bus.consume(ImportFailed, "monitor-import-failed", on_failed)
     bus.consume(AlertRaised, "monitor-alerts", on_alert)
     bus.consume(ExportDelivered, "monitor-exports", on_delivered)
+    bus.consume(FileDownloaded, "monitor-downloads", on_downloaded)
     bus.consume_advisories("monitor-advisories", on_advisory)
     await runtime.run(watch(runtime, policy))

@@ -163,6 +163,9 @@ async def _open(
     the unique `open_key` makes the insert wait for it, then skip."""
     if not rows:
         return []
+    # One order for every transaction: two batches that share causes then wait on each
+    # other's first shared key instead of each holding a key the other needs (deadlock).
+    rows = sorted(rows, key=lambda r: r["open_key"])
     table = Incident.__table__
     dialect_insert = sqlite_insert if session.bind.dialect.name == "sqlite" else pg_insert
     inserted = set(
@@ -187,7 +190,7 @@ async def _open(
             occurrence["incident_id"] = moved.get(
                 occurrence["incident_id"], occurrence["incident_id"]
             )
-        for key, winner in winners.items():
+        for key, winner in sorted(winners.items()):
             await session.execute(
                 update(Incident)
                 .where(Incident.id == winner)

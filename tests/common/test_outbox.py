@@ -116,3 +116,16 @@ async def test_two_relays_send_each_event_once(db: Database, database_url: str) 
         await other.dispose()
     assert sum(sent) == 300
     assert sorted(uuid.UUID(str(e.event_id)) for e in bus.got) == sorted(e.event_id for e in events)
+
+
+async def test_an_unreadable_event_does_not_hold_up_the_others(db: Database) -> None:
+    async with db.transaction() as s:
+        s.add(OutboxEvent(subject="courier.alert.raised", msg_id="x", payload={"kind": 1}))
+        outbox.stage(s, alert(2))
+    bus = Bus()
+    assert await outbox.flush(db, bus.publish, limit=1) == 1
+    assert [e.cause_key for e in bus.got] == ["feed:2"]  # type: ignore[attr-defined]
+    bad, good = await rows(db)
+    assert bad.published_at is None and (bad.last_error or "").startswith("unreadable")
+    assert good.published_at is not None
+    assert (await outbox.pending(db))[0] == 1  # still visible to whoever watches the gauge

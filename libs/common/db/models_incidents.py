@@ -43,6 +43,7 @@ PARTNER_KINDS = frozenset(
         "missing_file",
         "file_rejected",
         "export_undeliverable",
+        "export_not_collected",
         "password_expiring",
         "source_unreachable",
     }
@@ -353,3 +354,31 @@ class ServiceHeartbeat(Base):
     service: Mapped[str] = mapped_column(String(64))
     started_at: Mapped[datetime] = mapped_column(default=utcnow)
     last_seen_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class PickupWatch(Base):
+    """An export placed in a pickup area, waiting for the partner to download it.
+
+    The delivery is not the end: the monitor closes the loop when the partner has
+    collected the file, and raises `export_not_collected` when they have not by
+    `collect_by`. Claimed by a conditional UPDATE of `alerted_at`, so with two
+    monitor replicas one alerts.
+    """
+
+    __tablename__ = "pickup_watches"
+    __table_args__ = (
+        Index("ix_pickup_watches_due", "collected_at", "alerted_at", "collect_by"),
+        Index("ix_pickup_watches_path", "tenant_id", "path"),
+    )
+
+    export_id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
+    path: Mapped[str] = mapped_column(String(1024), primary_key=True)
+    tenant_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"))
+    tenant: Mapped[str] = mapped_column(String(63))
+    spec: Mapped[str] = mapped_column(String(100))
+    file_name: Mapped[str] = mapped_column(String(255))
+    placed_at: Mapped[datetime]
+    collect_by: Mapped[datetime]
+    collected_at: Mapped[datetime | None] = mapped_column(default=None)
+    collected_by: Mapped[str | None] = mapped_column(String(64), default=None)
+    alerted_at: Mapped[datetime | None] = mapped_column(default=None)
