@@ -20,7 +20,7 @@ from courier.common.db.engine import Database
 from courier.common.db.models_exports import ExportSpec
 from courier.common.settings import get_settings
 from courier.common.storage import open_storage
-from courier.console.exports import ExportView, export_view, list_exports
+from courier.console.exports import ExportView, export_view, get_export_view, list_exports
 from courier.exporter.worker import Exporter
 
 app = typer.Typer(no_args_is_help=True, help="Timesheet and actuals exports.")
@@ -52,6 +52,14 @@ def _print(view: ExportView) -> None:
             + (f": {a.error}" if a.error else ""),
             highlight=False,
         )
+    for w in view.pickups:
+        if w.collected_at:
+            state = f"collected by {w.collected_by} at {w.collected_at:%Y-%m-%d %H:%M}"
+        else:
+            state = f"not collected yet (due {w.collect_by:%Y-%m-%d %H:%M} UTC)"
+            if w.alerted_at:
+                state = f"not collected by {w.collect_by:%Y-%m-%d %H:%M} UTC (alerted)"
+        console.print(f"  {w.path}: {state}", highlight=False)
     if view.status == "delivering" and view.deliver_by:
         console.print(f"  the exporter keeps trying until {view.deliver_by:%Y-%m-%d %H:%M} UTC")
 
@@ -131,10 +139,42 @@ def list_command(
     if as_json:
         console.print_json(json.dumps([r.model_dump(mode="json") for r in rows]))
         return
-    table = Table("id", "tenant", "spec", "period", "status", "file", "rows", "attempts")
+    table = Table(
+        "id", "tenant", "spec", "period", "status", "file", "rows", "attempts", "collected"
+    )
     for r in rows:
         table.add_row(
             str(r.id), r.tenant, r.spec, f"{r.period_start}..{r.period_end}", r.status,
             r.file_name or "-", str(r.rows if r.rows is not None else "-"), str(len(r.attempts)),
+            _collected(r),
         )  # fmt: skip
     console.print(table)
+
+
+def _collected(view: ExportView) -> str:
+    if not view.pickups:
+        return "-"
+    if all(w.collected_at for w in view.pickups):
+        return "yes"
+    return "overdue" if any(w.alerted_at and not w.collected_at for w in view.pickups) else "no"
+
+
+@app.command("show")
+def show_command(
+    export_id: uuid.UUID,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """One export: its file, every delivery attempt, and whether the partner collected it."""
+
+    async def _show(db: Database) -> ExportView | None:
+        async with db.session() as s:
+            return await get_export_view(s, export_id)
+
+    view = run_with_db(_show)
+    if view is None:
+        err.print(f"[red]error:[/] no export {export_id}")
+        raise typer.Exit(1)
+    if as_json:
+        console.print_json(view.model_dump_json())
+        return
+    _print(view)

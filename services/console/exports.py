@@ -13,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from courier.common.db.models import Tenant
 from courier.common.db.models_exports import Export, ExportSpec
+from courier.common.db.models_incidents import PickupWatch
 from courier.console.deps import Session
 
 router = APIRouter(prefix="/api/exports", tags=["exports"])
@@ -24,6 +25,16 @@ class AttemptView(BaseModel):
     outcome: str
     error: str | None
     size: int | None
+
+
+class PickupView(BaseModel):
+    """A copy in the pickup area: when the partner must collect it, and whether they did."""
+
+    path: str
+    collect_by: datetime
+    collected_at: datetime | None
+    collected_by: str | None
+    alerted_at: datetime | None
 
 
 class ExportView(BaseModel):
@@ -44,9 +55,10 @@ class ExportView(BaseModel):
     deliver_by: datetime | None
     finished_at: datetime | None
     attempts: list[AttemptView]
+    pickups: list[PickupView] = []
 
 
-def export_view(export: Export) -> ExportView:
+def export_view(export: Export, pickups: list[PickupView] | None = None) -> ExportView:
     return ExportView(
         id=export.id,
         tenant=export.spec.tenant.slug,
@@ -65,7 +77,20 @@ def export_view(export: Export) -> ExportView:
         deliver_by=export.deliver_by,
         finished_at=export.finished_at,
         attempts=[AttemptView.model_validate(a, from_attributes=True) for a in export.attempts],
+        pickups=pickups or [],
     )
+
+
+async def pickups_for(s: AsyncSession, ids: list[uuid.UUID]) -> dict[uuid.UUID, list[PickupView]]:
+    found: dict[uuid.UUID, list[PickupView]] = {}
+    if not ids:
+        return found
+    rows = await s.scalars(
+        select(PickupWatch).where(PickupWatch.export_id.in_(ids)).order_by(PickupWatch.path)
+    )
+    for w in rows:
+        found.setdefault(w.export_id, []).append(PickupView.model_validate(w, from_attributes=True))
+    return found
 
 
 async def list_exports(
@@ -81,8 +106,9 @@ async def list_exports(
         stmt = stmt.join(Tenant, Tenant.id == Export.tenant_id).where(Tenant.slug == tenant)
     if status:
         stmt = stmt.where(Export.status == status)
-    rows = await s.scalars(stmt.limit(limit).offset(offset))
-    return [export_view(e) for e in rows.unique()]
+    exports = list((await s.scalars(stmt.limit(limit).offset(offset))).unique())
+    pickups = await pickups_for(s, [e.id for e in exports])
+    return [export_view(e, pickups.get(e.id)) for e in exports]
 
 
 @router.get("", response_model=list[ExportView])
@@ -96,9 +122,16 @@ async def get_exports(
     return await list_exports(s, tenant=tenant, status=status, limit=limit, offset=offset)
 
 
-@router.get("/{export_id}", response_model=ExportView)
-async def get_export(export_id: uuid.UUID, s: Session) -> ExportView:
+async def get_export_view(s: AsyncSession, export_id: uuid.UUID) -> ExportView | None:
     export = await s.get(Export, export_id)
     if export is None:
+        return None
+    return export_view(export, (await pickups_for(s, [export.id])).get(export.id))
+
+
+@router.get("/{export_id}", response_model=ExportView)
+async def get_export(export_id: uuid.UUID, s: Session) -> ExportView:
+    view = await get_export_view(s, export_id)
+    if view is None:
         raise HTTPException(404, f"no export {export_id}")
-    return export_view(export)
+    return view

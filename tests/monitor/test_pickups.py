@@ -4,9 +4,12 @@ exporter, the gateway (OpenSSH's sftp as the partner), NATS and the monitor."""
 from __future__ import annotations
 
 import asyncio
+import os
+import sys
 from datetime import timedelta
 from pathlib import Path
 
+import httpx
 import pytest
 from sqlalchemy import select
 
@@ -18,6 +21,7 @@ from courier.common.db.models import Tenant
 from courier.common.db.models_incidents import Incident, PickupWatch
 from courier.common.settings import Settings
 from courier.common.storage import Storage
+from courier.console.api import create_app
 from courier.exporter.schedule import Run, claim_period
 from courier.exporter.worker import Exporter
 from tests.exporter.conftest import DAY, make_spec, sheet
@@ -93,6 +97,21 @@ async def test_a_collected_export_raises_nothing(
 
         done = await eventually(collected)
         assert done.collected_by == "acme-payroll"
+
+        # Support sees it in the console API and the CLI.
+        transport = httpx.ASGITransport(app=create_app(db, storage))
+        async with httpx.AsyncClient(transport=transport, base_url="http://console") as http:
+            view = (await http.get(f"/api/exports/{export.id}")).json()
+        [pickup] = view["pickups"]
+        assert (pickup["path"], pickup["collected_by"]) == (PATH, "acme-payroll")
+        proc = await asyncio.create_subprocess_exec(
+            str(Path(sys.executable).parent / "courier"), "exports", "show", str(export.id),
+            env={**os.environ, "COURIER_DATABASE_URL": paging.database_url},
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+        )  # fmt: skip
+        out = " ".join((await proc.communicate())[0].decode().split())
+        assert proc.returncode == 0, out
+        assert f"{PATH}: collected by acme-payroll" in out
         clock.advance(hours=2)
         await asyncio.sleep(1)  # ten monitor passes past the deadline
     assert await _incident(db) is None
