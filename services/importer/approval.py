@@ -12,7 +12,7 @@ import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from courier.common.announce import event_for
 from courier.common.db.engine import Database
@@ -85,6 +85,11 @@ async def approve(db: Database, storage: Storage, import_id: uuid.UUID, by: str)
     spec = spec_of(imp.feed)
     async with feed_lock(db, imp.feed.id):
         imp = await _held(db, import_id)
+        # The decision is on record before anything is applied: if this process stops
+        # after the change set commits, the importer finishes the job
+        # (`finish_interrupted`): result file, events, decision time.
+        await _mark(db, imp.id, decision="approve", by=by)
+        imp = await _held(db, import_id)
         shown = (imp.details or {}).get("plan_sha256")
         try:
             done = await compute(
@@ -135,6 +140,22 @@ async def _mark(
         stored.decided_at = datetime.now(UTC) if decided else None
 
 
+async def _drop_request(db: Database, import_id: uuid.UUID) -> None:
+    """Forget a decision that could not be carried out, unless it was meanwhile (another
+    replica, or the CLI, applied it): the record of who decided stays."""
+    async with db.transaction() as session:
+        await session.execute(
+            update(Import)
+            .where(
+                Import.id == import_id,
+                Import.status == "awaiting_approval",
+                Import.decided_at.is_(None),
+            )
+            .values(decision=None, decided_by=None)
+            .execution_options(synchronize_session=False)
+        )
+
+
 async def request(db: Database, import_id: uuid.UUID, decision: str, by: str) -> Import:
     """Record a person's decision for the importer to carry out (the console's way in)."""
     await _held(db, import_id)
@@ -145,8 +166,43 @@ async def request(db: Database, import_id: uuid.UUID, decision: str, by: str) ->
     return stored
 
 
+async def finish_interrupted(db: Database, storage: Storage) -> list[Decision]:
+    """Approvals whose change set was applied but whose process stopped before the decision
+    was recorded as done: write the result file, stage the events, record the time."""
+    async with db.session() as session:
+        stuck = list(
+            await session.scalars(
+                select(Import)
+                .where(
+                    Import.status != "awaiting_approval",
+                    Import.decision == "approve",
+                    Import.decided_at.is_(None),
+                )
+                .order_by(Import.received_at)
+            )
+        )
+    out = []
+    for imp in stuck:
+        if imp.feed_id is None:
+            continue
+        # An approval still running elsewhere holds the feed's lock until it is done.
+        async with feed_lock(db, imp.feed_id):
+            async with db.session() as session:
+                current = await session.get(Import, imp.id)
+            if current is None or current.decided_at is not None:
+                continue
+            events = await _announce(db, storage, current)
+            await _mark(
+                db, imp.id, decision="approve", by=current.decided_by, decided=True, events=events
+            )
+        log.warning("interrupted approval finished", import_id=str(imp.id), status=imp.status)
+        out.append(Decision("applied", f"applied: {current.status}", current, events))
+    return out
+
+
 async def carry_out_requests(db: Database, storage: Storage) -> list[Decision]:
     """Act on decisions recorded by `request`; what cannot be done is logged and dropped."""
+    finished = await finish_interrupted(db, storage)
     async with db.session() as session:
         pending = list(
             await session.scalars(
@@ -159,7 +215,7 @@ async def carry_out_requests(db: Database, storage: Storage) -> list[Decision]:
                 .order_by(Import.received_at)
             )
         )
-    out = []
+    out = finished
     for imp in pending:
         try:
             if imp.decision == "approve":
@@ -168,5 +224,5 @@ async def carry_out_requests(db: Database, storage: Storage) -> list[Decision]:
                 out.append(await reject(db, storage, imp.id, imp.decided_by or "console"))
         except ApprovalError as exc:
             log.warning("decision not carried out", import_id=str(imp.id), error=str(exc))
-            await _mark(db, imp.id, decision=None, by=None)
+            await _drop_request(db, imp.id)
     return out

@@ -15,6 +15,7 @@ import pytest
 from sqlalchemy import select, update
 
 from courier.common.db.models import LeaveBalance
+from courier.common.db.models_outbox import OutboxEvent
 from courier.common.events import ImportCompleted
 from courier.console.api import create_app
 from courier.importer import approval
@@ -197,3 +198,39 @@ async def test_cli_approval_with_the_bus_down_changes_nothing(settings, db, held
     assert "cannot reach the bus" in out and "nothing was changed" in out
     assert (await load_import(db, imp.id)).status == "awaiting_approval"
     assert await balances(db) == {}
+
+
+class Stopped(Exception):
+    """The process died here."""
+
+
+async def test_an_approval_cut_off_after_applying_is_finished_by_the_importer(
+    db, storage, tenant, held, send, monkeypatch
+) -> None:
+    imp = await send("leave_1.csv", leave_csv("E1,annual,8,2026-11-01"))
+    announce = approval._announce
+
+    async def dies(*args, **kwargs):  # type: ignore[no-untyped-def]
+        raise Stopped
+
+    monkeypatch.setattr(approval, "_announce", dies)
+    with pytest.raises(Stopped):
+        await approval.approve(db, storage, imp.id, "ops")
+    cut = await load_import(db, imp.id)
+    # The change set is applied and the decision on record, but not finished.
+    assert (cut.status, cut.decision, cut.decided_by, cut.decided_at) == (
+        "completed", "approve", "ops", None,
+    )  # fmt: skip
+    assert await balances(db) == {"E1": Decimal("8.00")}
+
+    monkeypatch.setattr(approval, "_announce", announce)
+    [decision] = await approval.carry_out_requests(db, storage)
+    assert [e.subject for e in decision.events] == ["courier.import.completed"]
+    done = await load_import(db, imp.id)
+    assert done.decided_by == "ops" and done.decided_at is not None
+    results = await storage.list(f"tenants/{tenant.slug}/outbound/results")
+    assert any("leave_1" in o.key for o in results)
+    async with db.session() as s:
+        staged = list(await s.scalars(select(OutboxEvent.subject)))
+    assert staged == ["courier.import.completed"]  # published by the relay if not at once
+    assert await approval.carry_out_requests(db, storage) == []  # finished once
