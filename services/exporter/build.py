@@ -14,13 +14,27 @@ from __future__ import annotations
 import csv
 import hashlib
 import io
+import re
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
+from decimal import Decimal
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import DateTime, String, Text, and_, case, cast, func, literal, select, type_coerce
+from sqlalchemy import (
+    DateTime,
+    Numeric,
+    String,
+    Text,
+    and_,
+    case,
+    cast,
+    func,
+    literal,
+    select,
+    type_coerce,
+)
 from sqlalchemy.sql.elements import ColumnElement
 
 from courier.common.db.engine import Database
@@ -107,14 +121,45 @@ def _pg_literal(text: str) -> str:
     return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
+_FIXED = re.compile(r"^\.(\d)f$")
+
+
+def fixed_places(fmt: str) -> int | None:
+    """Decimal places of a `.Nf` format spec (the one number format SQL renders alike)."""
+    m = _FIXED.match(fmt)
+    return int(m.group(1)) if m else None
+
+
 def _in_sql(kind: str, col: Column, dialect: str) -> bool:
-    """PostgreSQL renders the cell itself (no format, or a date pattern it renders alike):
-    text costs less to move than values formatted in Python."""
+    """PostgreSQL renders the cell itself (no format, a date pattern or a `.Nf` number it
+    renders alike): text costs less to move than values formatted in Python."""
     if dialect != "postgresql":
         return False
     if col.format is None:
         return True
-    return FIELDS[kind][col.field] in ("date", "datetime") and pg_pattern(col.format) is not None
+    ftype = FIELDS[kind][col.field]
+    if ftype in ("date", "datetime"):
+        return pg_pattern(col.format) is not None
+    return ftype in ("number", "integer") and fixed_places(col.format) is not None
+
+
+def _sql_fixed(attr: Any, places: int) -> ColumnElement[Any]:
+    """`format(value, ".Nf")` in SQL: Python rounds half to even (PostgreSQL's `round`
+    rounds half away from zero) and keeps the sign of a negative value rounded to zero."""
+    x = cast(attr, Numeric)
+    scaled = x * literal(10**places, Numeric)
+    down = func.trunc(x, places)
+    halfway = func.abs(scaled - func.trunc(scaled)) == literal(Decimal("0.5"), Numeric)
+    odd = func.mod(func.trunc(scaled), 2) != 0
+    step = func.sign(x) * literal(Decimal(1).scaleb(-places), Numeric)
+    rounded = case(
+        (halfway & odd, down + step),
+        (halfway, down),
+        else_=func.round(x, places),
+    )
+    text = cast(rounded, Text)
+    negative_zero = and_(x < 0, rounded == 0)
+    return case((negative_zero, literal("-") + text), else_=text)
 
 
 def _converter(kind: str, col: Column, tz: ZoneInfo, neutralising: bool, dialect: str) -> Any:
@@ -151,6 +196,8 @@ def _sql_text(
         return type_coerce(func.to_char(local, pattern), String())
     if ftype == "date" and fmt:
         return type_coerce(func.to_char(attr, pg_pattern(fmt)), String())
+    if fmt is not None and (places := fixed_places(fmt)) is not None:
+        return _sql_fixed(attr, places)
     if ftype != "text":
         return cast(attr, Text)
     if not spec.neutralise_formulas:

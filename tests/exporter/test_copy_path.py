@@ -11,13 +11,20 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
-from sqlalchemy import DateTime, func, literal, select
+from sqlalchemy import DateTime, Numeric, func, literal, select
 
 from courier.common.db.engine import Database
 from courier.common.db.models import Tenant
 from courier.common.db.models_exports import Timesheet
 from courier.common.storage import Storage
-from courier.exporter.build import _CrLf, build_file, copy_eligible, pg_pattern
+from courier.exporter.build import (
+    _CrLf,
+    _sql_fixed,
+    build_file,
+    copy_eligible,
+    fixed_places,
+    pg_pattern,
+)
 from tests.exporter.conftest import DAY, sheet, spec_model
 
 AWKWARD = [
@@ -75,7 +82,8 @@ SPECS: dict[str, dict[str, Any]] = {
             {"field": "work_date", "format": "%d/%m/%Y"},
             {"field": "start", "format": "%Y-%m-%dT%H:%M:%S"},
             {"field": "end", "format": "%H%M"},
-            {"field": "hours"},
+            {"field": "hours", "format": ".1f"},
+            {"field": "break_minutes", "format": ".2f"},
         ],
     },
     "tabs, no header, formulas kept": {
@@ -115,8 +123,10 @@ async def test_copy_output_equals_the_csv_writers(
 
 
 def test_custom_formats_and_one_column_take_the_python_writer() -> None:
-    numbers = spec_model(columns=[{"field": "work_date"}, {"field": "hours", "format": ".1f"}])
-    assert not copy_eligible(numbers, "postgresql")  # rounding differs: Python's half-even
+    fixed = spec_model(columns=[{"field": "work_date"}, {"field": "hours", "format": ".1f"}])
+    assert copy_eligible(fixed, "postgresql")  # `.Nf` is rendered in SQL, half-even
+    grouped = spec_model(columns=[{"field": "work_date"}, {"field": "hours", "format": ",.1f"}])
+    assert not copy_eligible(grouped, "postgresql")
     names = spec_model(columns=[{"field": "work_date", "format": "%d %b %Y"},
                                 {"field": "hours"}])  # fmt: skip
     assert not copy_eligible(names, "postgresql")  # month names follow the locale
@@ -169,3 +179,27 @@ async def test_date_patterns_render_in_sql_as_strftime_does(
                 day = await s.scalar(select(func.to_char(literal(moment.date()), pattern)))
                 assert day == moment.date().strftime(fmt), (fmt, moment)
     assert pg_pattern("%d %b %Y") is None and pg_pattern("%A") is None and pg_pattern("%") is None
+
+
+# (No "-0": PostgreSQL's numeric has no negative zero, so no stored value is one.)
+NUMBERS = ["7.25", "7.35", "-7.35", "-7.25", "0.05", "-0.05", "-0.04", "0.5", "1.5", "2.5",
+           "-2.5", "1234.99", "0", "0.994", "0.995", "-0.995", "99.999"]  # fmt: skip
+
+
+async def test_fixed_point_numbers_render_in_sql_as_python_formats_them(
+    db: Database, database_url: str
+) -> None:
+    if not database_url.startswith("postgresql"):
+        pytest.skip("the SQL rendering is PostgreSQL's")
+    async with db.session() as s:
+        for fmt in (".0f", ".1f", ".2f", ".3f"):
+            places = fixed_places(fmt)
+            assert places is not None
+            for text in NUMBERS:
+                value = Decimal(text)
+                got = await s.scalar(select(_sql_fixed(literal(value, Numeric(12, 3)), places)))
+                assert got == format(value, fmt), (fmt, text)
+            for whole in (0, 7, -3, 30):
+                got = await s.scalar(select(_sql_fixed(literal(whole), places)))
+                assert got == format(whole, fmt), (fmt, whole)
+    assert fixed_places(",.2f") is None and fixed_places("08.2f") is None
