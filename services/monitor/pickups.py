@@ -33,7 +33,11 @@ def _cause(export_id: Any, path: str) -> str:
 
 
 async def watch_delivery(db: Database, event: ExportDelivered, now: datetime) -> bool:
-    """Start watching a pickup delivery for its download (a redelivery changes nothing)."""
+    """Start watching a pickup delivery for its download.
+
+    The same event delivered twice changes nothing; a new delivery round of the export
+    (`courier exports redeliver`, a later deadline) starts the watch again.
+    """
     if not event.path or event.collect_by is None:
         return False
     row = {
@@ -46,10 +50,22 @@ async def watch_delivery(db: Database, event: ExportDelivered, now: datetime) ->
         "placed_at": now,
         "collect_by": event.collect_by,
     }
+    table = PickupWatch.__table__
     async with db.transaction() as session:
         dialect_insert = sqlite_insert if session.bind.dialect.name == "sqlite" else pg_insert
+        stmt = dialect_insert(table).values(row)
         result = await session.execute(
-            dialect_insert(PickupWatch.__table__).on_conflict_do_nothing(), [row]
+            stmt.on_conflict_do_update(
+                index_elements=[table.c.export_id, table.c.path],
+                set_={
+                    "placed_at": stmt.excluded.placed_at,
+                    "collect_by": stmt.excluded.collect_by,
+                    "collected_at": None,
+                    "collected_by": None,
+                    "alerted_at": None,
+                },
+                where=table.c.collect_by < stmt.excluded.collect_by,
+            )
         )
     return bool(getattr(result, "rowcount", 0))
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import os
 import sys
+import uuid
 from datetime import timedelta
 from pathlib import Path
 
@@ -27,7 +28,7 @@ from courier.exporter.worker import Exporter
 from tests.exporter.conftest import DAY, make_spec, sheet
 from tests.support.clients import openssh_available, openssh_sftp
 from tests.support.paging import Mailbox, body
-from tests.support.paging_fixtures import CONTACT
+from tests.support.paging_fixtures import CONTACT, START
 from tests.support.services import eventually, running
 
 pytestmark = pytest.mark.skipif(not openssh_available(), reason="needs OpenSSH sftp and sshpass")
@@ -158,3 +159,29 @@ async def test_an_uncollected_export_contacts_the_customer_and_a_late_download_r
 
 async def _async(value):  # type: ignore[no-untyped-def]
     return value
+
+
+async def test_a_redelivered_export_is_watched_again(db: Database, tenant: Tenant) -> None:
+    from courier.common.events import ExportDelivered, FileDownloaded
+    from courier.monitor.pickups import on_downloaded, watch_delivery
+
+    now = START
+    event = ExportDelivered(
+        export_id=uuid.uuid4(), tenant_id=tenant.id, tenant=tenant.slug, spec="payroll",
+        destination="pickup:/outbound", name="t.csv", sha256="0" * 64, rows=1,
+        path="/outbound/t.csv", collect_by=now + timedelta(hours=1),
+    )  # fmt: skip
+    assert await watch_delivery(db, event, now)
+    assert not await watch_delivery(db, event, now)  # the same event again
+    download = FileDownloaded(
+        tenant_id=tenant.id, tenant=tenant.slug, path="/outbound/t.csv", size=1, username="p"
+    )
+    assert await on_downloaded(db, download, now + timedelta(minutes=5)) == 1
+    assert (await _watch(db)).collected_at is not None  # type: ignore[union-attr]
+
+    # `courier exports redeliver`: the partner lost the file; a new round, a new deadline.
+    again = event.model_copy(update={"collect_by": now + timedelta(days=1, hours=1)})
+    assert await watch_delivery(db, again, now + timedelta(days=1))
+    watch = await _watch(db)
+    assert watch is not None and watch.collected_at is None
+    assert watch.collect_by == now + timedelta(days=1, hours=1)
