@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import os
 import time
@@ -34,6 +35,10 @@ _ERRORS = {
     "failure": asyncssh.SFTPFailure,
     "op_unsupported": asyncssh.SFTPOpUnsupported,
 }
+
+
+# Announcements that run after the client's request was answered (kept referenced).
+_background: set[asyncio.Task[None]] = set()
 
 
 def _sftp_error(exc: VfsError) -> asyncssh.SFTPError:
@@ -208,7 +213,10 @@ class CourierSFTPServer(asyncssh.SFTPServer):
             self.session.log.info("download", path=file_obj.loc.path, size=file_obj.sent)
             self._audit("download", file_obj.loc.path, file_obj.sent)
             if file_obj.sent >= file_obj.size and not self.session.lost:
-                await self._downloaded(file_obj)
+                # The partner's close does not wait on the bus.
+                task = asyncio.create_task(self._downloaded(file_obj))
+                _background.add(task)
+                task.add_done_callback(_background.discard)
             return
         assert isinstance(file_obj, Upload)
         if file_obj.refused:
@@ -243,7 +251,10 @@ class CourierSFTPServer(asyncssh.SFTPServer):
             size=file_obj.size,
             username=self.principal.username,
         )
-        await publish_or_keep(self.ctx.db, self.ctx.bus.publish, event)
+        try:
+            await publish_or_keep(self.ctx.db, self.ctx.bus.publish, event)
+        except Exception:
+            self.session.log.exception("download not announced", path=file_obj.loc.path)
 
     async def _announce(self, loc: Location, key: str, sha: str | None) -> None:
         tenant = self.principal.tenant

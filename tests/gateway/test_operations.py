@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from datetime import UTC, datetime, timedelta
 
@@ -11,9 +12,10 @@ from sqlalchemy import update
 
 from courier.common.bus import Bus
 from courier.common.db.engine import Database
-from courier.common.db.models import SftpAccount
-from courier.common.events import ALERT_RAISED, AlertRaised
+from courier.common.db.models import SftpAccount, Tenant
+from courier.common.events import ALERT_RAISED, AlertRaised, FileDownloaded
 from courier.common.settings import Settings
+from courier.common.storage import Storage
 from tests.gateway.conftest import Partner
 from tests.support.services import eventually, running
 
@@ -76,3 +78,33 @@ async def test_console_lists_sessions_with_outcome_and_bytes(
         detail = (await http.get(f"/api/gateway/sessions/{ok['session']}")).json()
         assert [e["kind"] for e in detail["events"]] == ["login_succeeded", "upload", "disconnect"]
         assert (await http.get("/api/gateway/sessions/nope")).status_code == 404
+
+
+async def test_a_whole_download_is_announced_and_a_partial_read_is_not(
+    partner: Partner, gateway: Settings, bus: Bus, storage: Storage, tenant: Tenant
+) -> None:
+    await storage.put(f"tenants/{tenant.slug}/outbound/timesheets.csv", b"x" * 100_000)
+    seen: list[FileDownloaded] = []
+
+    async def on_download(msg) -> None:  # type: ignore[no-untyped-def]
+        seen.append(FileDownloaded.model_validate(json.loads(msg.data)))
+
+    sub = await bus.broker.connection.subscribe(
+        bus.subject("courier.file.downloaded"), cb=on_download
+    )
+    async with await partner.connect() as conn, conn.start_sftp_client() as sftp:
+        async with sftp.open("/outbound/timesheets.csv", "rb") as f:
+            assert len(await f.read(1000)) == 1000  # a peek, not a download
+        async with sftp.open("/outbound/timesheets.csv", "rb") as f:
+            assert len(await f.read()) == 100_000
+
+    async def announced() -> list[FileDownloaded]:
+        return seen
+
+    await eventually(announced)
+    await asyncio.sleep(0.5)  # time for a second (wrong) announcement to show up
+    await sub.unsubscribe()
+    [event] = seen
+    assert (event.path, event.size, event.username, event.tenant) == (
+        "/outbound/timesheets.csv", 100_000, partner.username, tenant.slug,
+    )  # fmt: skip
