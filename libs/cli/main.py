@@ -10,7 +10,18 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from courier.cli import accounts, demo, dev, exports, gateway, imports, incidents, oncall, provision
+from courier.cli import (
+    accounts,
+    demo,
+    dev,
+    exports,
+    gateway,
+    imports,
+    incidents,
+    oncall,
+    outbox,
+    provision,
+)
 from courier.cli import sources as sources_cli
 from courier.cli.context import run_with_db
 from courier.common.db.engine import Database
@@ -37,6 +48,7 @@ app.add_typer(oncall.app, name="oncall")
 app.add_typer(accounts.app, name="accounts")
 app.add_typer(gateway.app, name="gateway")
 app.add_typer(imports.app, name="imports")
+app.add_typer(outbox.app, name="outbox")
 
 console = Console()
 err = Console(stderr=True)
