@@ -335,14 +335,20 @@ async def _batches(db: Database, stmt: Any) -> AsyncIterator[Sequence[Any]]:
             async for batch in result.partitions():
                 yield batch
             return
-        compiled = stmt.compile(dialect=conn.dialect, compile_kwargs={"render_postcompile": True})
-        args = [compiled.params[name] for name in compiled.positiontup or ()]
-        raw = (await conn.get_raw_connection()).driver_connection
-        assert raw is not None
+        sql, args, raw = await _on_asyncpg(conn, stmt)
         async with raw.transaction(readonly=True):
-            cursor = await raw.cursor(compiled.string, *args)
+            cursor = await raw.cursor(sql, *args)
             while batch := await cursor.fetch(BATCH_ROWS):
                 yield batch
+
+
+async def _on_asyncpg(conn: Any, stmt: Any) -> tuple[str, list[Any], Any]:
+    """The statement as SQL and arguments for asyncpg itself, and its connection."""
+    compiled = stmt.compile(dialect=conn.dialect, compile_kwargs={"render_postcompile": True})
+    args = [compiled.params[name] for name in compiled.positiontup or ()]
+    raw = (await conn.get_raw_connection()).driver_connection
+    assert raw is not None
+    return compiled.string, args, raw
 
 
 def _convert(batch: Sequence[Any], converters: list[tuple[int, Converter]]) -> Sequence[Any]:
@@ -381,15 +387,10 @@ async def _build_by_copy(
             await writer.write(data)
 
         async with db.engine.connect() as conn:
-            compiled = stmt.compile(
-                dialect=conn.dialect, compile_kwargs={"render_postcompile": True}
-            )
-            args = [compiled.params[name] for name in compiled.positiontup or ()]
-            raw = (await conn.get_raw_connection()).driver_connection
-            assert raw is not None
+            sql, args, raw = await _on_asyncpg(conn, stmt)
             async with raw.transaction(readonly=True):
                 status = await raw.copy_from_query(
-                    compiled.string,
+                    sql,
                     *args,
                     output=sink,
                     format="csv",
