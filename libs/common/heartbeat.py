@@ -14,6 +14,7 @@ from courier.common.clock import Clock
 from courier.common.db.engine import Database
 from courier.common.db.models_incidents import ServiceHeartbeat
 from courier.common.logging import get_logger
+from courier.common.tasks import uninterrupted
 
 log = get_logger(__name__)
 
@@ -44,7 +45,7 @@ async def beat(db: Database, service: str, instance: str, clock: Clock, every: f
     try:
         while True:
             try:
-                await beat_once(db, service, instance, clock)
+                await uninterrupted(beat_once(db, service, instance, clock))
             except Exception as exc:  # the database being away is the monitor's to notice
                 log.warning("heartbeat not written", error=str(exc))
             await asyncio.sleep(every)

@@ -25,6 +25,7 @@ from courier.common.db.models_outbox import OutboxEvent
 from courier.common.events import EVENT_TYPES, Event
 from courier.common.logging import get_logger
 from courier.common.metrics import OUTBOX_FAILURES, OUTBOX_OLDEST_SECONDS, OUTBOX_PUBLISHED
+from courier.common.tasks import uninterrupted
 
 log = get_logger(__name__)
 
@@ -157,10 +158,10 @@ async def relay(
     last_prune = utcnow() - PRUNE_EVERY
     while not stopping.is_set():
         try:
-            await flush(db, publish)
-            OUTBOX_OLDEST_SECONDS.set((await pending(db))[1])
+            await uninterrupted(flush(db, publish))
+            OUTBOX_OLDEST_SECONDS.set((await uninterrupted(pending(db)))[1])
             if utcnow() - last_prune >= PRUNE_EVERY:
-                await prune(db, keep)
+                await uninterrupted(prune(db, keep))
                 last_prune = utcnow()
         except Exception:
             log.exception("outbox relay pass failed")

@@ -9,6 +9,7 @@ from datetime import timedelta
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from courier.common.runtime import Runtime
+from courier.common.tasks import uninterrupted
 from courier.exporter.worker import Exporter, Tuning
 
 
@@ -40,7 +41,7 @@ async def main(runtime: Runtime) -> None:
     async def _loop() -> None:
         try:
             while True:
-                await _pass()
+                await uninterrupted(_pass())
                 await asyncio.sleep(conf.tick_seconds)
         finally:
             # Stopping mid-export releases its lease so another replica takes it over.

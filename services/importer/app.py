@@ -10,6 +10,7 @@ from typing import Any
 from courier.common.events import FileReceived
 from courier.common.outbox import flush_quietly
 from courier.common.runtime import Runtime
+from courier.common.tasks import uninterrupted
 from courier.importer.apply import handle_file_received
 from courier.importer.approval import carry_out_requests
 
@@ -48,7 +49,7 @@ async def main(runtime: Runtime) -> None:
     async def decisions() -> None:
         """Approvals and rejections recorded in the console are carried out here."""
         while not runtime.stopping.is_set():
-            if await carry_out_requests(runtime.db, runtime.storage):
+            if await uninterrupted(carry_out_requests(runtime.db, runtime.storage)):
                 await flush_quietly(runtime.db, runtime.bus.publish)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(runtime.stopping.wait(), DECISION_POLL_SECONDS)

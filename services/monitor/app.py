@@ -19,6 +19,7 @@ from courier.common.events import (
     ImportFailed,
 )
 from courier.common.runtime import Runtime
+from courier.common.tasks import uninterrupted
 from courier.monitor import expectations, heartbeats, pickups, signals, sla
 from courier.monitor.incidents import publish_open_counts, release_deferred_pages
 
@@ -67,12 +68,12 @@ async def watch(runtime: Runtime, policy: SlaPolicy) -> None:
         try:
             # Deadlines first: laying out tomorrow's windows must not delay today's pages.
             if planned is not None:
-                await tick(runtime, now, policy)
+                await uninterrupted(tick(runtime, now, policy))
             if planned is None or now - planned >= PLAN_EVERY or now < planned:
-                await expectations.plan_windows(runtime.db, now, horizon)
+                await uninterrupted(expectations.plan_windows(runtime.db, now, horizon))
                 planned = now
             if loop.time() >= counted_at + COUNT_EVERY_SECONDS:
-                await publish_open_counts(runtime.db)
+                await uninterrupted(publish_open_counts(runtime.db))
                 counted_at = loop.time()
         except Exception as exc:  # a database blip must not stop the watch
             runtime.log.exception("monitor pass failed", error=str(exc))

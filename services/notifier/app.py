@@ -11,6 +11,7 @@ from collections.abc import Awaitable, Callable
 
 from courier.common.events import NOTICES_READY
 from courier.common.runtime import Runtime
+from courier.common.tasks import uninterrupted
 from courier.notifier.deliver import Channels, escalate_due, route_notices, send_due
 from courier.notifier.mail import smtp_mail
 from courier.notifier.rota import load_rota
@@ -21,7 +22,7 @@ async def loop(runtime: Runtime, wake: asyncio.Event, step: Callable[[], Awaitab
     while True:
         wake.clear()
         try:
-            if await step():
+            if await uninterrupted(step()):
                 continue  # a burst: look again before sleeping
         except Exception as exc:  # keep paging through a database blip
             runtime.log.exception("notifier pass failed", error=str(exc))

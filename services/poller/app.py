@@ -11,6 +11,7 @@ from sqlalchemy import select
 
 from courier.common.db.models_sources import Source
 from courier.common.runtime import Runtime
+from courier.common.tasks import uninterrupted
 from courier.poller.fetch import (
     Observations,
     due,
@@ -53,7 +54,7 @@ async def main(runtime: Runtime) -> None:
     async def _poll_loop() -> None:
         while True:
             try:
-                await poll_due_sources(runtime, observations, owner)
+                await uninterrupted(poll_due_sources(runtime, observations, owner))
             except Exception:
                 runtime.log.exception("polling pass failed")
             await asyncio.sleep(TICK_SECONDS)
@@ -61,7 +62,7 @@ async def main(runtime: Runtime) -> None:
     async def _reconcile_loop() -> None:
         while True:
             try:
-                await reconcile(runtime.db, runtime.bus, runtime.storage)
+                await uninterrupted(reconcile(runtime.db, runtime.bus, runtime.storage))
             except Exception:
                 runtime.log.exception("reconciliation pass failed")
             await asyncio.sleep(runtime.settings.poll_reconcile_seconds)
