@@ -81,11 +81,16 @@ class Runtime:
         finally:
             for task in [*tasks, stop_task]:
                 task.cancel()
-            for task in tasks:
-                with contextlib.suppress(asyncio.CancelledError, Exception):
-                    await task
-            await self.close()
-            self.log.info("service stopped")
+            try:
+                # Workers' own errors are already handled above; a cancellation of this
+                # service itself goes on (it is not swallowed while workers wind down).
+                await asyncio.wait(tasks)
+                for task in tasks:
+                    if not task.cancelled():
+                        task.exception()
+            finally:
+                await self.close()
+                self.log.info("service stopped")
 
     async def close(self) -> None:
         with contextlib.suppress(Exception):
