@@ -15,11 +15,9 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import func, insert, select, update
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from courier.common.db.engine import Database
+from courier.common.db.engine import Database, upsert_insert
 from courier.common.db.models import Feed
 from courier.common.db.models_incidents import (
     Incident,
@@ -167,10 +165,9 @@ async def _open(
     # other's first shared key instead of each holding a key the other needs (deadlock).
     rows = sorted(rows, key=lambda r: r["open_key"])
     table = Incident.__table__
-    dialect_insert = sqlite_insert if session.bind.dialect.name == "sqlite" else pg_insert
     inserted = set(
         await session.scalars(
-            dialect_insert(table)
+            upsert_insert(session, table)
             .on_conflict_do_nothing(index_elements=[table.c.open_key])
             .returning(table.c.id),
             rows,

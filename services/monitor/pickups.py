@@ -14,10 +14,8 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import select, update
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
-from courier.common.db.engine import Database
+from courier.common.db.engine import Database, upsert_insert
 from courier.common.db.models_exports import ExportSpec
 from courier.common.db.models_incidents import PickupWatch, SlaPolicy
 from courier.common.events import ExportDelivered, FileDownloaded
@@ -52,8 +50,7 @@ async def watch_delivery(db: Database, event: ExportDelivered, now: datetime) ->
     }
     table = PickupWatch.__table__
     async with db.transaction() as session:
-        dialect_insert = sqlite_insert if session.bind.dialect.name == "sqlite" else pg_insert
-        stmt = dialect_insert(table).values(row)
+        stmt = upsert_insert(session, table).values(row)
         result = await session.execute(
             stmt.on_conflict_do_update(
                 index_elements=[table.c.export_id, table.c.path],

@@ -18,7 +18,7 @@ from courier.common.settings import Settings
 from courier.notifier.rota import Rota
 from tests.support.paging import Mailbox, Sns, body
 from tests.support.paging_fixtures import ANA, BEN, CONTACT
-from tests.support.services import eventually, running
+from tests.support.services import at_once, eventually, running
 
 
 async def _windows(db: Database) -> int:
@@ -59,9 +59,9 @@ async def test_missing_file_pages_oncall_and_emails_the_contact_with_feed_and_ex
         await eventually(lambda: _windows(db))
         clock.advance(hours=3, minutes=1)  # 11:01, the 09:00 window closed at 11:00
 
-        texts = await eventually(lambda: _async(sns.to(ANA)))
+        texts = await eventually(lambda: at_once(sns.to(ANA)))
         mails = await eventually(
-            lambda: _async([m for m in mailbox.to(CONTACT) if "missing" in m["Subject"]])
+            lambda: at_once([m for m in mailbox.to(CONTACT) if "missing" in m["Subject"]])
         )
 
     assert "missing_file" in texts[0]
@@ -71,10 +71,6 @@ async def test_missing_file_pages_oncall_and_emails_the_contact_with_feed_and_ex
     assert "leave-balances" in text
     assert "Expected at:   2026-12-01T09:00:00+00:00" in text
     assert all(mailbox.starttls), "mail went over a connection that was not upgraded to TLS"
-
-
-async def _async(value):  # type: ignore[no-untyped-def]
-    return value
 
 
 async def test_a_file_within_its_window_raises_nothing_and_a_late_one_resolves_the_incident(
@@ -146,7 +142,7 @@ async def test_a_wrong_structure_file_pages_with_the_column_list(
                 },
             )
         )
-        texts = await eventually(lambda: _async(sns.to(ANA)))
+        texts = await eventually(lambda: at_once(sns.to(ANA)))
     assert "file_rejected" in texts[0]
     assert "leave_20261201.csv" in texts[0]
     assert "missing columns: balance_hours, as_of" in texts[0]
@@ -187,7 +183,7 @@ async def test_an_undeliverable_export_pages_when_its_window_closes(
             assert not await s.scalar(select(func.count()).select_from(Notice))
 
         clock.set(deadline + timedelta(seconds=1))
-        texts = await eventually(lambda: _async(sns.to(ANA)))
+        texts = await eventually(lambda: at_once(sns.to(ANA)))
     assert "export_undeliverable" in texts[0]
     assert "timesheets_20261201.csv" in texts[0]
     assert "connection refused" in texts[0]
@@ -216,9 +212,9 @@ async def test_an_sla_breach_pages_once_across_a_monitor_restart_and_two_replica
                 summary="timesheets export for 2026-11 could not be built: query timed out",
             )
         )
-        await eventually(lambda: _async(sns.to(ANA)))
+        await eventually(lambda: at_once(sns.to(ANA)))
         clock.advance(hours=6, minutes=1)
-        breach = await eventually(lambda: _async([t for t in sns.to(BEN) if "SLA BREACHED" in t]))
+        breach = await eventually(lambda: at_once([t for t in sns.to(BEN) if "SLA BREACHED" in t]))
     # Restarted (fresh processes, same database), and time moves on.
     async with running("monitor", paging, clock), running("monitor", paging, clock):
         clock.advance(hours=1)
@@ -262,5 +258,5 @@ async def test_a_page_goes_out_when_the_monitor_nudges_a_notifier_that_would_pol
                 reason="unrecognised file name",
             )
         )
-        texts = await eventually(lambda: _async(sns.to(ANA)))
+        texts = await eventually(lambda: at_once(sns.to(ANA)))
     assert "leave_20261202.csv" in texts[0]

@@ -29,7 +29,7 @@ from tests.exporter.conftest import DAY, make_spec, sheet
 from tests.support.clients import openssh_available, openssh_sftp
 from tests.support.paging import Mailbox, body
 from tests.support.paging_fixtures import CONTACT, START
-from tests.support.services import eventually, running
+from tests.support.services import at_once, eventually, running
 
 pytestmark = pytest.mark.skipif(not openssh_available(), reason="needs OpenSSH sftp and sshpass")
 
@@ -136,7 +136,7 @@ async def test_an_uncollected_export_contacts_the_customer_and_a_late_download_r
         assert incident.incident_class == "partner"
         assert PATH in incident.summary and "was not downloaded" in incident.summary
         mails = await eventually(
-            lambda: _async([m for m in mailbox.to(CONTACT) if "export_not_collected" in body(m)
+            lambda: at_once([m for m in mailbox.to(CONTACT) if "export_not_collected" in body(m)
                             or "not downloaded" in body(m)])
         )  # fmt: skip
         assert PATH in body(mails[0])
@@ -155,10 +155,6 @@ async def test_an_uncollected_export_contacts_the_customer_and_a_late_download_r
         assert any("downloaded by acme-payroll" in n.text for n in found.notes)
     async with db.session() as s:
         assert len(list(await s.scalars(select(Incident)))) == 1  # raised once
-
-
-async def _async(value):  # type: ignore[no-untyped-def]
-    return value
 
 
 async def test_a_redelivered_export_is_watched_again(db: Database, tenant: Tenant) -> None:

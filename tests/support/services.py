@@ -53,3 +53,8 @@ async def eventually(
             return last
         await asyncio.sleep(interval)
     raise AssertionError(f"condition not met within {within} s (last: {last!r})")
+
+
+async def at_once(value: T) -> T:
+    """A value as an awaitable, for `eventually` probes that need no I/O."""
+    return value

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 from sqlalchemy import event
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
@@ -17,6 +20,13 @@ from sqlalchemy.ext.asyncio import (
 
 def is_sqlite(url: str) -> bool:
     return make_url(url).get_backend_name() == "sqlite"
+
+
+def upsert_insert(session: AsyncSession, table: Any) -> Any:
+    """`INSERT` with `ON CONFLICT` clauses, in the session's dialect (PostgreSQL or SQLite)."""
+    if session.bind.dialect.name == "sqlite":
+        return sqlite_insert(table)
+    return pg_insert(table)
 
 
 def create_engine(url: str, **kwargs: object) -> AsyncEngine:
