@@ -22,10 +22,10 @@ import asyncpg
 from sqlalchemy.engine import make_url
 
 from courier.cli import provision
-from courier.common.announce import event_for, record_file
 from courier.common.areas import area_key
 from courier.common.db.engine import Database
 from courier.common.db.migrate import upgrade
+from courier.common.received import event_for, record_file
 from courier.common.storage import file_url, open_storage
 from courier.importer.apply import handle_file_received
 from courier.importer.spec import FeedSpec

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
 import typer
 from rich.console import Console
 
+from courier.common import outbox
 from courier.common.bus import Bus
 from courier.common.db.engine import Database
 from courier.common.settings import get_settings
@@ -16,6 +18,8 @@ from courier.common.settings import get_settings
 T = TypeVar("T")
 err = Console(stderr=True)
 BUS_CONNECT_SECONDS = 10
+# How long a command waits for the bus before leaving its staged events to a relay.
+RELAY_CONNECT_SECONDS = 3
 
 
 class BusUnreachable(Exception):
@@ -72,3 +76,21 @@ def run_with_bus(
             await bus.stop()
 
     return run_with_db(_main, refusals=(BusUnreachable, *refusals))
+
+
+async def relay_once(db: Database) -> bool:
+    """One pass of the outbox relay, for what this command staged: False if the bus is down.
+
+    Nothing is lost either way: what is not sent now, the relay of any running
+    service sends later.
+    """
+    bus = Bus(get_settings(), client_name="courier-cli")
+    try:
+        await asyncio.wait_for(bus.connect(), RELAY_CONNECT_SECONDS)
+        await outbox.flush(db, bus.publish)
+        return (await outbox.pending(db))[0] == 0
+    except Exception:
+        return False
+    finally:
+        with contextlib.suppress(Exception):
+            await bus.stop()

@@ -33,7 +33,7 @@ def _with_exporter(fn: Callable[[Exporter], Awaitable[T]]) -> T:
     """An exporter like the service's, publishing to the same bus."""
 
     async def _run(db: Database, bus: Bus) -> T:
-        return await fn(Exporter(db, open_storage(get_settings().storage_url), bus.publish))
+        return await fn(Exporter(db, open_storage(get_settings().storage_url)))
 
     return run_with_bus(_run, refusals=(provision.ProvisionError,))
 

@@ -2,20 +2,22 @@
 
 from __future__ import annotations
 
+import asyncio
 import getpass
 import json
+import time
 import uuid
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any, Literal, TypeVar
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
-from courier.cli.context import run_with_bus, run_with_db
-from courier.common.bus import Bus
+from courier.cli.context import relay_once, run_with_db
+from courier.common import decisions
 from courier.common.db.engine import Database
-from courier.common.outbox import flush_quietly
-from courier.common.settings import get_settings
+from courier.common.db.models import Import
+from courier.common.events import ImportDecide
 
 app = typer.Typer(no_args_is_help=True, help="The import audit and approvals.")
 console = Console()
@@ -60,6 +62,14 @@ def _print_detail(detail: Any) -> None:
     )
     if detail.error:
         console.print(f"  reason: {detail.error}")
+    if detail.decided_by:
+        console.print(f"  decided by {detail.decided_by} at {detail.decided_at:%Y-%m-%d %H:%M:%S}")
+    for p in detail.pending_decisions:
+        where = "sent, waiting for the importer" if p.sent else "queued, the bus has not taken it"
+        console.print(
+            f"  [yellow]decision pending:[/] {p.decision} by {p.by} "
+            f"at {p.requested_at:%Y-%m-%d %H:%M:%S} ({where})"
+        )
     for k, v in detail.details.items():
         console.print(f"  {k}: {v}", highlight=False)
     console.print(
@@ -100,45 +110,93 @@ def imports_show(
     _print_detail(detail)
 
 
-def _decide(import_id: uuid.UUID, approve: bool, by: str | None) -> None:
-    from courier.common.storage import open_storage
-    from courier.importer import approval
+async def _outcome(db: Database, command: ImportDecide) -> tuple[str, str] | None:
+    """What the importer made of `command`, once it has (None: not yet)."""
+    async with db.session() as s:
+        imp = await s.get(Import, command.import_id)
+    if imp is None:
+        return None
+    asked = command.occurred_at.isoformat()
+    for refused in (imp.details or {}).get("refused_decisions", []):
+        if refused.get("requested_at") == asked:
+            return "refused", refused.get("reason", "refused")
+    if imp.status == "discarded":
+        return "discarded", "change set discarded; nothing applied"
+    if imp.status != "awaiting_approval":
+        return "applied", f"applied: {imp.status}"
+    if imp.finished_at is not None and imp.finished_at > command.occurred_at:
+        return "changed", imp.details.get("held") or "the change set changed; shown again"
+    return None
 
+
+def _decide(
+    import_id: uuid.UUID, decision: Literal["approve", "reject"], by: str | None, wait: float
+) -> None:
+    """Send the decision as the console does; wait a while to say what became of it."""
     who = by or getpass.getuser()
 
-    async def _go(db: Database, bus: Bus) -> tuple[approval.Decision, Any]:
-        storage = open_storage(get_settings().storage_url)
-        if approve:
-            decision = await approval.approve(db, storage, import_id, who)
-        else:
-            decision = await approval.reject(db, storage, import_id, who)
-        # The same events the importer publishes when the console decides (staged with
-        # the decision; what the bus does not take now, a service's relay sends later).
-        await flush_quietly(db, bus.publish)
-        return decision, await _detail(db, import_id)
+    async def _go(db: Database) -> tuple[str, str, Any]:
+        async with db.transaction() as s:
+            command = await decisions.request(s, import_id, decision, who)
+        if not await relay_once(db):
+            return (
+                "queued",
+                (
+                    f"{decision} queued: the bus is not reachable; it is sent as soon as a "
+                    "Courier service's relay runs (see `courier outbox pending` and "
+                    f"`courier imports show {import_id}`)"
+                ),
+                None,
+            )
+        found = await _outcome(db, command)
+        deadline = time.monotonic() + wait
+        while found is None and time.monotonic() < deadline:
+            await asyncio.sleep(0.2)  # the person watches the import; nothing else to wait on
+            found = await _outcome(db, command)
+        if found is None:
+            return (
+                "sent",
+                (
+                    f"{decision} sent; the importer carries it out "
+                    f"(follow with `courier imports show {import_id}`)"
+                ),
+                None,
+            )
+        return found[0], found[1], await _detail(db, import_id)
 
-    decision, detail = run_with_bus(_go, refusals=(approval.ApprovalError,))
-    if decision.outcome == "changed":
-        err.print(f"[yellow]not applied:[/] {decision.message}")
+    outcome, message, detail = run_with_db(_go, refusals=(decisions.DecisionRefused,))
+    if outcome == "refused":
+        err.print(f"[red]error:[/] {message}")
+        raise typer.Exit(1)
+    if outcome == "changed":
+        err.print(f"[yellow]not applied:[/] {message}")
         _print_detail(detail)
         raise typer.Exit(3)
-    console.print(decision.message)
-    _print_detail(detail)
+    console.print(message)
+    if detail is not None:
+        _print_detail(detail)
+
+
+Wait = Annotated[
+    float, typer.Option(help="Seconds to wait for the importer to carry it out (0: do not wait).")
+]
 
 
 @app.command("approve")
 def imports_approve(
     import_id: uuid.UUID,
     by: Annotated[str | None, typer.Option(help="Who approves (default: your user).")] = None,
+    wait: Wait = 30.0,
 ) -> None:
     """Apply a held import's change set, exactly as shown (exit 3: it changed, shown again)."""
-    _decide(import_id, True, by)
+    _decide(import_id, "approve", by, wait)
 
 
 @app.command("reject")
 def imports_reject(
     import_id: uuid.UUID,
     by: Annotated[str | None, typer.Option(help="Who rejects (default: your user).")] = None,
+    wait: Wait = 30.0,
 ) -> None:
     """Discard a held import's change set; nothing is applied."""
-    _decide(import_id, False, by)
+    _decide(import_id, "reject", by, wait)

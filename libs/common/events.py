@@ -18,6 +18,7 @@ FILE_REJECTED = "courier.file.rejected"
 FILE_DOWNLOADED = "courier.file.downloaded"
 IMPORT_COMPLETED = "courier.import.completed"
 IMPORT_FAILED = "courier.import.failed"
+IMPORT_DECIDE = "courier.import.decide"
 EXPORT_DELIVERED = "courier.export.delivered"
 ALERT_RAISED = "courier.alert.raised"
 # Core NATS, no stream, no payload: the monitor committed notices, the notifier may look
@@ -169,6 +170,22 @@ class AlertRaised(Event):
         return f"{self.kind}|{self.cause_key}|{self.occurred_at.isoformat()}"
 
 
+class ImportDecide(Event):
+    """A command: a person approves or rejects a held import; the importer carries it out.
+
+    Sent by the console and the CLI through the outbox; the importer owns imports, so
+    it alone applies the decision. Each request is its own command (its `event_id`);
+    a second decision on an import already decided is refused, not applied twice.
+    """
+
+    subject: ClassVar[str] = IMPORT_DECIDE
+
+    import_id: uuid.UUID
+    tenant_id: uuid.UUID
+    decision: Literal["approve", "reject"]
+    by: str
+
+
 EVENT_TYPES: dict[str, type[Event]] = {
     cls.subject: cls
     for cls in (
@@ -176,6 +193,7 @@ EVENT_TYPES: dict[str, type[Event]] = {
         FileRejected,
         ImportCompleted,
         ImportFailed,
+        ImportDecide,
         ExportDelivered,
         FileDownloaded,
         AlertRaised,

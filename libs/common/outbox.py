@@ -1,23 +1,24 @@
-"""Events committed with the change they report, then published.
+"""Events committed with the change they report; the relay is the only publisher.
 
-A writer stages its events in the transaction that makes the change, and flushes
-after the commit. If the bus is down, or the process dies in between, the events
-stay in the table and every service's relay publishes them later. JetStream drops
-a repeat within its dedupe window (`Nats-Msg-Id` comes from the event's content),
-and consumers are idempotent beyond it, so publishing twice is harmless; losing
-an event (an unsent page) is not.
+A writer stages its events (and the commands it sends another service) in the
+transaction that makes the change. When that transaction commits, the relay of
+the same process is woken and publishes at once; if the bus is down, or the
+process dies first, the rows stay and any service's relay publishes them later.
+JetStream drops a repeat within its dedupe window (`Nats-Msg-Id` comes from the
+event's content), and consumers are idempotent beyond it, so publishing twice is
+harmless; losing an event (an unsent page, an unimported file) is not.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import delete, func, select
+from sqlalchemy import delete, event, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import Session
 
 from courier.common.db.base import utcnow
 from courier.common.db.engine import Database
@@ -32,18 +33,32 @@ log = get_logger(__name__)
 Publish = Callable[[Event], Awaitable[Any]]
 BATCH = 200
 PRUNE_EVERY = timedelta(hours=1)
+_STAGED = "courier_outbox_staged"
+
+# Relays of this process, woken when a transaction that staged events commits.
+_relays: set[asyncio.Event] = set()
 
 
 def stage(session: AsyncSession, *events: Event) -> None:
     """Add events to the caller's transaction; they exist only if it commits."""
-    for event in events:
+    for ev in events:
         session.add(
-            OutboxEvent(
-                subject=event.subject,
-                msg_id=event.msg_id(),
-                payload=event.model_dump(mode="json"),
-            )
+            OutboxEvent(subject=ev.subject, msg_id=ev.msg_id(), payload=ev.model_dump(mode="json"))
         )
+    if events:
+        session.sync_session.info[_STAGED] = True
+
+
+@event.listens_for(Session, "after_commit")
+def _wake_relays(session: Session) -> None:
+    if session.info.pop(_STAGED, False):
+        for wake in _relays:
+            wake.set()
+
+
+@event.listens_for(Session, "after_rollback")
+def _forget_staged(session: Session) -> None:
+    session.info.pop(_STAGED, None)
 
 
 def _event(row: OutboxEvent) -> Event:
@@ -100,31 +115,6 @@ async def flush(db: Database, publish: Publish, *, limit: int = BATCH) -> int:
             return sent
 
 
-async def flush_quietly(db: Database, publish: Publish) -> int:
-    """`flush` for a writer right after its commit: a failure is the relay's to retry."""
-    try:
-        return await flush(db, publish)
-    except Exception:
-        log.exception("outbox flush failed; the relay will retry")
-        return 0
-
-
-async def publish_or_keep(db: Database, publish: Publish, event: Event) -> bool:
-    """Publish now; if the bus refuses, keep the event for the relay. True if sent now.
-
-    For events that answer no database change of their own (a download seen by the
-    gateway): no outbox row in the common case, none lost when the bus is down.
-    """
-    try:
-        await publish(event)
-        return True
-    except Exception as exc:
-        log.warning("publish failed; kept for the relay", subject=event.subject, error=str(exc))
-        async with db.transaction() as session:
-            stage(session, event)
-        return False
-
-
 async def pending(db: Database) -> tuple[int, float]:
     """How many events wait, and the age in seconds of the oldest."""
     async with db.session() as session:
@@ -153,17 +143,34 @@ async def prune(db: Database, keep: timedelta) -> int:
 async def relay(
     db: Database, publish: Publish, stopping: asyncio.Event, *, every: float, keep_days: int
 ) -> None:
-    """Publish what writers could not, for as long as the service runs."""
+    """Publish staged events for as long as the service runs.
+
+    Woken by every commit of this process that staged events, so an event leaves
+    right after its change; the `every` pass picks up what other processes (the
+    CLI, a replica that died) left behind, and retries a refusing bus.
+    """
     keep = timedelta(days=keep_days)
     last_prune = utcnow() - PRUNE_EVERY
-    while not stopping.is_set():
-        try:
-            await uninterrupted(flush(db, publish))
-            OUTBOX_OLDEST_SECONDS.set((await uninterrupted(pending(db)))[1])
-            if utcnow() - last_prune >= PRUNE_EVERY:
-                await uninterrupted(prune(db, keep))
-                last_prune = utcnow()
-        except Exception:
-            log.exception("outbox relay pass failed")
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stopping.wait(), every)
+    wake = asyncio.Event()
+    _relays.add(wake)
+    try:
+        while not stopping.is_set():
+            wake.clear()
+            try:
+                await uninterrupted(flush(db, publish))
+                OUTBOX_OLDEST_SECONDS.set((await uninterrupted(pending(db)))[1])
+                if utcnow() - last_prune >= PRUNE_EVERY:
+                    await uninterrupted(prune(db, keep))
+                    last_prune = utcnow()
+            except Exception:
+                log.exception("outbox relay pass failed")
+            if wake.is_set():
+                continue
+            waits = {asyncio.ensure_future(wake.wait()), asyncio.ensure_future(stopping.wait())}
+            try:
+                await asyncio.wait(waits, timeout=every, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                for w in waits:
+                    w.cancel()
+    finally:
+        _relays.discard(wake)

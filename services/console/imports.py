@@ -1,7 +1,7 @@
 """The import audit over HTTP: list, detail, the original file, and decisions on held imports.
 
-A decision is recorded here and carried out by the importer (which owns applying
-files), so the console never writes domain data itself.
+A decision is sent to the importer as a command (which owns applying files), so
+the console never writes an import or domain data itself.
 """
 
 from __future__ import annotations
@@ -12,9 +12,9 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, HTTPException, Query, Request
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel
-from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from courier.common import decisions
 from courier.common.db.models import Import
 from courier.common.storage import NotFound
 from courier.console import views
@@ -87,21 +87,17 @@ async def _decide(
     request: Request, import_id: uuid.UUID, decision: Literal["approve", "reject"], by: str
 ) -> DecisionOut:
     db = request.app.state.db
-    async with db.transaction() as s:
-        imp = await s.scalar(
-            select(Import).where(Import.id == import_id).with_for_update(of=Import)
-        )
-        if imp is None:
-            raise HTTPException(404, f"no import {import_id}")
-        if imp.status != "awaiting_approval":
-            raise HTTPException(409, f"import {import_id} is {imp.status}, not awaiting approval")
-        imp.decision, imp.decided_by, imp.decided_at = decision, by, None
+    try:
+        async with db.transaction() as s:
+            await decisions.request(s, import_id, decision, by)
+    except decisions.DecisionRefused as exc:
+        raise HTTPException(404 if exc.missing else 409, str(exc)) from exc
     verb = "approval" if decision == "approve" else "rejection"
     return DecisionOut(
         import_id=import_id,
-        status=imp.status,
+        status="awaiting_approval",
         decision=decision,
-        message=f"{verb} recorded; the importer carries it out (follow the import's status)",
+        message=f"{verb} sent; the importer carries it out (follow the import's status)",
     )
 
 

@@ -10,6 +10,7 @@ from pydantic import BaseModel, ConfigDict
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from courier.common import decisions
 from courier.common.db.models import Import, ImportRecord, Tenant
 
 
@@ -43,10 +44,21 @@ class RecordView(BaseModel):
     error: str | None
 
 
+class PendingDecisionView(BaseModel):
+    decision: str
+    by: str
+    requested_at: datetime
+    # False: queued in the outbox, the bus has not taken it yet.
+    sent: bool
+
+
 class ImportDetail(ImportSummary):
     details: dict[str, Any]
     records: list[RecordView]
     records_total: int
+    decided_by: str | None = None
+    decided_at: datetime | None = None
+    pending_decisions: list[PendingDecisionView] = []
 
 
 def summary(imp: Import) -> ImportSummary:
@@ -115,4 +127,9 @@ async def import_detail(
         details=imp.details or {},
         records=[RecordView.model_validate(r) for r in records],
         records_total=total,
+        decided_by=imp.decided_by,
+        decided_at=imp.decided_at,
+        pending_decisions=[
+            PendingDecisionView(**vars(p)) for p in await decisions.pending(session, imp)
+        ],
     )

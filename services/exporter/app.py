@@ -29,7 +29,6 @@ async def main(runtime: Runtime) -> None:
     exporter = Exporter(
         runtime.db,
         runtime.storage,
-        runtime.bus.publish,
         tuning=Tuning(
             lease=timedelta(seconds=conf.lease_seconds),
             retry_min_seconds=conf.retry_min_seconds,

@@ -40,7 +40,7 @@ from courier.common.metrics import (
     EXPORT_ROWS,
     EXPORTS,
 )
-from courier.common.outbox import Publish, flush_quietly, stage
+from courier.common.outbox import stage
 from courier.common.remote import HostKeyRefused, RemoteError
 from courier.common.storage import Storage, StorageError
 from courier.exporter.build import build_file
@@ -71,7 +71,6 @@ class Tuning:
 class Exporter:
     db: Database
     storage: Storage
-    publish: Publish
     clock: Clock = utcnow
     tuning: Tuning = field(default_factory=Tuning)
     owner: str = field(
@@ -205,7 +204,6 @@ class Exporter:
                         export, "export_build_failed", f"export {name} could not be built: {reason}"
                     ),
                 )
-            await self._flush()
             EXPORTS.labels(spec.kind, "failed").inc()
             return
         EXPORT_BUILD_SECONDS.labels(spec.kind).observe(time.monotonic() - started)
@@ -260,7 +258,6 @@ class Exporter:
                         last_error=errors[-1],
                     ),
                 )
-        await self._flush()
         EXPORTS.labels(spec.kind, status).inc()
 
     async def _deliver_one(
@@ -334,7 +331,6 @@ class Exporter:
                     await attempt()
         except Exception as exc:
             return last_error[0] if last_error else f"{type(exc).__name__}: {exc}"
-        await self._flush()
         log.info("export delivered", destination=dest.label, **self._context(export))
         return None
 
@@ -371,10 +367,6 @@ class Exporter:
             return {}
         collect_by = self.clock() + (dest.collect_within or window)
         return {"path": dest.path(name), "collect_by": collect_by}
-
-    async def _flush(self) -> None:
-        """Publish what this worker's transactions staged; the relay retries a failure."""
-        await flush_quietly(self.db, self.publish)
 
     def _alert(self, export: Export, kind: str, summary: str, **details: Any) -> AlertRaised:
         return AlertRaised(

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 
-from courier.common.announce import announce_pending
 from courier.common.runtime import Runtime
 from courier.gateway.audit import AuditLog
 from courier.gateway.bans import Guard
@@ -26,15 +25,9 @@ async def main(runtime: Runtime) -> None:
         finally:
             server.close()
 
-    async def _catch_up() -> None:
-        # Uploads finished while the bus was down are announced once it is back.
-        await asyncio.sleep(1)
-        await announce_pending(runtime.db, runtime.bus)
-
     try:
         await runtime.run(
             _serve(),
-            _catch_up(),
             guard.keep_fresh(),
             audit.run(),
             keep_checking(runtime.db, runtime.bus, settings.gateway_password_check_seconds),

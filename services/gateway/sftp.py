@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import os
 import time
@@ -12,11 +11,11 @@ from typing import TYPE_CHECKING, Any
 import asyncssh
 from asyncssh import SFTPAttrs, SFTPName
 
-from courier.common.announce import announce, record_file
 from courier.common.areas import is_temporary_name
 from courier.common.events import FileDownloaded
 from courier.common.metrics import SFTP_BYTES, SFTP_UPLOAD_SECONDS
-from courier.common.outbox import publish_or_keep
+from courier.common.outbox import stage
+from courier.common.received import record_file
 from courier.common.storage import NotFound, Storage, Writer
 from courier.gateway.accounts import Principal
 from courier.gateway.metrics import SFTP_DOWNLOAD_SECONDS
@@ -35,10 +34,6 @@ _ERRORS = {
     "failure": asyncssh.SFTPFailure,
     "op_unsupported": asyncssh.SFTPOpUnsupported,
 }
-
-
-# Announcements that run after the client's request was answered (kept referenced).
-_background: set[asyncio.Task[None]] = set()
 
 
 def _sftp_error(exc: VfsError) -> asyncssh.SFTPError:
@@ -213,10 +208,7 @@ class CourierSFTPServer(asyncssh.SFTPServer):
             self.session.log.info("download", path=file_obj.loc.path, size=file_obj.sent)
             self._audit("download", file_obj.loc.path, file_obj.sent)
             if file_obj.sent >= file_obj.size and not self.session.lost:
-                # The partner's close does not wait on the bus.
-                task = asyncio.create_task(self._downloaded(file_obj))
-                _background.add(task)
-                task.add_done_callback(_background.discard)
+                await self._downloaded(file_obj)
             return
         assert isinstance(file_obj, Upload)
         if file_obj.refused:
@@ -252,23 +244,24 @@ class CourierSFTPServer(asyncssh.SFTPServer):
             username=self.principal.username,
         )
         try:
-            await publish_or_keep(self.ctx.db, self.ctx.bus.publish, event)
+            async with self.ctx.db.transaction() as session:
+                stage(session, event)
         except Exception:
-            self.session.log.exception("download not announced", path=file_obj.loc.path)
+            # The partner has the file; a lost pickup notice is the monitor's to alert on.
+            self.session.log.exception("download not recorded", path=file_obj.loc.path)
 
     async def _announce(self, loc: Location, key: str, sha: str | None) -> None:
-        tenant = self.principal.tenant
-        row = await record_file(
+        """Record the file with its event; returns once both are committed (not published)."""
+        await record_file(
             self.ctx.db,
             self.storage,
-            tenant,
+            self.principal.tenant,
             loc.relpath,
             key,
             source="gateway",
             account=self.principal.username,
             sha256=sha,
         )
-        await announce(self.ctx.db, self.ctx.bus, row, tenant)
 
     # ------------------------------------------------------------ names
 

@@ -1,4 +1,4 @@
-"""Importer process wiring: a durable consumer of `courier.file.received`, and approvals."""
+"""Importer process wiring: durable consumers of received files and of decisions."""
 
 from __future__ import annotations
 
@@ -7,14 +7,11 @@ import contextlib
 from collections.abc import AsyncIterator
 from typing import Any
 
-from courier.common.events import FileReceived
-from courier.common.outbox import flush_quietly
+from courier.common.events import FileReceived, ImportDecide
 from courier.common.runtime import Runtime
-from courier.common.tasks import uninterrupted
-from courier.importer.apply import handle_file_received
-from courier.importer.approval import carry_out_requests
-
-DECISION_POLL_SECONDS = 1.0
+from courier.common.uow import UnitOfWork
+from courier.importer.apply import handle
+from courier.importer.approval import decide
 
 
 @contextlib.asynccontextmanager
@@ -37,22 +34,19 @@ async def keep_alive(message: Any, ack_wait: float) -> AsyncIterator[None]:
 
 
 async def main(runtime: Runtime) -> None:
-    async def on_file(event: FileReceived) -> None:
+    def working() -> contextlib.AbstractAsyncContextManager[None]:
         message = runtime.bus.broker.context.get_local("message")
-        async with keep_alive(message, runtime.settings.ack_wait_seconds):
-            result = await handle_file_received(runtime.db, runtime.storage, event)
-        # Published after the commit; a failure here nacks, and the redelivery
-        # finds the import already done and only publishes again.
-        for out in result.events:
-            await runtime.bus.publish(out)
+        return keep_alive(message, runtime.settings.ack_wait_seconds)
 
-    async def decisions() -> None:
-        """Approvals and rejections recorded in the console are carried out here."""
-        while not runtime.stopping.is_set():
-            if await uninterrupted(carry_out_requests(runtime.db, runtime.storage)):
-                await flush_quietly(runtime.db, runtime.bus.publish)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(runtime.stopping.wait(), DECISION_POLL_SECONDS)
+    async def on_file(event: FileReceived) -> None:
+        async with working():
+            await handle(event, UnitOfWork(runtime.db, runtime.storage))
+
+    async def on_decide(command: ImportDecide) -> None:
+        # Waits for the feed's lock behind an import in progress: kept alive meanwhile.
+        async with working():
+            await decide(command, UnitOfWork(runtime.db, runtime.storage))
 
     runtime.bus.consume(FileReceived, "importer", on_file)
-    await runtime.run(decisions())
+    runtime.bus.consume(ImportDecide, "importer-decisions", on_decide)
+    await runtime.run()

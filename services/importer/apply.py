@@ -1,4 +1,10 @@
-"""The importer's handler: a received file in, committed imports (and their events) out."""
+"""The importer's handler: a received file in; its import, audit and events committed together.
+
+One transaction per file holds the import row, the domain changes, the record
+audit, the reference to the partner's result file and the staged events. A file
+that cannot be applied (malformed, rejected rows) rolls back to a savepoint taken
+before its rows were read, and its rejection commits instead: no domain row changes.
+"""
 
 from __future__ import annotations
 
@@ -7,17 +13,14 @@ import tempfile
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
 import structlog
 from sqlalchemy import delete, select
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from courier.common.announce import event_for
-from courier.common.db.engine import Database, is_sqlite
+from courier.common.db.engine import is_sqlite
 from courier.common.db.models import Feed, Import, ImportRecord
 from courier.common.events import (
     Event,
@@ -27,15 +30,18 @@ from courier.common.events import (
     ImportCounts,
     ImportFailed,
 )
+from courier.common.feeds import match_feed
 from courier.common.logging import get_logger
 from courier.common.metrics import IMPORT_RECORDS, IMPORT_SECONDS, IMPORTS
+from courier.common.received import event_for
 from courier.common.storage import NotFound, Storage
+from courier.common.uow import UnitOfWork
 from courier.importer import bulk_pg, copy_pg, rows, rowwise
 from courier.importer.changes import Context, Outcome, fingerprint
 from courier.importer.decode import Decoder
 from courier.importer.decode import FileRejected as Refused
 from courier.importer.kinds import get_kind
-from courier.importer.ordering import enabled_feeds, feed_lock, match_feed, queue_until
+from courier.importer.ordering import enabled_feeds, queue_until
 from courier.importer.results import write_result
 from courier.importer.spec import FeedSpec
 
@@ -46,17 +52,12 @@ TAKEN = ("completed", "completed_with_errors", "awaiting_approval")
 MB = 1024 * 1024
 
 
-@dataclass
-class Result:
-    import_id: str | None
-    status: str
-    events: list[Event] = field(default_factory=list)
-    # Imports this handling processed (the partner gets a result file for each).
-    done: list[Import] = field(default_factory=list)
-
-
 class ChecksumMismatch(Exception):
     pass
+
+
+class FeedChanged(Exception):
+    """The feed a file was matched to is gone; the event is redelivered and matched again."""
 
 
 class PlanChanged(Exception):
@@ -70,6 +71,7 @@ def spec_of(feed: Feed) -> FeedSpec:
 def events_for(imp: Import, event: FileReceived) -> list[Event]:
     """Events an import stands for; rebuilt the same way on redelivery, so ids dedupe."""
     feed_name = imp.feed.name if imp.feed else None
+    where = {"feed_id": imp.feed_id, "received_at": imp.received_at}
     if imp.status in ("rejected", "failed"):
         details = dict(imp.details or {})
         out: list[Event] = [
@@ -82,6 +84,7 @@ def events_for(imp: Import, event: FileReceived) -> list[Event]:
                 name=event.name,
                 reason=imp.error or imp.status,
                 details=details,
+                **where,
             )
         ]
         if imp.status == "rejected":
@@ -95,6 +98,8 @@ def events_for(imp: Import, event: FileReceived) -> list[Event]:
                     reason=imp.error or "rejected",
                     details=details,
                     import_id=imp.id,
+                    feed=feed_name,
+                    **where,
                 ),
             )
         return out
@@ -114,13 +119,13 @@ def events_for(imp: Import, event: FileReceived) -> list[Event]:
                 unchanged=imp.unchanged,
                 errored=imp.errored,
             ),
+            **where,
         )
     ]
 
 
-async def _existing(db: Database, file_id: uuid.UUID) -> Import | None:
-    async with db.session() as session:
-        return await session.scalar(select(Import).where(Import.file_id == file_id))
+async def imported(session: AsyncSession, file_id: uuid.UUID) -> Import | None:
+    return await session.scalar(select(Import).where(Import.file_id == file_id))
 
 
 def _new_import(event: FileReceived, feed: Feed | None) -> Import:
@@ -141,69 +146,75 @@ def _new_import(event: FileReceived, feed: Feed | None) -> Import:
     )
 
 
-async def handle_file_received(db: Database, storage: Storage, event: FileReceived) -> Result:
-    structlog.contextvars.bind_contextvars(tenant=event.tenant)
+async def handle(event: FileReceived, uow: UnitOfWork) -> list[Import]:
+    """Import the file of `event`; returns the imports this call committed, in order.
+
+    A feed's files land in arrival order: a file of the feed that arrived earlier and
+    is not imported yet (its event is late, or being redelivered) is imported first.
+    Each file commits in its own transaction, so one bad file never undoes another's
+    import, and each is exactly-once on its own (`imports.file_id` is unique and is
+    checked under the feed's lock).
+    """
+    structlog.contextvars.bind_contextvars(tenant=event.tenant, file_id=str(event.file_id))
+    started = time.monotonic()
     try:
-        result = await _handle(db, storage, event)
-        for imp in result.done:
-            await write_result(db, storage, imp, event.tenant)
-        return result
+        async with uow:
+            if await imported(uow.session, event.file_id) is not None:
+                log.info("file already imported; not applying again")
+                return []
+            feeds = await enabled_feeds(uow.session, event.tenant_id)
+            feed = match_feed(feeds, event.name)
+            if feed is None:
+                imp = _new_import(event, None)
+                imp.status = "rejected"
+                imp.error = "unrecognised file name"
+                imp.details = {"expected_patterns": [f.pattern for f in feeds]}
+                await _record(uow, imp, event)
+            else:
+                queue = await queue_until(uow.session, feed, feeds, event.file_id)
+        if feed is None:
+            _finish(imp, "unknown", started)
+            return [imp]
+        done = []
+        for row in queue:
+            current = event if row.id == event.file_id else event_for(row, row.tenant)
+            imp = await import_file(uow, feed, current)
+            if imp is not None:
+                done.append(imp)
+        return done
     finally:
         structlog.contextvars.unbind_contextvars("tenant", "file_id", "file_name", "import_id")
 
 
-async def _handle(db: Database, storage: Storage, event: FileReceived) -> Result:
-    done = await _existing(db, event.file_id)
-    if done is not None:
-        log.info("file already imported; not applying again", import_id=str(done.id))
-        return Result(str(done.id), done.status, events_for(done, event))
+async def import_file(uow: UnitOfWork, feed: Feed, event: FileReceived) -> Import | None:
+    """One file of `feed` in one transaction: duplicate, held, applied or rejected.
 
-    feeds = await enabled_feeds(db, event.tenant_id)
-    feed = match_feed(feeds, event.name)
-    if feed is None:
-        imp = _new_import(event, None)
-        imp.status = "rejected"
-        imp.error = "unrecognised file name"
-        imp.details = {"expected_patterns": [f.pattern for f in feeds]}
-        return await _record_outcome(db, imp, event, "unknown", time.monotonic())
-
-    events: list[Event] = []
-    processed: list[Import] = []
-    mine: Result | None = None
-    async with feed_lock(db, feed.id):
-        for row in await queue_until(db, feed, feeds, event.file_id):
-            current = event if row.id == event.file_id else event_for(row, row.tenant)
-            result = await import_file(db, storage, feed, current)
-            events += result.events
-            processed += result.done
-            if row.id == event.file_id:
-                mine = result
-    if mine is None:
-        # Imported meanwhile by another replica (or by an earlier event's drain).
-        done = await _existing(db, event.file_id)
-        if done is None:
-            raise RuntimeError(f"file {event.file_id} is neither queued nor imported")
-        return Result(str(done.id), done.status, events + events_for(done, event), processed)
-    return Result(mine.import_id, mine.status, events, processed)
-
-
-async def import_file(db: Database, storage: Storage, feed: Feed, event: FileReceived) -> Result:
-    """One file of `feed`, under the feed's lock: duplicate, held, applied or rejected."""
+    None if another replica (or an earlier event's drain) imported it meanwhile.
+    """
     structlog.contextvars.bind_contextvars(file_id=str(event.file_id), file_name=event.name)
     started = time.monotonic()
-    spec = spec_of(feed)
-    imp = _new_import(event, feed)
-    structlog.contextvars.bind_contextvars(import_id=str(imp.id))
-    if event.size > spec.max_size_mb * MB:
-        imp.status, imp.error = (
-            "rejected",
-            (f"file too large: {event.size} bytes, the feed takes at most {spec.max_size_mb:g} MB"),
-        )
-        imp.details = {"size": event.size, "max_size_mb": spec.max_size_mb}
-        return await _record_outcome(db, imp, event, feed.kind, started)
-
-    async with db.session() as session:
-        earlier = await session.scalar(
+    async with uow:
+        await uow.lock(feed.id)
+        session = uow.session
+        if await imported(session, event.file_id) is not None:
+            return None
+        current = await session.get(Feed, feed.id)
+        if current is None or not current.enabled:
+            # Changed while the file waited: the redelivered event matches it afresh.
+            raise FeedChanged(f"feed {feed.name} was removed or disabled; matching again")
+        feed = current
+        spec = spec_of(feed)
+        imp = _new_import(event, feed)
+        structlog.contextvars.bind_contextvars(import_id=str(imp.id))
+        if event.size > spec.max_size_mb * MB:
+            imp.status, imp.error = (
+                "rejected",
+                f"file too large: {event.size} bytes, "
+                f"the feed takes at most {spec.max_size_mb:g} MB",
+            )
+            imp.details = {"size": event.size, "max_size_mb": spec.max_size_mb}
+            await _record(uow, imp, event)
+        elif earlier := await session.scalar(
             select(Import)
             .where(
                 Import.tenant_id == event.tenant_id,
@@ -213,28 +224,30 @@ async def import_file(db: Database, storage: Storage, feed: Feed, event: FileRec
             )
             .order_by(Import.received_at)
             .limit(1)
-        )
-        waiting = await session.scalar(
-            select(Import.id)
-            .where(Import.feed_id == feed.id, Import.status == "awaiting_approval")
-            .limit(1)
-        )
-    if earlier is not None:
-        imp.status = "duplicate"
-        imp.details = {
-            "duplicate_of": str(earlier.id),
-            "duplicate_of_file": earlier.file_name,
-            "reason": "the same content was already imported by this feed",
-        }
-        return await _record_outcome(db, imp, event, feed.kind, started)
-
-    hold = None
-    if spec.holds_for_approval(datetime.now(UTC).date()):
-        hold = "the feed holds files for approval (hold_for_approval)"
-    elif waiting is not None:
-        hold = "an earlier file of this feed awaits approval"
-    imp = await compute(db, storage, imp, spec, apply=hold is None, guarded=True, hold=hold)
-    return _finish(imp, event, feed.kind, started)
+        ):
+            imp.status = "duplicate"
+            imp.details = {
+                "duplicate_of": str(earlier.id),
+                "duplicate_of_file": earlier.file_name,
+                "reason": "the same content was already imported by this feed",
+            }
+            await _record(uow, imp, event)
+        else:
+            waiting = await session.scalar(
+                select(Import.id)
+                .where(Import.feed_id == feed.id, Import.status == "awaiting_approval")
+                .limit(1)
+            )
+            hold = None
+            if spec.holds_for_approval(datetime.now(UTC).date()):
+                hold = "the feed holds files for approval (hold_for_approval)"
+            elif waiting is not None:
+                hold = "an earlier file of this feed awaits approval"
+            session.add(imp)
+            await compute(uow, imp, spec, apply=hold is None, guarded=True, hold=hold)
+            await conclude(uow, imp, event)
+    _finish(imp, feed.kind, started)
+    return imp
 
 
 @contextlib.asynccontextmanager
@@ -326,8 +339,7 @@ async def _plan_by_copy(
 
 
 async def compute(
-    db: Database,
-    storage: Storage,
+    uow: UnitOfWork,
     imp: Import,
     spec: FeedSpec,
     *,
@@ -336,21 +348,20 @@ async def compute(
     hold: str | None = None,
     replace: bool = False,
     expect_plan: str | None = None,
-) -> Import:
-    """Read the file and compute its change set (applied too, if `apply`), in one transaction.
+) -> None:
+    """Read the file and compute its change set (applied too, if `apply`) in `uow`'s transaction.
 
-    `replace` recomputes an existing import (approval): its old records go first;
-    with `expect_plan`, a change set other than the one shown raises `PlanChanged`
-    and nothing is applied.
+    `imp` is already in the session. `replace` recomputes an existing import
+    (approval): its old records go first. With `expect_plan`, a change set other
+    than the one shown raises `PlanChanged`, and nothing of it stays. A file that
+    cannot be read or is refused rolls back to the savepoint and `imp` says why.
     """
+    session = uow.session
+    if replace:
+        await session.execute(delete(ImportRecord).where(ImportRecord.import_id == imp.id))
+    await session.flush()
     try:
-        async with local_copy(storage, imp.storage_key) as path, db.transaction() as session:
-            if replace:
-                imp = await session.merge(imp)
-                await session.execute(delete(ImportRecord).where(ImportRecord.import_id == imp.id))
-            else:
-                session.add(imp)
-            await session.flush()
+        async with local_copy(uow.storage, imp.storage_key) as path, session.begin_nested():
             outcome = await _plan(session, path, imp, spec, apply=apply, guarded=guarded)
             if expect_plan is not None and await fingerprint(session, imp.id) != expect_plan:
                 raise PlanChanged(str(imp.id))
@@ -360,7 +371,7 @@ async def compute(
                 details["plan_sha256"] = await fingerprint(session, imp.id)
             imp.details = details
             imp.finished_at = datetime.now(UTC)
-        return imp
+        return
     except Refused as exc:
         status, error, details = "rejected", exc.reason, dict(exc.details)
     except ChecksumMismatch as exc:
@@ -368,23 +379,11 @@ async def compute(
         details = {"announced_sha256": imp.sha256, "stored_sha256": str(exc)}
     except (NotFound, FileNotFoundError):
         status, error, details = "failed", "the stored file is missing", {}
-    async with db.transaction() as session:
-        if replace:
-            imp = await session.merge(imp)
-            await session.execute(delete(ImportRecord).where(ImportRecord.import_id == imp.id))
-        else:
-            imp = _copy(imp)
-            session.add(imp)
-        imp.status, imp.error, imp.details = status, error, details
-        imp.created = imp.updated = imp.deleted = imp.unchanged = imp.errored = 0
-        imp.finished_at = datetime.now(UTC)
-    return imp
-
-
-def _copy(imp: Import) -> Import:
-    """A fresh row for a rolled-back one (the session forgot the original)."""
-    cols = [c.key for c in Import.__table__.columns]
-    return Import(**{c: getattr(imp, c) for c in cols}, feed=imp.feed)
+    # What the savepoint's rollback took back is read again, not lazily (this is async).
+    await session.refresh(imp)
+    imp.status, imp.error, imp.details = status, error, details
+    imp.created = imp.updated = imp.deleted = imp.unchanged = imp.errored = 0
+    imp.finished_at = datetime.now(UTC)
 
 
 def _settle(imp: Import, outcome: Outcome, hold: str | None) -> None:
@@ -406,23 +405,22 @@ def _held(imp: Import, outcome: Outcome, hold: str | None) -> dict:
     return {"held": reason} if imp.status == "awaiting_approval" and reason else {}
 
 
-async def _record_outcome(
-    db: Database, imp: Import, event: FileReceived, kind: str, started: float
-) -> Result:
-    """Commit an import that has no records (unrecognised, too large, duplicate)."""
+async def conclude(uow: UnitOfWork, imp: Import, event: FileReceived) -> None:
+    """The partner's result file and the import's events, in the import's transaction."""
+    await uow.session.flush()
+    imp.result_key = await write_result(uow.session, uow.storage, imp, event.tenant)
+    uow.stage(*events_for(imp, event))
+
+
+async def _record(uow: UnitOfWork, imp: Import, event: FileReceived) -> None:
+    """An import that has no records (unrecognised, too large, duplicate)."""
     imp.finished_at = datetime.now(UTC)
-    try:
-        async with db.transaction() as session:
-            session.add(imp)
-    except IntegrityError:
-        done = await _existing(db, event.file_id)
-        if done is None:
-            raise
-        return Result(str(done.id), done.status, events_for(done, event))
-    return _finish(imp, event, kind, started)
+    uow.session.add(imp)
+    await conclude(uow, imp, event)
 
 
-def _finish(imp: Import, event: FileReceived, kind: str, started: float) -> Result:
+def _finish(imp: Import, kind: str, started: float) -> None:
+    """Metrics and the log line of a committed import."""
     IMPORTS.labels(kind=kind, status=imp.status).inc()
     IMPORT_SECONDS.labels(kind=kind).observe(time.monotonic() - started)
     if imp.status in ("completed", "completed_with_errors"):
@@ -440,4 +438,3 @@ def _finish(imp: Import, event: FileReceived, kind: str, started: float) -> Resu
         unchanged=imp.unchanged,
         errored=imp.errored,
     )
-    return Result(str(imp.id), imp.status, events_for(imp, event), [imp])

@@ -13,14 +13,11 @@ import io
 import re
 
 from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from courier.common.areas import area_key
-from courier.common.db.engine import Database
 from courier.common.db.models import Import, ImportRecord
-from courier.common.logging import get_logger
 from courier.common.storage import Storage
-
-log = get_logger(__name__)
 
 MAX_ROWS = 100_000
 _NUMBER = re.compile(r"^[+-]?\d+(\.\d+)?$")
@@ -54,22 +51,24 @@ def summary(imp: Import) -> str:
     return counts
 
 
-async def write_result(db: Database, storage: Storage, imp: Import, tenant: str) -> None:
-    """Best effort: a failure here is logged, never undoes the import."""
-    try:
-        buf = io.StringIO()
-        out = csv.writer(buf, lineterminator="\r\n")
-        out.writerow(["status", "row", "key", "message"])
-        out.writerow([imp.status, "", "", neutralise(summary(imp))])
-        async with db.session() as session:
-            rows = await session.stream(
-                select(ImportRecord.row_number, ImportRecord.record_key, ImportRecord.error)
-                .where(ImportRecord.import_id == imp.id, ImportRecord.action == "errored")
-                .order_by(ImportRecord.row_number)
-                .limit(MAX_ROWS)
-            )
-            async for number, key, error in rows:
-                out.writerow(["errored", number, neutralise(key), neutralise(error)])
-        await storage.put(result_key(tenant, imp.file_name), buf.getvalue().encode("utf-8"))
-    except Exception as exc:
-        log.warning("result file not written", import_id=str(imp.id), error=str(exc))
+async def write_result(session: AsyncSession, storage: Storage, imp: Import, tenant: str) -> str:
+    """Write the result file from the import's transaction; returns its key.
+
+    Written before the import commits, so a committed import always has its result
+    file. If the commit then fails, the redelivered event writes it again.
+    """
+    buf = io.StringIO()
+    out = csv.writer(buf, lineterminator="\r\n")
+    out.writerow(["status", "row", "key", "message"])
+    out.writerow([imp.status, "", "", neutralise(summary(imp))])
+    rows = await session.stream(
+        select(ImportRecord.row_number, ImportRecord.record_key, ImportRecord.error)
+        .where(ImportRecord.import_id == imp.id, ImportRecord.action == "errored")
+        .order_by(ImportRecord.row_number)
+        .limit(MAX_ROWS)
+    )
+    async for number, key, error in rows:
+        out.writerow(["errored", number, neutralise(key), neutralise(error)])
+    key = result_key(tenant, imp.file_name)
+    await storage.put(key, buf.getvalue().encode("utf-8"))
+    return key

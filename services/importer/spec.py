@@ -7,9 +7,9 @@ from typing import Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
+from courier.common.patterns import compile_pattern
 from courier.common.specs import Contact, Expectation, StrictModel
 from courier.importer.kinds import Kind, get_kind
-from courier.importer.patterns import compile_pattern
 
 KINDS = ("leave_balances", "staff", "roles", "locations")
 

@@ -62,7 +62,7 @@ async def main(runtime: Runtime) -> None:
     async def _reconcile_loop() -> None:
         while True:
             try:
-                await uninterrupted(reconcile(runtime.db, runtime.bus, runtime.storage))
+                await uninterrupted(reconcile(runtime.db, runtime.storage))
             except Exception:
                 runtime.log.exception("reconciliation pass failed")
             await asyncio.sleep(runtime.settings.poll_reconcile_seconds)

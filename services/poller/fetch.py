@@ -21,14 +21,14 @@ import structlog
 from sqlalchemy import or_, select, update
 from sqlalchemy.exc import IntegrityError
 
-from courier.common.announce import announce, record_file
 from courier.common.areas import area_key, is_temporary_name
 from courier.common.bus import Bus
 from courier.common.db.engine import Database
 from courier.common.db.models_sources import Source, SourceFile
 from courier.common.events import AlertRaised
 from courier.common.logging import get_logger
-from courier.common.outbox import flush_quietly, stage
+from courier.common.outbox import stage
+from courier.common.received import add_received, keep_copy
 from courier.common.remote import connect
 from courier.common.storage import Storage
 from courier.poller.metrics import (
@@ -167,10 +167,13 @@ async def _fetch_one(
         await writer.abort()
         raise
     POLL_BYTES.labels(source=spec.name).inc(f.size)
-    row = await record_file(
-        db, storage, source.tenant, f.name, key, source="poll", sha256=digest.hexdigest()
+    row = await keep_copy(
+        storage, source.tenant, f.name, key, source="poll", sha256=digest.hexdigest()
     )
+    # The fetched mark commits with the ledger row and its event: a crash between the
+    # two can neither fetch the file twice nor leave it unannounced.
     async with db.transaction() as session:
+        add_received(session, row, source.tenant)
         await session.execute(
             update(SourceFile)
             .where(
@@ -181,7 +184,6 @@ async def _fetch_one(
             )
             .values(status="fetched", fetched_at=now, sha256=row.sha256, file_id=row.id)
         )
-    await announce(db, bus, row, source.tenant)
     POLL_FILES.labels(source=spec.name).inc()
     if spec.after_fetch == "delete":
         await sftp.remove(remote_path)
@@ -331,7 +333,6 @@ async def record_outcome(
                 # Committed with the flag that stops it being raised again.
                 stage(session, alert)
     if alert is not None:
-        await flush_quietly(db, bus.publish)
         log.error("source unreachable", source=spec.name, error=error)
 
 

@@ -1,8 +1,9 @@
-"""Reconciliation: every file in a tenant's `/inbound` storage is announced exactly once.
+"""Reconciliation answers one question: is a file in `/inbound` storage without a row?
 
-Covers uploads that finished while NATS was down and files written to the
-bucket directly. Objects younger than `min_age` are left to the gateway, which
-records them itself a moment after they appear.
+Such a file was written to the bucket directly, or its uploader died between
+storing it and recording it. It is recorded (row and event in one transaction,
+like every received file). Objects younger than `min_age` are left to the
+gateway, which records them itself a moment after they appear.
 """
 
 from __future__ import annotations
@@ -11,22 +12,22 @@ from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import select
 
-from courier.common.announce import announce, announce_pending, record_file
 from courier.common.areas import area_key, is_temporary_name
-from courier.common.bus import Bus
 from courier.common.db.engine import Database
 from courier.common.db.models import ReceivedFile, Tenant
 from courier.common.logging import get_logger
 from courier.common.metrics import RECONCILED
+from courier.common.received import record_file
 from courier.common.storage import Storage
 
 log = get_logger(__name__)
 
 
 async def reconcile(
-    db: Database, bus: Bus, storage: Storage, min_age: timedelta = timedelta(minutes=2)
+    db: Database, storage: Storage, min_age: timedelta = timedelta(minutes=2)
 ) -> int:
-    announced = await announce_pending(db, bus)
+    """Record every unrecorded object; returns how many were found."""
+    found = 0
     now = datetime.now(UTC)
     async with db.session() as session:
         tenants = (await session.scalars(select(Tenant))).all()
@@ -52,9 +53,8 @@ async def reconcile(
                 continue
             if now - obj.modified < min_age:
                 continue
-            row = await record_file(db, storage, tenant, name, obj.key, source="reconcile")
-            log.info("unannounced file found", tenant=tenant.slug, name=name)
+            await record_file(db, storage, tenant, name, obj.key, source="reconcile")
+            log.info("unrecorded file found", tenant=tenant.slug, name=name)
             RECONCILED.inc()
-            if await announce(db, bus, row, tenant):
-                announced += 1
-    return announced
+            found += 1
+    return found

@@ -15,11 +15,11 @@ from sqlalchemy import select
 from typer.testing import CliRunner
 
 from courier.cli.main import app
-from courier.common.announce import announce, record_file
 from courier.common.areas import area_key
 from courier.common.bus import Bus
 from courier.common.db.engine import Database
 from courier.common.db.models import Import, Tenant
+from courier.common.received import announce, record_file
 from courier.common.settings import Settings, get_settings
 from courier.common.storage import Storage
 from tests.support.fixtures_data import leave_csv

@@ -7,12 +7,12 @@ import json
 from sqlalchemy import func, select
 
 from courier.cli import provision
-from courier.common.announce import announce, event_for, record_file
 from courier.common.areas import area_key
 from courier.common.bus import Bus
 from courier.common.db.engine import Database
 from courier.common.db.models import Import, ImportRecord, LeaveBalance, Tenant
 from courier.common.events import ImportCompleted
+from courier.common.received import announce, event_for, record_file
 from courier.common.settings import Settings
 from courier.common.storage import Storage
 from tests.support.fixtures_data import leave_csv

@@ -1,4 +1,4 @@
-"""Exporter fixtures: timesheets in the database, an export spec, an events recorder."""
+"""Exporter fixtures: timesheets in the database, an export spec."""
 
 from __future__ import annotations
 
@@ -12,28 +12,9 @@ from courier.cli.section_exports import upsert_export_spec
 from courier.common.db.engine import Database
 from courier.common.db.models import Tenant
 from courier.common.db.models_exports import ExportSpec, Timesheet
-from courier.common.events import Event
 from courier.exporter.spec import ExportSpecModel
 
 DAY = date(2026, 11, 2)  # a Monday
-
-
-class Recorder:
-    """Stands in for the bus publisher in handler tests; the events a consumer would see."""
-
-    def __init__(self) -> None:
-        self.events: list[Event] = []
-
-    async def __call__(self, event: Event) -> None:
-        self.events.append(event)
-
-    def kinds(self) -> list[str]:
-        return [getattr(e, "kind", e.subject) for e in self.events]
-
-
-@pytest.fixture
-def recorder() -> Recorder:
-    return Recorder()
 
 
 def sheet(tenant: Tenant, employee: str, name: str, day: date = DAY, **kw: Any) -> Timesheet:

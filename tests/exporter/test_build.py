@@ -19,9 +19,10 @@ from courier.common.storage import Storage
 from courier.exporter.csvsafe import neutralise
 from courier.exporter.schedule import Run, claim_period
 from courier.exporter.worker import Exporter
-from tests.exporter.conftest import DAY, Recorder, make_spec
+from tests.exporter.conftest import DAY, make_spec
 from tests.support.clients import openssh_available, openssh_sftp
 from tests.support.services import running
+from tests.support.staged import staged
 
 
 def test_formulas_are_defused_but_numbers_are_left_alone() -> None:
@@ -49,9 +50,9 @@ async def _export_for(db: Database, exporter: Exporter, **overrides: object) -> 
 
 
 async def test_period_rows_are_written_with_count_and_checksum(
-    db: Database, storage: Storage, tenant: Tenant, timesheets: list[Timesheet], recorder: Recorder
+    db: Database, storage: Storage, tenant: Tenant, timesheets: list[Timesheet]
 ) -> None:
-    exporter = Exporter(db, storage, recorder)
+    exporter = Exporter(db, storage)
     export = await _export_for(db, exporter, tenant=tenant)
     assert export.status == "delivered", export.error
     data = await storage.read("tenants/acme/outbound/timesheets_20261102.csv")
@@ -66,7 +67,7 @@ async def test_period_rows_are_written_with_count_and_checksum(
          "CC-100"],
         ["E4", "Chloé Dubois", "2026-11-02", "2026-11-02 09:00", "8.00", "'+cmd|' /C calc'!A0"],
     ]  # fmt: skip
-    assert [e.subject for e in recorder.events] == ["courier.export.delivered"]
+    assert [e.subject for e in (await staged(db))] == ["courier.export.delivered"]
     [attempt] = export.attempts
     assert (attempt.destination, attempt.outcome, attempt.size) == (
         "pickup:/outbound", "delivered", len(data),
@@ -74,9 +75,9 @@ async def test_period_rows_are_written_with_count_and_checksum(
 
 
 async def test_formula_defusing_can_be_turned_off_and_formats_applied(
-    db: Database, storage: Storage, tenant: Tenant, timesheets: list[Timesheet], recorder: Recorder
+    db: Database, storage: Storage, tenant: Tenant, timesheets: list[Timesheet]
 ) -> None:
-    exporter = Exporter(db, storage, recorder)
+    exporter = Exporter(db, storage)
     await _export_for(
         db,
         exporter,
@@ -104,15 +105,15 @@ async def test_formula_defusing_can_be_turned_off_and_formats_applied(
 
 
 async def test_build_failure_raises_an_alert_and_leaves_no_file(
-    db: Database, storage: Storage, tenant: Tenant, timesheets: list[Timesheet], recorder: Recorder
+    db: Database, storage: Storage, tenant: Tenant, timesheets: list[Timesheet]
 ) -> None:
-    exporter = Exporter(db, storage, recorder)
+    exporter = Exporter(db, storage)
     # Where the export's folder should go there is a file: storage cannot write.
     await storage.put("tenants/acme/exports", b"in the way")
     export = await _export_for(db, exporter, tenant=tenant)
     assert export.status == "failed"
     assert "NotADirectoryError" in (export.error or "") or "FileExistsError" in (export.error or "")
-    [alert] = recorder.events
+    [alert] = await staged(db)
     assert alert.kind == "export_build_failed"  # type: ignore[attr-defined]
     assert alert.details["spec"] == "payroll"  # type: ignore[attr-defined]
     assert await storage.list("tenants/acme/outbound") == []
@@ -125,10 +126,9 @@ async def test_partner_downloads_the_export_from_the_pickup_area(
     storage: Storage,
     tenant: Tenant,
     timesheets: list[Timesheet],
-    recorder: Recorder,
     tmp_path: Path,
 ) -> None:
-    exporter = Exporter(db, storage, recorder)
+    exporter = Exporter(db, storage)
     export = await _export_for(db, exporter, tenant=tenant)
     await provision.create_account(
         db,

@@ -14,9 +14,10 @@ from courier.common.db.models_exports import Export, Timesheet
 from courier.common.storage import Storage
 from courier.exporter.schedule import Run, claim_period
 from courier.exporter.worker import Exporter, Tuning
-from tests.exporter.conftest import DAY, Recorder, make_spec
+from tests.exporter.conftest import DAY, make_spec
 from tests.support.infra import free_port
 from tests.support.sshd import Sshd
+from tests.support.staged import staged
 
 
 def sample(name: str, **labels: str) -> float:
@@ -40,11 +41,9 @@ def vendor(sshd: Sshd, **overrides: Any) -> dict[str, Any]:
     return dest
 
 
-async def _run(
-    db: Database, storage: Storage, tenant: Tenant, recorder: Recorder, **spec: Any
-) -> Export:
+async def _run(db: Database, storage: Storage, tenant: Tenant, **spec: Any) -> Export:
     spec_row = await make_spec(db, tenant, **spec)
-    exporter = Exporter(db, storage, recorder, tuning=FAST)
+    exporter = Exporter(db, storage, tuning=FAST)
     export = await claim_period(db, spec_row, Run(exporter.clock(), DAY, DAY))
     assert export is not None
     await exporter.process(export.id)
@@ -59,15 +58,12 @@ async def test_export_is_pushed_to_the_vendor_and_announced(
     storage: Storage,
     tenant: Tenant,
     timesheets: list[Timesheet],
-    recorder: Recorder,
     sshd: Sshd,
 ) -> None:
     (sshd.home / "incoming").mkdir()
     delivered_before = sample("courier_exports_total", kind="timesheets", status="delivered")
     attempts_before = sample("courier_export_delivery_attempts_total", outcome="delivered")
-    export = await _run(
-        db, storage, tenant, recorder, destinations=[{"type": "pickup"}, vendor(sshd)]
-    )
+    export = await _run(db, storage, tenant, destinations=[{"type": "pickup"}, vendor(sshd)])
     assert export.status == "delivered", export.error
     # What an SRE's dashboard shows: one more delivered export, two delivered copies.
     assert sample("courier_exports_total", kind="timesheets", status="delivered") == (
@@ -81,7 +77,7 @@ async def test_export_is_pushed_to_the_vendor_and_announced(
     assert sorted(p.name for p in (sshd.home / "incoming").iterdir()) == [
         "timesheets_20261102.csv"
     ]  # no temporary file left behind
-    delivered = {e.destination for e in recorder.events}  # type: ignore[attr-defined]
+    delivered = {e.destination for e in (await staged(db))}  # type: ignore[attr-defined]
     assert delivered == {"pickup:/outbound", f"sftp://{sshd.user}@127.0.0.1:{sshd.port}/incoming"}
     assert {a.outcome for a in export.attempts} == {"delivered"}
 
@@ -91,22 +87,19 @@ async def test_changed_host_key_is_refused_and_nothing_is_sent(
     storage: Storage,
     tenant: Tenant,
     timesheets: list[Timesheet],
-    recorder: Recorder,
     sshd: Sshd,
 ) -> None:
     pinned = sshd.host_fingerprint()
     sshd.new_host_key()  # the vendor's server now presents another key
     sshd.restart()
-    export = await _run(
-        db, storage, tenant, recorder, destinations=[vendor(sshd, host_key_sha256=pinned)]
-    )
+    export = await _run(db, storage, tenant, destinations=[vendor(sshd, host_key_sha256=pinned)])
     assert export.status == "undeliverable"
     [attempt] = export.attempts  # not retried: it will not fix itself
     assert attempt.outcome == "failed"
     assert f"host key {sshd.host_fingerprint()} does not match the pinned {pinned}" in (
         attempt.error or ""
     )
-    [alert] = recorder.events
+    [alert] = await staged(db)
     assert alert.kind == "export_undeliverable"  # type: ignore[attr-defined]
     assert "does not match the pinned" in alert.details["last_error"]  # type: ignore[attr-defined]
     assert not (sshd.home / "incoming").exists()
@@ -117,7 +110,6 @@ async def test_unreachable_vendor_is_retried_until_the_window_closes(
     storage: Storage,
     tenant: Tenant,
     timesheets: list[Timesheet],
-    recorder: Recorder,
     sshd: Sshd,
 ) -> None:
     closed_port = free_port()
@@ -125,7 +117,6 @@ async def test_unreachable_vendor_is_retried_until_the_window_closes(
         db,
         storage,
         tenant,
-        recorder,
         delivery_window=timedelta(seconds=2),
         destinations=[vendor(sshd, port=closed_port)],
     )
@@ -135,6 +126,6 @@ async def test_unreachable_vendor_is_retried_until_the_window_closes(
     assert export.attempts[-1].error == (
         f"sftp://{sshd.user}@127.0.0.1:{closed_port}/incoming: connection refused"
     )
-    [alert] = recorder.events
+    [alert] = await staged(db)
     assert alert.kind == "export_undeliverable"  # type: ignore[attr-defined]
     assert alert.details["last_error"] == export.attempts[-1].error  # type: ignore[attr-defined]

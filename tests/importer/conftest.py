@@ -10,13 +10,14 @@ import pytest
 from sqlalchemy import select
 
 from courier.cli import provision
-from courier.common.announce import event_for, record_file
 from courier.common.areas import area_key
 from courier.common.db.engine import Database
 from courier.common.db.models import Import, ImportRecord, Tenant
 from courier.common.events import FileReceived
+from courier.common.received import event_for, record_file
 from courier.common.storage import Storage
-from courier.importer.apply import Result, handle_file_received
+from courier.common.uow import UnitOfWork
+from courier.importer.apply import handle
 from courier.importer.spec import FeedSpec
 
 Drop = Callable[..., Awaitable[FileReceived]]
@@ -42,10 +43,17 @@ def send(db: Database, storage: Storage, drop: Drop) -> Callable[..., Awaitable[
 
     async def _send(name: str, data: bytes, to: Tenant | None = None) -> Import:
         event = await drop(name, data, to)
-        result: Result = await handle_file_received(db, storage, event)
-        return await load_import(db, uuid.UUID(result.import_id))
+        await handle(event, UnitOfWork(db, storage))
+        return await import_of(db, event.file_id)
 
     return _send
+
+
+async def import_of(db: Database, file_id: uuid.UUID) -> Import:
+    async with db.session() as s:
+        imp = await s.scalar(select(Import).where(Import.file_id == file_id))
+        assert imp is not None, f"file {file_id} was not imported"
+        return imp
 
 
 async def load_import(db: Database, import_id: uuid.UUID) -> Import:

@@ -149,17 +149,18 @@ async def test_formula_like_values_are_stored_verbatim(db, leave, send) -> None:
 
 
 async def test_a_50_mb_line_is_refused_without_reading_it_whole(db, leave, drop, storage) -> None:
-    from courier.importer.apply import handle_file_received
-    from tests.importer.conftest import load_import
+    from courier.common.uow import UnitOfWork
+    from courier.importer.apply import handle
+    from tests.importer.conftest import import_of
 
     event = await drop("leave_huge.csv", HEADER + b"E1,annual," + b"9" * (50 * 1024 * 1024) + b"\n")
     tracemalloc.start()
     try:
-        result = await handle_file_received(db, storage, event)
+        await handle(event, UnitOfWork(db, storage))
         _, peak = tracemalloc.get_traced_memory()
     finally:
         tracemalloc.stop()
-    imp = await load_import(db, __import__("uuid").UUID(result.import_id))
+    imp = await import_of(db, event.file_id)
     assert imp.status == "rejected"
     assert imp.error == "line 2 is longer than 1000000 characters (the feed's max_line_chars)"
     assert peak < 20 * 1024 * 1024

@@ -44,7 +44,8 @@ async def test_valid_feed_is_applied_with_every_option(db, tenant, tmp_path: Pat
     from courier.importer.apply import spec_of
     from courier.importer.ordering import enabled_feeds
 
-    [feed] = await enabled_feeds(db, tenant.id)
+    async with db.session() as s:
+        [feed] = await enabled_feeds(s, tenant.id)
     spec = spec_of(feed)
     assert (spec.mode, spec.header_for("employee_id"), str(spec.hold_for_approval)) == (
         "full_sync", "Personnel No", "2026-12-31",

@@ -2,17 +2,16 @@
 
 from __future__ import annotations
 
-import uuid
-
 from sqlalchemy import select
 
 from courier.cli import provision
-from courier.common.announce import announce
 from courier.common.db.models import Import
-from courier.importer.apply import handle_file_received
-from tests.importer.conftest import load_import, records
+from courier.common.uow import UnitOfWork
+from courier.importer.apply import handle
+from tests.importer.conftest import import_of, records
 from tests.support.fixtures_data import leave_csv
 from tests.support.services import eventually, running
+from tests.support.staged import staged
 
 
 async def test_same_content_again_is_a_duplicate_and_not_applied(db, feed, send) -> None:
@@ -26,13 +25,17 @@ async def test_same_content_again_is_a_duplicate_and_not_applied(db, feed, send)
     assert await records(db, again) == []
 
 
-async def test_redelivered_event_is_answered_from_the_audit(db, storage, feed, drop) -> None:
+async def test_redelivered_event_changes_nothing_and_stages_nothing(
+    db, storage, feed, drop
+) -> None:
     await feed("leave", "leave_balances", "leave_*.csv")
     event = await drop("leave_1.csv", leave_csv("E1,annual,1,2026-11-01"))
-    first = await handle_file_received(db, storage, event)
-    again = await handle_file_received(db, storage, event)
-    assert again.import_id == first.import_id
-    assert [e.msg_id() for e in again.events] == [e.msg_id() for e in first.events]
+    [first] = await handle(event, UnitOfWork(db, storage))
+    before = await staged(db)
+    assert await handle(event, UnitOfWork(db, storage)) == []
+    assert (await import_of(db, event.file_id)).id == first.id
+    assert await staged(db) == before
+    assert [e.subject for e in before] == ["courier.file.received", "courier.import.completed"]
 
 
 async def test_a_late_event_cannot_overtake_an_earlier_file_of_its_feed(
@@ -43,11 +46,11 @@ async def test_a_late_event_cannot_overtake_an_earlier_file_of_its_feed(
         await drop(f"leave_{n}.csv", leave_csv(f"E1,annual,{n},2026-11-01")) for n in (1, 2, 3)
     ]
     # The newest file's event comes first: the older two are imported before it.
-    result = await handle_file_received(db, storage, events[2])
-    assert [e.name for e in result.events] == ["leave_1.csv", "leave_2.csv", "leave_3.csv"]
+    done = await handle(events[2], UnitOfWork(db, storage))
+    assert [i.file_name for i in done] == ["leave_1.csv", "leave_2.csv", "leave_3.csv"]
     for late in events[:2]:
-        await handle_file_received(db, storage, late)
-    third = await load_import(db, uuid.UUID(result.import_id))
+        assert await handle(late, UnitOfWork(db, storage)) == []
+    third = await import_of(db, events[2].file_id)
     [rec] = await records(db, third)
     assert rec.changes == {"balance_hours": ["2.00", "3.00"]}
 
@@ -58,8 +61,8 @@ async def test_two_replicas_keep_each_tenants_files_in_order(
     other = await provision.ensure_tenant(db, "globex", "Globex")
     await feed("leave", "leave_balances", "leave_*.csv")
     await provision.upsert_feed(db, other, "leave", "leave_balances", "leave_*.csv", {})
-    from courier.common.announce import record_file
     from courier.common.areas import area_key
+    from courier.common.received import record_file
     from courier.common.storage import open_storage
 
     storage = open_storage(settings.storage_url)
@@ -68,8 +71,7 @@ async def test_two_replicas_keep_each_tenants_files_in_order(
             for t in (tenant, other):
                 key = area_key(t.slug, "inbound", f"leave_{n}.csv")
                 await storage.put(key, leave_csv(f"E1,annual,{n},2026-11-0{n}"))
-                row = await record_file(db, storage, t, f"leave_{n}.csv", key, source="api")
-                await announce(db, bus, row, t)
+                await record_file(db, storage, t, f"leave_{n}.csv", key, source="api")
 
         async def all_done() -> list[Import] | None:
             async with db.session() as s:
@@ -105,8 +107,8 @@ async def test_partner_finds_a_result_file_for_each_processed_file(db, storage, 
 async def test_a_file_longer_to_import_than_ack_wait_is_delivered_once(
     settings, db, bus, tenant, feed
 ) -> None:
-    from courier.common.announce import record_file
     from courier.common.areas import area_key
+    from courier.common.received import record_file
     from courier.common.storage import open_storage
 
     # Far shorter than the import (seconds), with room for a loaded machine's stalls.
@@ -115,9 +117,8 @@ async def test_a_file_longer_to_import_than_ack_wait_is_delivered_once(
     storage = open_storage(settings.storage_url)
     key = area_key(tenant.slug, "inbound", "leave_big.csv")
     await storage.put(key, leave_csv(*(f"E{i},annual,1,2026-11-01" for i in range(60_000))))
-    row = await record_file(db, storage, tenant, "leave_big.csv", key, source="api")
     async with running("importer", quick) as importer:
-        await announce(db, bus, row, tenant)
+        await record_file(db, storage, tenant, "leave_big.csv", key, source="api")
 
         async def finished() -> Import | None:
             async with db.session() as s:

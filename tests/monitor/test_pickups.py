@@ -46,7 +46,7 @@ async def _place(db: Database, storage: Storage, bus: Bus, tenant: Tenant, clock
         destinations=[{"type": "pickup", "collect_within": "PT1H"}],
         contacts=[{"name": "Payroll IT", "email": CONTACT}],
     )
-    exporter = Exporter(db, storage, bus.publish, clock=clock.now)
+    exporter = Exporter(db, storage, clock=clock.now)
     export = await claim_period(db, spec, Run(clock.now(), DAY, DAY))
     assert export is not None
     await exporter.process(export.id)

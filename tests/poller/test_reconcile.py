@@ -6,11 +6,11 @@ from datetime import timedelta
 
 from sqlalchemy import func, select
 
-from courier.common.announce import announce, record_file
 from courier.common.areas import area_key
 from courier.common.bus import Bus
 from courier.common.db.engine import Database
 from courier.common.db.models import Import, ReceivedFile, Tenant
+from courier.common.received import announce, record_file
 from courier.common.settings import Settings
 from courier.common.storage import Storage
 from courier.poller.reconcile import reconcile

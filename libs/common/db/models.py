@@ -11,7 +11,6 @@ from sqlalchemy import (
     JSON,
     BigInteger,
     ForeignKey,
-    Index,
     Numeric,
     String,
     Text,
@@ -69,10 +68,9 @@ class Feed(IdMixin, CreatedMixin, Base):
 
 
 class ReceivedFile(IdMixin, Base):
-    """Ledger of every file that reached storage; `announced_at` is set once it was published."""
+    """Ledger of every file that reached storage (its event is staged with the row)."""
 
     __tablename__ = "received_files"
-    __table_args__ = (Index("ix_received_files_unannounced", "announced_at"),)
 
     tenant_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"))
     area: Mapped[str] = mapped_column(String(16), default="inbound")
@@ -84,7 +82,6 @@ class ReceivedFile(IdMixin, Base):
     source: Mapped[str] = mapped_column(String(16))
     account: Mapped[str | None] = mapped_column(String(64))
     received_at: Mapped[datetime] = mapped_column(default=utcnow)
-    announced_at: Mapped[datetime | None] = mapped_column(default=None)
 
     tenant: Mapped[Tenant] = relationship(lazy="joined")
 
@@ -114,6 +111,8 @@ class Import(IdMixin, Base):
     received_at: Mapped[datetime] = mapped_column(default=utcnow)
     started_at: Mapped[datetime] = mapped_column(default=utcnow)
     finished_at: Mapped[datetime | None] = mapped_column(default=None)
+    # The partner's result file in /outbound/results, written before this row commits.
+    result_key: Mapped[str | None] = mapped_column(String(1024), default=None)
     # Approval of a held import: requested `approve` | `reject`, by whom, when acted on.
     decision: Mapped[str | None] = mapped_column(String(16), default=None)
     decided_by: Mapped[str | None] = mapped_column(String(100), default=None)

@@ -1,0 +1,88 @@
+"""The unit of work a handler is given: one transaction at a time, with its outbox.
+
+A handler enters it (`async with uow:`) for each transaction it needs; leaving
+commits, an exception rolls back. Everything a transaction changes and every
+event it stages commit together, so a redelivered message finds either all of
+it or none of it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+import weakref
+from types import TracebackType
+
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from courier.common.db.engine import Database, is_sqlite
+from courier.common.events import Event
+from courier.common.outbox import stage
+from courier.common.storage import Storage
+
+# SQLite has one writer per file: transactions of one process take turns here instead
+# of waiting on each other's write lock (a lock held while awaiting another deadlocks).
+_sqlite_writers: weakref.WeakKeyDictionary[Database, asyncio.Lock] = weakref.WeakKeyDictionary()
+
+
+def lock_key(key: uuid.UUID) -> int:
+    return int.from_bytes(key.bytes[:8], "big", signed=True)
+
+
+class UnitOfWork:
+    def __init__(self, db: Database, storage: Storage) -> None:
+        self.db = db
+        self.storage = storage
+        self._session: AsyncSession | None = None
+        self._turn: asyncio.Lock | None = None
+
+    @property
+    def session(self) -> AsyncSession:
+        if self._session is None:
+            raise RuntimeError("the unit of work is used outside `async with uow:`")
+        return self._session
+
+    async def __aenter__(self) -> UnitOfWork:
+        if self._session is not None:
+            raise RuntimeError("a unit of work holds one transaction at a time")
+        if is_sqlite(self.db.url):
+            self._turn = _sqlite_writers.setdefault(self.db, asyncio.Lock())
+            await self._turn.acquire()
+        self._session = self.db.sessions()
+        await self._session.begin()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        session, self._session = self.session, None
+        try:
+            if exc_type is None:
+                await session.commit()
+            else:
+                await session.rollback()
+        finally:
+            await session.close()
+            if self._turn is not None:
+                self._turn.release()
+                self._turn = None
+
+    def stage(self, *events: Event) -> None:
+        """Events (and commands) that leave only if this transaction commits."""
+        stage(self.session, *events)
+
+    async def lock(self, key: uuid.UUID) -> None:
+        """Hold `key` until this transaction ends, across every replica.
+
+        PostgreSQL: a transaction-scoped advisory lock, released by the commit or by
+        the death of the holder. SQLite: the process's transactions already take
+        turns (see `_sqlite_writers`), and one process is all SQLite serves.
+        """
+        if not is_sqlite(self.db.url):
+            await self.session.execute(
+                text("SELECT pg_advisory_xact_lock(:k)"), {"k": lock_key(key)}
+            )
