@@ -27,7 +27,8 @@ from courier.common.db.engine import Database
 from courier.common.db.migrate import upgrade
 from courier.common.received import event_for, record_file
 from courier.common.storage import file_url, open_storage
-from courier.importer.apply import handle_file_received
+from courier.common.uow import UnitOfWork
+from courier.importer.apply import handle
 from courier.importer.spec import FeedSpec
 
 DB_NAME = "courier_bench_import"
@@ -124,9 +125,9 @@ async def run(rows: int, server: str) -> None:
             src.rename(dest)
             row = await record_file(db, storage, tenant, src.name, key, source="api")
             started = time.perf_counter()
-            result = await handle_file_received(db, storage, event_for(row, tenant))
+            [imp] = await handle(event_for(row, tenant), UnitOfWork(db, storage))
             import_seconds = time.perf_counter() - started
-            results.append((label, result.status, copy_seconds, floor_seconds, import_seconds))
+            results.append((label, imp.status, copy_seconds, floor_seconds, import_seconds))
         await db.dispose()
     await admin(server, f'DROP DATABASE IF EXISTS "{DB_NAME}" WITH (FORCE)')
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024

@@ -16,10 +16,9 @@ from typer.testing import CliRunner
 
 from courier.cli.main import app
 from courier.common.areas import area_key
-from courier.common.bus import Bus
 from courier.common.db.engine import Database
 from courier.common.db.models import Import, Tenant
-from courier.common.received import announce, record_file
+from courier.common.received import record_file
 from courier.common.settings import Settings, get_settings
 from courier.common.storage import Storage
 from tests.support.fixtures_data import leave_csv
@@ -40,15 +39,13 @@ async def test_imports_list_and_show_match_the_console(
     settings: Settings,
     db: Database,
     storage: Storage,
-    bus: Bus,
     tenant: Tenant,
     leave_feed: None,
 ) -> None:
     key = area_key(tenant.slug, "inbound", "leave_20261101.csv")
     await storage.put(key, leave_csv("E1,annual,8,2026-11-01", "E2,annual,x,2026-11-01"))
-    row = await record_file(db, storage, tenant, "leave_20261101.csv", key, source="api")
+    await record_file(db, storage, tenant, "leave_20261101.csv", key, source="api")
     async with running("importer", settings), running("console", settings):
-        await announce(db, bus, row, tenant)
 
         async def finished() -> Import | None:
             async with db.session() as s:

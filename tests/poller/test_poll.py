@@ -24,6 +24,7 @@ from tests.poller.conftest import MakeSource
 from tests.support.fixtures_data import leave_csv
 from tests.support.services import eventually, running
 from tests.support.sshd import Sshd
+from tests.support.staged import staged
 
 
 def _drop(sshd: Sshd, name: str, data: bytes, age: float = 120) -> None:
@@ -53,7 +54,9 @@ async def test_stable_file_is_fetched_once_even_after_a_restart(
     assert second.fetched == ["leave_20261101.csv"]
 
     [row] = await _received(db)
-    assert row.source == "poll" and row.announced_at is not None
+    assert row.source == "poll"
+    [event] = await staged(db, "courier.file.received")
+    assert event.file_id == row.id  # type: ignore[attr-defined]
     assert await storage.read(row.storage_key) == data
     assert (sshd.home / "leave_20261101.csv").exists()  # after_fetch: leave
 
