@@ -39,7 +39,7 @@ async def test_pending_shows_the_waiting_event_and_flush_publishes_it(
 
     async with db.transaction() as s:
         outbox.stage(s, alert)
-    assert await outbox.flush_quietly(db, bus_down) == 0
+    assert await outbox.flush(db, bus_down) == 0
 
     shown = await asyncio.to_thread(cli.invoke, app, ["outbox", "pending", "--json"])
     assert shown.exit_code == 0, shown.output

@@ -69,7 +69,7 @@ async def test_bus_outage_keeps_the_event_until_it_can_be_sent(db: Database) -> 
         outbox.stage(s, alert(1), alert(2))
     bus = Bus()
     bus.down = True
-    assert await outbox.flush_quietly(db, bus.publish) == 0
+    assert await outbox.flush(db, bus.publish) == 0
     [first, second] = await rows(db)
     assert (first.attempts, first.published_at) == (1, None)
     assert "no servers available" in (first.last_error or "")
@@ -88,6 +88,33 @@ async def test_bus_outage_keeps_the_event_until_it_can_be_sent(db: Database) -> 
     await relay
     assert [e.cause_key for e in bus.got] == ["feed:1", "feed:2"]  # type: ignore[attr-defined]
     assert await outbox.pending(db) == (0, 0.0)
+
+
+async def test_a_commit_that_staged_events_wakes_the_relay_at_once(db: Database) -> None:
+    bus = Bus()
+    stopping = asyncio.Event()
+    # A pass every minute: only the wake-up on commit can publish within the test.
+    relay = asyncio.create_task(outbox.relay(db, bus.publish, stopping, every=60, keep_days=7))
+    await asyncio.sleep(0.2)  # the relay's first pass found nothing and waits
+    async with db.transaction() as s:
+        outbox.stage(s, alert(1))
+    for _ in range(100):
+        if bus.got:
+            break
+        await asyncio.sleep(0.02)
+    async with db.transaction() as s:
+        s.add_all([])  # a commit that staged nothing wakes nobody
+    stopping.set()
+    await relay
+    assert [e.cause_key for e in bus.got] == ["feed:1"]  # type: ignore[attr-defined]
+
+
+async def test_a_rolled_back_transaction_stages_nothing(db: Database) -> None:
+    with pytest.raises(RuntimeError):
+        async with db.transaction() as s:
+            outbox.stage(s, alert(1))
+            raise RuntimeError("the change failed")
+    assert await rows(db) == []
 
 
 async def test_published_events_are_pruned_after_the_keep_time(db: Database) -> None:
