@@ -30,6 +30,7 @@ async def main(runtime: Runtime) -> None:
         runtime.db,
         runtime.storage,
         runtime.bus.publish,
+        owner=runtime.instance,
         tuning=Tuning(
             lease=timedelta(seconds=conf.lease_seconds),
             retry_min_seconds=conf.retry_min_seconds,

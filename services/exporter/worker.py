@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
-import socket
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable
@@ -33,6 +31,7 @@ from courier.common.db.base import utcnow
 from courier.common.db.engine import Database
 from courier.common.db.models_exports import DeliveryAttempt, Export, ExportSpec
 from courier.common.events import AlertRaised, Event, ExportDelivered
+from courier.common.identity import instance_name
 from courier.common.logging import get_logger
 from courier.common.metrics import (
     EXPORT_BUILD_SECONDS,
@@ -74,9 +73,7 @@ class Exporter:
     publish: Publish
     clock: Clock = utcnow
     tuning: Tuning = field(default_factory=Tuning)
-    owner: str = field(
-        default_factory=lambda: f"{socket.gethostname()[:40]}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
-    )
+    owner: str = field(default_factory=lambda: instance_name("exporter"))
 
     # ------------------------------------------------------------ scheduling
 

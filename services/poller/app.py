@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import socket
-import uuid
 from datetime import timedelta
 
 from sqlalchemy import select
@@ -48,7 +46,7 @@ async def poll_due_sources(runtime: Runtime, observations: Observations, owner: 
 
 
 async def main(runtime: Runtime) -> None:
-    owner = f"{socket.gethostname()}-{uuid.uuid4().hex[:8]}"
+    owner = runtime.instance
     observations = Observations()
 
     async def _poll_loop() -> None:
