@@ -4,9 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
-import socket
-import uuid
 
 from sqlalchemy import delete
 
@@ -17,10 +14,6 @@ from courier.common.logging import get_logger
 from courier.common.tasks import uninterrupted
 
 log = get_logger(__name__)
-
-
-def instance_name(service: str) -> str:
-    return f"{service}@{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
 
 
 async def beat_once(db: Database, service: str, instance: str, clock: Clock) -> None:

@@ -15,7 +15,8 @@ from courier.common.bus import Bus
 from courier.common.clock import Clock, SystemClock
 from courier.common.db.engine import Database
 from courier.common.health import serve_health
-from courier.common.heartbeat import beat, instance_name
+from courier.common.heartbeat import beat
+from courier.common.identity import instance_name
 from courier.common.logging import configure_logging, get_logger
 from courier.common.outbox import relay
 from courier.common.settings import Settings

@@ -29,6 +29,7 @@ async def main(runtime: Runtime) -> None:
     exporter = Exporter(
         runtime.db,
         runtime.storage,
+        owner=runtime.instance,
         tuning=Tuning(
             lease=timedelta(seconds=conf.lease_seconds),
             retry_min_seconds=conf.retry_min_seconds,

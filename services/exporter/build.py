@@ -37,10 +37,10 @@ from sqlalchemy import (
 )
 from sqlalchemy.sql.elements import ColumnElement
 
+from courier.common.csvsafe import defuse, defuse_sql
 from courier.common.db.engine import Database
 from courier.common.db.models_exports import Actual, Timesheet
 from courier.common.storage import ObjectInfo, Storage
-from courier.exporter.csvsafe import NUMBER, TRIGGERS, neutralise
 from courier.exporter.spec import FIELDS, Column, ExportSpecModel
 
 BATCH_ROWS = 20_000
@@ -169,7 +169,7 @@ def _converter(kind: str, col: Column, tz: ZoneInfo, neutralising: bool, dialect
     if _in_sql(kind, col, dialect):
         return None
     if ftype == "text":
-        return neutralise if neutralising else None
+        return defuse if neutralising else None
     if ftype == "datetime":
         pattern = fmt or DEFAULT_DATETIME
         return lambda v: _as_utc(v).astimezone(tz).strftime(pattern)
@@ -202,8 +202,7 @@ def _sql_text(
         return cast(attr, Text)
     if not spec.neutralise_formulas:
         return attr
-    risky = and_(func.left(attr, 1).in_(TRIGGERS), ~attr.regexp_match(NUMBER.pattern))
-    return case((risky, literal("'") + attr), else_=attr)
+    return defuse_sql(attr)
 
 
 def export_query(

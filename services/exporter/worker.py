@@ -9,18 +9,15 @@ so a restart between scheduling and building still ends with one file.
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import os
-import socket
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import or_, select, update
+from sqlalchemy import select
 from tenacity import (
     AsyncRetrying,
     RetryCallState,
@@ -33,6 +30,8 @@ from courier.common.db.base import utcnow
 from courier.common.db.engine import Database
 from courier.common.db.models_exports import DeliveryAttempt, Export, ExportSpec
 from courier.common.events import AlertRaised, Event, ExportDelivered
+from courier.common.identity import instance_name
+from courier.common.lease import free, hold
 from courier.common.logging import get_logger
 from courier.common.metrics import (
     EXPORT_BUILD_SECONDS,
@@ -73,9 +72,7 @@ class Exporter:
     storage: Storage
     clock: Clock = utcnow
     tuning: Tuning = field(default_factory=Tuning)
-    owner: str = field(
-        default_factory=lambda: f"{socket.gethostname()[:40]}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
-    )
+    owner: str = field(default_factory=lambda: instance_name("exporter"))
 
     # ------------------------------------------------------------ scheduling
 
@@ -84,70 +81,30 @@ class Exporter:
 
     async def runnable(self) -> list[uuid.UUID]:
         """Exports nobody holds a live lease on."""
-        now = self.clock()
         async with self.db.session() as s:
             return list(
                 await s.scalars(
                     select(Export.id)
-                    .where(
-                        Export.status.in_(ACTIVE),
-                        or_(Export.lease_until.is_(None), Export.lease_until < now),
-                    )
+                    .where(Export.status.in_(ACTIVE), free(Export, self.clock()))
                     .order_by(Export.scheduled_for)
                 )
             )
 
-    async def claim(self, export_id: uuid.UUID) -> bool:
-        now = self.clock()
-        async with self.db.transaction() as s:
-            result = await s.execute(
-                update(Export)
-                .where(
-                    Export.id == export_id,
-                    Export.status.in_(ACTIVE),
-                    or_(Export.lease_until.is_(None), Export.lease_until < now),
-                )
-                .values(lease_owner=self.owner, lease_until=now + self.tuning.lease)
-            )
-        return result.rowcount == 1  # type: ignore[attr-defined]
-
-    @contextlib.asynccontextmanager
-    async def leased(self, export_id: uuid.UUID) -> AsyncIterator[bool]:
-        """Hold the lease (renewed in the background) while the body works on the export."""
-        if not await self.claim(export_id):
-            yield False
-            return
-
-        async def renew() -> None:
-            while True:
-                await asyncio.sleep(self.tuning.lease.total_seconds() / 3)
-                async with self.db.transaction() as s:
-                    await s.execute(
-                        update(Export)
-                        .where(Export.id == export_id, Export.lease_owner == self.owner)
-                        .values(lease_until=self.clock() + self.tuning.lease)
-                    )
-
-        keeper = asyncio.create_task(renew())
-        try:
-            yield True
-        finally:
-            keeper.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await keeper
-            async with self.db.transaction() as s:
-                await s.execute(
-                    update(Export)
-                    .where(Export.id == export_id, Export.lease_owner == self.owner)
-                    .values(lease_owner=None, lease_until=None)
-                )
-
     # ------------------------------------------------------------ one export
 
     async def process(self, export_id: uuid.UUID, *, single_attempt: bool = False) -> str | None:
-        """Build (if not built) and deliver; the status reached, None if leased elsewhere."""
-        async with self.leased(export_id) as mine:
-            if not mine:
+        """Build (if not built) and deliver; the status reached, None if leased elsewhere
+        (or the lease was lost on the way: the step is then another replica's)."""
+        async with hold(
+            self.db,
+            Export,
+            export_id,
+            self.owner,
+            self.tuning.lease,
+            clock=self.clock,
+            where=[Export.status.in_(ACTIVE)],
+        ) as lease:
+            if lease is None:
                 return None
             export = await self.load(export_id)
             spec = ExportSpecModel.model_validate(export.spec.spec)
@@ -155,6 +112,8 @@ class Exporter:
                 await self._build(export, spec)
                 export = await self.load(export_id)
             if export.status == "delivering":
+                if not lease.held:
+                    return None
                 await self._deliver(export, spec, single_attempt=single_attempt)
                 export = await self.load(export_id)
             return export.status

@@ -10,29 +10,20 @@ from __future__ import annotations
 
 import csv
 import io
-import re
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from courier.common.areas import area_key
+from courier.common.csvsafe import defuse
 from courier.common.db.models import Import, ImportRecord
 from courier.common.storage import Storage
 
 MAX_ROWS = 100_000
-_NUMBER = re.compile(r"^[+-]?\d+(\.\d+)?$")
 
 
 def result_key(tenant: str, file_name: str) -> str:
     return area_key(tenant, "outbound", f"results/{file_name}.result.csv")
-
-
-def neutralise(cell: object) -> str:
-    """Text starting with = + - @ (or a tab/CR) is prefixed with `'`; numbers are left alone."""
-    text = "" if cell is None else str(cell)
-    if text[:1] in ("=", "+", "-", "@", "\t", "\r") and not _NUMBER.match(text):
-        return "'" + text
-    return text
 
 
 def summary(imp: Import) -> str:
@@ -60,7 +51,7 @@ async def write_result(session: AsyncSession, storage: Storage, imp: Import, ten
     buf = io.StringIO()
     out = csv.writer(buf, lineterminator="\r\n")
     out.writerow(["status", "row", "key", "message"])
-    out.writerow([imp.status, "", "", neutralise(summary(imp))])
+    out.writerow([imp.status, "", "", defuse(summary(imp))])
     rows = await session.stream(
         select(ImportRecord.row_number, ImportRecord.record_key, ImportRecord.error)
         .where(ImportRecord.import_id == imp.id, ImportRecord.action == "errored")
@@ -68,7 +59,7 @@ async def write_result(session: AsyncSession, storage: Storage, imp: Import, ten
         .limit(MAX_ROWS)
     )
     async for number, key, error in rows:
-        out.writerow(["errored", number, neutralise(key), neutralise(error)])
+        out.writerow(["errored", number, defuse(key), defuse(error)])
     key = result_key(tenant, imp.file_name)
     await storage.put(key, buf.getvalue().encode("utf-8"))
     return key

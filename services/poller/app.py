@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-import socket
-import uuid
 from datetime import timedelta
 
 from sqlalchemy import select
 
 from courier.common.db.models_sources import Source
+from courier.common.lease import hold
 from courier.common.runtime import Runtime
 from courier.common.tasks import uninterrupted
 from courier.poller.fetch import (
@@ -17,14 +16,14 @@ from courier.poller.fetch import (
     due,
     poll_source,
     record_outcome,
-    release_lease,
-    take_lease,
     utc_now,
 )
 from courier.poller.metrics import POLL_ERRORS
 from courier.poller.reconcile import reconcile
 
 TICK_SECONDS = 1.0
+# Renewed while a poll runs: a poller that dies frees its sources within a minute.
+LEASE_TTL = timedelta(minutes=1)
 
 
 async def poll_due_sources(runtime: Runtime, observations: Observations, owner: str) -> None:
@@ -34,21 +33,23 @@ async def poll_due_sources(runtime: Runtime, observations: Observations, owner: 
     for source in sources:
         if not due(source, now):
             continue
-        if not await take_lease(runtime.db, source, owner, now, timedelta(minutes=10)):
-            continue
-        error: str | None = None
-        try:
-            await poll_source(runtime.db, runtime.bus, runtime.storage, source, observations, owner)
-        except Exception as exc:  # one bad source must not stop the others
-            error = f"{type(exc).__name__}: {exc}"
-            POLL_ERRORS.labels(source=source.name, reason="poll").inc()
-            runtime.log.warning("poll failed", source=source.name, error=error)
-        await record_outcome(runtime.db, runtime.bus, source, utc_now(), error)
-        await release_lease(runtime.db, source, owner)
+        async with hold(runtime.db, Source, source.id, owner, LEASE_TTL) as lease:
+            if lease is None:
+                continue
+            error: str | None = None
+            try:
+                await poll_source(
+                    runtime.db, runtime.bus, runtime.storage, source, observations, owner
+                )
+            except Exception as exc:  # one bad source must not stop the others
+                error = f"{type(exc).__name__}: {exc}"
+                POLL_ERRORS.labels(source=source.name, reason="poll").inc()
+                runtime.log.warning("poll failed", source=source.name, error=error)
+            await record_outcome(runtime.db, runtime.bus, source, utc_now(), error)
 
 
 async def main(runtime: Runtime) -> None:
-    owner = f"{socket.gethostname()}-{uuid.uuid4().hex[:8]}"
+    owner = runtime.instance
     observations = Observations()
 
     async def _poll_loop() -> None:

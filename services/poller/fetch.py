@@ -18,7 +18,7 @@ from datetime import UTC, datetime, timedelta
 
 import asyncssh
 import structlog
-from sqlalchemy import or_, select, update
+from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 
 from courier.common.areas import area_key, is_temporary_name
@@ -262,35 +262,6 @@ async def _release(db: Database, source: Source, f: RemoteFile, error: str) -> N
             await session.delete(row)
     POLL_ERRORS.labels(source=source.name, reason="fetch").inc()
     log.warning("fetch failed; will retry", error=error)
-
-
-async def take_lease(
-    db: Database, source: Source, owner: str, now: datetime, ttl: timedelta
-) -> bool:
-    """Only one poller works a source at a time (compare-and-set on the lease columns)."""
-    async with db.transaction() as session:
-        result = await session.execute(
-            update(Source)
-            .where(
-                Source.id == source.id,
-                or_(
-                    Source.lease_until.is_(None),
-                    Source.lease_until < now,
-                    Source.lease_owner == owner,
-                ),
-            )
-            .values(lease_owner=owner, lease_until=now + ttl)
-        )
-        return bool(result.rowcount)  # type: ignore[attr-defined]
-
-
-async def release_lease(db: Database, source: Source, owner: str) -> None:
-    async with db.transaction() as session:
-        await session.execute(
-            update(Source)
-            .where(Source.id == source.id, Source.lease_owner == owner)
-            .values(lease_owner=None, lease_until=None)
-        )
 
 
 async def record_outcome(

@@ -25,6 +25,7 @@ from courier.exporter.build import (
     fixed_places,
     pg_pattern,
 )
+from tests.common.test_csvsafe import TEXT as DEFUSING_TEXT
 from tests.exporter.conftest import DAY, sheet, spec_model
 
 AWKWARD = [
@@ -40,6 +41,7 @@ AWKWARD = [
     "-5",
     "\\.",  # COPY's end-of-data marker as a value
     "a;b\tc|d",
+    *(cell for cell, _ in DEFUSING_TEXT if cell),  # every case of the defusing rule
 ]
 
 
