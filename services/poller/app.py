@@ -38,14 +38,12 @@ async def poll_due_sources(runtime: Runtime, observations: Observations, owner: 
                 continue
             error: str | None = None
             try:
-                await poll_source(
-                    runtime.db, runtime.bus, runtime.storage, source, observations, owner
-                )
+                await poll_source(runtime.db, runtime.storage, source, observations, owner)
             except Exception as exc:  # one bad source must not stop the others
                 error = f"{type(exc).__name__}: {exc}"
                 POLL_ERRORS.labels(source=source.name, reason="poll").inc()
                 runtime.log.warning("poll failed", source=source.name, error=error)
-            await record_outcome(runtime.db, runtime.bus, source, utc_now(), error)
+            await record_outcome(runtime.db, source, utc_now(), error)
 
 
 async def main(runtime: Runtime) -> None:

@@ -22,7 +22,6 @@ from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 
 from courier.common.areas import area_key, is_temporary_name
-from courier.common.bus import Bus
 from courier.common.db.engine import Database
 from courier.common.db.models_sources import Source, SourceFile
 from courier.common.events import AlertRaised
@@ -143,7 +142,6 @@ async def claim(db: Database, source: Source, f: RemoteFile, owner: str, now: da
 
 async def _fetch_one(
     db: Database,
-    bus: Bus,
     storage: Storage,
     sftp: asyncssh.SFTPClient,
     source: Source,
@@ -200,7 +198,6 @@ async def _fetch_one(
 
 async def poll_source(
     db: Database,
-    bus: Bus,
     storage: Storage,
     source: Source,
     observations: Observations,
@@ -232,7 +229,7 @@ async def poll_source(
                     continue
                 structlog.contextvars.bind_contextvars(remote_file=f.name)
                 try:
-                    await _fetch_one(db, bus, storage, sftp, source, spec, f, now)
+                    await _fetch_one(db, storage, sftp, source, spec, f, now)
                 except (OSError, asyncssh.Error) as exc:
                     await _release(db, source, f, str(exc))
                     raise
@@ -264,9 +261,7 @@ async def _release(db: Database, source: Source, f: RemoteFile, error: str) -> N
     log.warning("fetch failed; will retry", error=error)
 
 
-async def record_outcome(
-    db: Database, bus: Bus, source: Source, now: datetime, error: str | None
-) -> None:
+async def record_outcome(db: Database, source: Source, now: datetime, error: str | None) -> None:
     """Track failing time; past the spec's limit raise `source_unreachable` once per outage."""
     spec = SourceSpec.model_validate(source.spec)
     alert: AlertRaised | None = None
