@@ -20,6 +20,7 @@ IMPORT_COMPLETED = "courier.import.completed"
 IMPORT_FAILED = "courier.import.failed"
 IMPORT_DECIDE = "courier.import.decide"
 EXPORT_DELIVERED = "courier.export.delivered"
+INCIDENT_ACT = "courier.incident.act"
 ALERT_RAISED = "courier.alert.raised"
 # Core NATS, no stream, no payload: the monitor committed notices, the notifier may look
 # now instead of at its next poll.
@@ -186,6 +187,30 @@ class ImportDecide(Event):
     by: str
 
 
+# What a note on an incident records; some kinds move the partner SLA clocks.
+NoteKind = Literal["note", "contacted", "partner_response", "reply"]
+
+
+class IncidentAct(Event):
+    """A command: a person acknowledges, resolves or adds a note to an incident; the
+    monitor carries it out.
+
+    Sent by the console and the CLI through the outbox; the monitor owns incidents and
+    their SLA timers, so it alone changes them. The action takes effect as of
+    `occurred_at` (when the person acted), and that moment with `by` marks the change
+    it made: a redelivered command finds it made and changes nothing.
+    """
+
+    subject: ClassVar[str] = INCIDENT_ACT
+
+    incident_id: uuid.UUID
+    action: Literal["ack", "resolve", "note"]
+    by: str = Field(min_length=1, max_length=100)
+    # The note's text (a resolve's closing note; empty: "resolved").
+    text: str = ""
+    note_kind: NoteKind = "note"
+
+
 EVENT_TYPES: dict[str, type[Event]] = {
     cls.subject: cls
     for cls in (
@@ -194,6 +219,7 @@ EVENT_TYPES: dict[str, type[Event]] = {
         ImportCompleted,
         ImportFailed,
         ImportDecide,
+        IncidentAct,
         ExportDelivered,
         FileDownloaded,
         AlertRaised,
