@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
@@ -94,3 +95,25 @@ async def relay_once(db: Database) -> bool:
     finally:
         with contextlib.suppress(Exception):
             await bus.stop()
+
+
+async def wait_for(probe: Callable[[], Awaitable[T | None]], seconds: float) -> T | None:
+    """Ask `probe` until it answers or `seconds` pass (None: no answer yet).
+
+    For a command sent to a service: the person waits on the row the service changes,
+    and there is nothing else to wait on.
+    """
+    found = await probe()
+    deadline = time.monotonic() + seconds
+    while found is None and time.monotonic() < deadline:
+        await asyncio.sleep(0.2)
+        found = await probe()
+    return found
+
+
+def queued(what: str, follow: str) -> str:
+    """What to say of a command that stays in the outbox because the bus is down."""
+    return (
+        f"{what} queued: the bus is not reachable; it is sent as soon as a Courier "
+        f"service's relay runs (see `courier outbox pending` and `{follow}`)"
+    )

@@ -1,41 +1,35 @@
-"""`courier exports …`: run an export now, list exports, deliver one again."""
+"""`courier exports …`: run an export now, list exports, deliver one again.
+
+Runs and redeliveries are sent to the exporter as commands (it owns exports); the
+command waits a little to show what became of it.
+"""
 
 from __future__ import annotations
 
+import getpass
 import json
 import uuid
 from collections.abc import Awaitable, Callable
 from datetime import date
-from typing import Annotated, TypeVar
+from typing import Annotated
 
 import typer
 from rich.console import Console
 from rich.table import Table
-from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
 
-from courier.cli import provision
-from courier.cli.context import run_with_bus, run_with_db
-from courier.common.bus import Bus
+from courier.cli.context import queued, relay_once, run_with_db, wait_for
+from courier.common import export_requests
+from courier.common.db.base import utcnow
 from courier.common.db.engine import Database
-from courier.common.db.models_exports import ExportSpec
-from courier.common.settings import get_settings
-from courier.common.storage import open_storage
-from courier.console.exports import ExportView, export_view, get_export_view, list_exports
-from courier.exporter.worker import Exporter
+from courier.common.db.models_exports import Export
+from courier.common.events import ExportRedeliver, ExportRun
+from courier.console.exports import ExportView, get_export_view, list_exports
 
 app = typer.Typer(no_args_is_help=True, help="Timesheet and actuals exports.")
 console = Console()
 err = Console(stderr=True)
-T = TypeVar("T")
-
-
-def _with_exporter(fn: Callable[[Exporter], Awaitable[T]]) -> T:
-    """An exporter like the service's, publishing to the same bus."""
-
-    async def _run(db: Database, bus: Bus) -> T:
-        return await fn(Exporter(db, open_storage(get_settings().storage_url)))
-
-    return run_with_bus(_run, refusals=(provision.ProvisionError,))
+FINISHED = ("delivered", "failed", "undeliverable")
 
 
 def _print(view: ExportView) -> None:
@@ -64,8 +58,62 @@ def _print(view: ExportView) -> None:
         console.print(f"  the exporter keeps trying until {view.deliver_by:%Y-%m-%d %H:%M} UTC")
 
 
-async def _view(exporter: Exporter, export_id: uuid.UUID) -> ExportView:
-    return export_view(await exporter.load(export_id))
+def _tried_everywhere(export: Export) -> bool:
+    """Whether the export's delivery round finished, or tried every destination once."""
+    if export.status in FINISHED:
+        return True
+    if export.status != "delivering" or export.delivery_started_at is None:
+        return False
+    started = export.delivery_started_at
+    tried = {a.destination for a in export.attempts if a.attempted_at >= started}
+    return len(tried) >= len(export.spec.spec.get("destinations") or [])
+
+
+async def _answer(db: Database, command: ExportRun | ExportRedeliver) -> Export | None:
+    """The export `command` asked for, once the exporter tried to deliver it (None: not yet)."""
+    async with db.session() as s:
+        if isinstance(command, ExportRun):
+            export = await export_requests.export_holding(s, command.spec_id, command.day)
+        else:
+            export = await s.get(Export, command.export_id)
+            if export is not None and not export_requests.round_since(export, command):
+                export = None
+    return export if export is not None and _tried_everywhere(export) else None
+
+
+def _send(
+    stage: Callable[[AsyncSession], Awaitable[ExportRun | ExportRedeliver]],
+    what: str,
+    follow: str,
+    wait: float,
+) -> None:
+    """Send the command; wait a while for the exporter to try each destination, and show it."""
+
+    async def _go(db: Database) -> tuple[str, ExportView | None]:
+        async with db.transaction() as s:
+            command = await stage(s)
+        if not await relay_once(db):
+            return queued(what, follow), None
+        found = await wait_for(lambda: _answer(db, command), wait)
+        if found is None:
+            return f"{what} sent; the exporter carries it out (follow with `{follow}`)", None
+        async with db.session() as s:
+            return "", await get_export_view(s, found.id)
+
+    message, view = run_with_db(_go, refusals=(export_requests.ExportRefused,))
+    if view is None:
+        console.print(message, highlight=False)
+        return
+    _print(view)
+    if view.status in ("failed", "undeliverable"):
+        raise typer.Exit(1)
+
+
+Wait = Annotated[
+    float,
+    typer.Option(help="Seconds to wait for the exporter to try each destination (0: do not wait)."),
+]
+By = Annotated[str | None, typer.Option(help="Who asks (default: your user).")]
 
 
 @app.command("run")
@@ -75,51 +123,31 @@ def run(
     period: Annotated[
         str | None, typer.Option(help="A date (YYYY-MM-DD) in the period; default: the one due.")
     ] = None,
+    by: By = None,
+    wait: Wait = 30.0,
 ) -> None:
-    """Build the period now and try each destination once (the service retries the rest)."""
+    """Build the period now and deliver it; the exporter retries what fails until the window
+    closes."""
     day = date.fromisoformat(period) if period else None
-
-    async def _go(exporter: Exporter) -> ExportView:
-        t = await provision.get_tenant(exporter.db, tenant)
-        async with exporter.db.session() as s:
-            row = await s.scalar(
-                select(ExportSpec).where(ExportSpec.tenant_id == t.id, ExportSpec.name == spec)
-            )
-        if row is None:
-            raise provision.ProvisionError(f"no export spec {spec!r} for tenant {tenant!r}")
-        export = await exporter.run_now(row, day)
-        if export is None:
-            raise provision.ProvisionError(
-                "that period was exported already; see `courier exports list`, "
-                "or `courier exports redeliver ID`"
-            )
-        await exporter.process(export.id, single_attempt=True)
-        return await _view(exporter, export.id)
-
-    view = _with_exporter(_go)
-    _print(view)
-    if view.status in ("failed", "undeliverable"):
-        raise typer.Exit(1)
+    who = by or getpass.getuser()
+    _send(
+        lambda s: export_requests.request_run(s, tenant, spec, day, who, utcnow()),
+        f"run of {tenant}/{spec}",
+        f"courier exports list --tenant {tenant}",
+        wait,
+    )
 
 
 @app.command("redeliver")
-def redeliver(export_id: uuid.UUID) -> None:
+def redeliver(export_id: uuid.UUID, by: By = None, wait: Wait = 30.0) -> None:
     """Deliver a built export again to all its destinations, with a fresh window."""
-
-    async def _go(exporter: Exporter) -> ExportView:
-        export = await exporter.reopen_delivery(export_id)
-        if export is None:
-            raise provision.ProvisionError(f"no export {export_id}")
-        if export.storage_key is None:
-            raise provision.ProvisionError(f"export {export_id} was never built ({export.status})")
-        if await exporter.process(export_id, single_attempt=True) is None:
-            console.print("another exporter is working on it; it will deliver again")
-        return await _view(exporter, export_id)
-
-    view = _with_exporter(_go)
-    _print(view)
-    if view.status in ("failed", "undeliverable"):
-        raise typer.Exit(1)
+    who = by or getpass.getuser()
+    _send(
+        lambda s: export_requests.request_redeliver(s, export_id, who),
+        f"redelivery of export {export_id}",
+        f"courier exports show {export_id}",
+        wait,
+    )
 
 
 @app.command("list")

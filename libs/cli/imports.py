@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import asyncio
 import getpass
 import json
-import time
 import uuid
 from typing import Annotated, Any, Literal, TypeVar
 
@@ -13,7 +11,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from courier.cli.context import relay_once, run_with_db
+from courier.cli.context import queued, relay_once, run_with_db, wait_for
 from courier.common import decisions
 from courier.common.db.engine import Database
 from courier.common.db.models import Import
@@ -139,20 +137,8 @@ def _decide(
         async with db.transaction() as s:
             command = await decisions.request(s, import_id, decision, who)
         if not await relay_once(db):
-            return (
-                "queued",
-                (
-                    f"{decision} queued: the bus is not reachable; it is sent as soon as a "
-                    "Courier service's relay runs (see `courier outbox pending` and "
-                    f"`courier imports show {import_id}`)"
-                ),
-                None,
-            )
-        found = await _outcome(db, command)
-        deadline = time.monotonic() + wait
-        while found is None and time.monotonic() < deadline:
-            await asyncio.sleep(0.2)  # the person watches the import; nothing else to wait on
-            found = await _outcome(db, command)
+            return "queued", queued(decision, f"courier imports show {import_id}"), None
+        found = await wait_for(lambda: _outcome(db, command), wait)
         if found is None:
             return (
                 "sent",

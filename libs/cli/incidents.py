@@ -1,4 +1,8 @@
-"""`courier incidents list|show|ack|resolve|note`: what on-call does from a terminal."""
+"""`courier incidents list|show|ack|resolve|note`: what on-call does from a terminal.
+
+Acknowledging, resolving and notes are sent to the monitor as the console sends them
+(the monitor owns incidents); the command waits a little to show what became of it.
+"""
 
 from __future__ import annotations
 
@@ -11,9 +15,10 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from courier.cli.context import run_with_db
-from courier.common.db.base import utcnow
+from courier.cli.context import queued, relay_once, run_with_db, wait_for
+from courier.common import incident_actions
 from courier.common.db.engine import Database
+from courier.common.events import IncidentAct
 from courier.console import incidents as views
 
 app = typer.Typer(no_args_is_help=True, help="Incidents: list, inspect, acknowledge, resolve.")
@@ -46,6 +51,12 @@ def _print(detail: views.IncidentDetail, as_json: bool) -> None:
         console.print(
             f"  {d.created_at:%Y-%m-%d %H:%M} {d.channel} → {d.recipient_name} "
             f"(level {d.level}): {d.status}{' ' + d.error if d.error else ''}"
+        )
+    for p in detail.pending_actions:
+        where = "sent, waiting for the monitor" if p.sent else "queued, the bus has not taken it"
+        console.print(
+            f"  [yellow]pending:[/] {p.action} by {p.by} at {p.requested_at:%Y-%m-%d %H:%M:%S} "
+            f"({where})"
         )
 
 
@@ -91,22 +102,66 @@ def show(incident_id: uuid.UUID, as_json: Annotated[bool, typer.Option("--json")
     _print(_run(_show), as_json)
 
 
+async def _progress(db: Database, command: IncidentAct) -> incident_actions.Progress | None:
+    async with db.session() as s:
+        return incident_actions.progress(
+            await incident_actions.find(s, command.incident_id), command
+        )
+
+
+def _send(
+    incident_id: uuid.UUID,
+    action: incident_actions.Action,
+    by: str,
+    wait: float,
+    text: str = "",
+    note_kind: str = "note",
+) -> None:
+    """Send the action as the console does; wait a while to show what became of it."""
+    what = incident_actions.WHAT[action]
+    follow = f"courier incidents show {incident_id}"
+
+    async def _go(db: Database) -> tuple[str, str, views.IncidentDetail | None]:
+        async with db.transaction() as s:
+            command = await incident_actions.request(s, incident_id, action, by, text, note_kind)
+        if not await relay_once(db):
+            return "queued", queued(what, follow), None
+        found = await wait_for(lambda: _progress(db, command), wait)
+        if found is None:
+            return "sent", f"{what} sent; the monitor carries it out (follow with `{follow}`)", None
+        async with db.session() as s:
+            return found.outcome, found.message, await views.incident_detail(s, incident_id)
+
+    outcome, message, detail = run_with_db(_go, refusals=(incident_actions.ActionRefused,))
+    if outcome == "refused":
+        err.print(f"[red]error:[/] {message}")
+        raise typer.Exit(1)
+    console.print(message, highlight=False)
+    if detail is not None:
+        _print(detail, as_json=False)
+
+
+By = Annotated[str, typer.Option(help="Who acts (default: your user).")]
+Wait = Annotated[
+    float, typer.Option(help="Seconds to wait for the monitor to carry it out (0: do not wait).")
+]
+
+
 @app.command("ack")
-def ack(incident_id: uuid.UUID, by: str = getpass.getuser()) -> None:
+def ack(incident_id: uuid.UUID, by: By = getpass.getuser(), wait: Wait = 10.0) -> None:
     """Acknowledge: stops the page from escalating to the next person."""
-    detail = _run(lambda db: views.act(db, incident_id, "acknowledge", utcnow(), by))
-    console.print(f"incident {incident_id} acknowledged by {detail.acknowledged_by}")
+    _send(incident_id, "ack", by, wait)
 
 
 @app.command("resolve")
 def resolve(
     incident_id: uuid.UUID,
     note: Annotated[str, typer.Option("--note", "-m")] = "",
-    by: str = getpass.getuser(),
+    by: By = getpass.getuser(),
+    wait: Wait = 10.0,
 ) -> None:
     """Resolve: stops every SLA timer of the incident."""
-    _run(lambda db: views.act(db, incident_id, "resolve", utcnow(), by, note))
-    console.print(f"incident {incident_id} resolved")
+    _send(incident_id, "resolve", by, wait, note)
 
 
 @app.command("note")
@@ -117,8 +172,8 @@ def note(
         str, typer.Option(help="note, contacted (stops the 6 h contact clock), "
                           "partner_response (starts a 24 h clock), reply (stops it)")
     ] = "note",
-    by: str = getpass.getuser(),
+    by: By = getpass.getuser(),
+    wait: Wait = 10.0,
 ) -> None:  # fmt: skip
     """Add a note; `--kind` records contact with the partner for the SLA."""
-    _run(lambda db: views.act(db, incident_id, "note", utcnow(), by, text, kind))
-    console.print(f"note added to incident {incident_id}")
+    _send(incident_id, "note", by, wait, text, kind)

@@ -40,6 +40,8 @@ class StreamSpec:
 STREAMS: tuple[StreamSpec, ...] = (
     StreamSpec("COURIER_FILES", ("courier.file.>",)),
     StreamSpec("COURIER_IMPORTS", ("courier.import.>",)),
+    # What people ask the monitor to do with an incident (acknowledge, resolve, note).
+    StreamSpec("COURIER_INCIDENTS", ("courier.incident.>",)),
     StreamSpec("COURIER_EXPORTS", ("courier.export.>",)),
     StreamSpec("COURIER_ALERTS", ("courier.alert.>",)),
 )

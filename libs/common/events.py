@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -20,6 +20,9 @@ IMPORT_COMPLETED = "courier.import.completed"
 IMPORT_FAILED = "courier.import.failed"
 IMPORT_DECIDE = "courier.import.decide"
 EXPORT_DELIVERED = "courier.export.delivered"
+EXPORT_RUN = "courier.export.run"
+EXPORT_REDELIVER = "courier.export.redeliver"
+INCIDENT_ACT = "courier.incident.act"
 ALERT_RAISED = "courier.alert.raised"
 # Core NATS, no stream, no payload: the monitor committed notices, the notifier may look
 # now instead of at its next poll.
@@ -186,6 +189,62 @@ class ImportDecide(Event):
     by: str
 
 
+# What a note on an incident records; some kinds move the partner SLA clocks.
+NoteKind = Literal["note", "contacted", "partner_response", "reply"]
+
+
+class IncidentAct(Event):
+    """A command: a person acknowledges, resolves or adds a note to an incident; the
+    monitor carries it out.
+
+    Sent by the console and the CLI through the outbox; the monitor owns incidents and
+    their SLA timers, so it alone changes them. The action takes effect as of
+    `occurred_at` (when the person acted), and that moment with `by` marks the change
+    it made: a redelivered command finds it made and changes nothing.
+    """
+
+    subject: ClassVar[str] = INCIDENT_ACT
+
+    incident_id: uuid.UUID
+    action: Literal["ack", "resolve", "note"]
+    by: str = Field(min_length=1, max_length=100)
+    # The note's text (a resolve's closing note; empty: "resolved").
+    text: str = ""
+    note_kind: NoteKind = "note"
+
+
+class ExportRun(Event):
+    """A command: a person asks for the period of an export spec that holds `day` to be
+    exported now; the exporter carries it out.
+
+    Sent by the CLI through the outbox; the exporter owns exports, so it alone creates,
+    builds and delivers them. A period has one export (unique on spec and period), so a
+    redelivered command makes no second file.
+    """
+
+    subject: ClassVar[str] = EXPORT_RUN
+
+    spec_id: uuid.UUID
+    tenant_id: uuid.UUID
+    day: date
+    by: str
+
+
+class ExportRedeliver(Event):
+    """A command: a person asks for a built export to be delivered again to all its
+    destinations, with a fresh window; the exporter carries it out.
+
+    Sent by the CLI through the outbox. A delivery round started at or after
+    `occurred_at` answers it, so a redelivered command starts no second round.
+    """
+
+    subject: ClassVar[str] = EXPORT_REDELIVER
+
+    export_id: uuid.UUID
+    tenant_id: uuid.UUID
+    by: str
+
+
 EVENT_TYPES: dict[str, type[Event]] = {
     cls.subject: cls
     for cls in (
@@ -194,6 +253,9 @@ EVENT_TYPES: dict[str, type[Event]] = {
         ImportCompleted,
         ImportFailed,
         ImportDecide,
+        IncidentAct,
+        ExportRun,
+        ExportRedeliver,
         ExportDelivered,
         FileDownloaded,
         AlertRaised,

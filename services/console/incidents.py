@@ -1,5 +1,9 @@
-"""Incidents in the console and the CLI: views, the actions people take (acknowledge,
-resolve, note), and the JSON API routes for them."""
+"""Incidents in the console and the CLI: views, and the JSON API routes to read them and
+to act on them.
+
+An action (acknowledge, resolve, note) is sent to the monitor as a command, since the
+monitor owns incidents and their SLA timers; the console never changes an incident itself.
+"""
 
 from __future__ import annotations
 
@@ -11,17 +15,10 @@ from fastapi import APIRouter, HTTPException, Query, Request
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm import selectinload
 
-from courier.common.db.base import utcnow
-from courier.common.db.engine import Database
-from courier.common.db.models_incidents import (
-    NOTE_KINDS,
-    Incident,
-    Notification,
-    SlaPolicy,
-)
-from courier.common.settings import get_settings
+from courier.common import incident_actions
+from courier.common.db.models_incidents import Incident, Notification
+from courier.common.events import NoteKind
 
 
 class NoteView(BaseModel):
@@ -74,22 +71,42 @@ class IncidentSummary(BaseModel):
     resolved_at: datetime | None
 
 
+class PendingActionView(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    action: str
+    by: str
+    requested_at: datetime
+    # False while the command waits in the outbox (the bus was not reachable).
+    sent: bool
+
+
 class IncidentDetail(IncidentSummary):
     details: dict[str, Any]
     notes: list[NoteView]
     timers: list[TimerView]
     deliveries: list[DeliveryView]
+    # Actions people asked for that the monitor has not carried out yet.
+    pending_actions: list[PendingActionView] = []
 
 
 class NoteIn(BaseModel):
     text: str = Field(min_length=1)
-    kind: str = Field(default="note", pattern=f"^({'|'.join(NOTE_KINDS)})$")
-    author: str = "console"
+    kind: NoteKind = "note"
+    author: str = Field(default="console", min_length=1, max_length=100)
 
 
 class ActorIn(BaseModel):
-    by: str = "console"
+    by: str = Field(default="console", min_length=1, max_length=100)
     note: str | None = None
+
+
+class ActionOut(BaseModel):
+    incident_id: uuid.UUID
+    action: str
+    # The incident's state when the action was sent (the monitor changes it).
+    state: str
+    message: str
 
 
 class IncidentError(Exception):
@@ -118,11 +135,7 @@ async def list_incidents(
 
 
 async def _load(session: AsyncSession, incident_id: uuid.UUID) -> Incident:
-    incident = await session.scalar(
-        select(Incident)
-        .where(Incident.id == incident_id)
-        .options(selectinload(Incident.notes), selectinload(Incident.timers))
-    )
+    incident = await incident_actions.find(session, incident_id)
     if incident is None:
         raise IncidentError(f"no incident {incident_id}")
     return incident
@@ -142,29 +155,11 @@ async def incident_detail(session: AsyncSession, incident_id: uuid.UUID) -> Inci
         notes=[NoteView.model_validate(n) for n in incident.notes],
         timers=[TimerView.model_validate(t) for t in incident.timers],
         deliveries=[DeliveryView.model_validate(d) for d in deliveries],
+        pending_actions=[
+            PendingActionView.model_validate(p)
+            for p in await incident_actions.pending(session, incident)
+        ],
     )
-
-
-async def act(
-    db: Database, incident_id: uuid.UUID, action: str, now: datetime, by: str, text: str = "",
-    kind: str = "note",
-) -> IncidentDetail:  # fmt: skip
-    """acknowledge | resolve | note, in one transaction; returns the incident after it."""
-    async with db.transaction() as session:
-        incident = await _load(session, incident_id)
-        if action == "acknowledge":
-            if not incident.acknowledge(now, by):
-                raise IncidentError(
-                    f"incident is {incident.state}; only open ones are acknowledged"
-                )
-        elif action == "resolve":
-            if not incident.resolve(now, by, text or None):
-                raise IncidentError("incident is resolved already")
-        else:
-            policy = SlaPolicy.from_settings(get_settings())
-            incident.add_note(now, by, text, kind, policy)
-    async with db.session() as session:
-        return await incident_detail(session, incident_id)
 
 
 router = APIRouter(prefix="/api/incidents", tags=["incidents"])
@@ -194,26 +189,41 @@ async def api_show(request: Request, incident_id: uuid.UUID) -> IncidentDetail:
             raise HTTPException(404, str(exc)) from exc
 
 
-async def _act(request: Request, incident_id: uuid.UUID, action: str, **kw: Any) -> IncidentDetail:
+async def _act(
+    request: Request,
+    incident_id: uuid.UUID,
+    action: incident_actions.Action,
+    by: str,
+    text: str = "",
+    note_kind: NoteKind = "note",
+) -> ActionOut:
     try:
-        return await act(request.app.state.db, incident_id, action, utcnow(), **kw)
-    except IncidentError as exc:
-        code = 404 if str(exc).startswith("no incident") else 409
-        raise HTTPException(code, str(exc)) from exc
-    except ValueError as exc:
-        raise HTTPException(422, str(exc)) from exc
+        async with request.app.state.db.transaction() as session:
+            await incident_actions.request(session, incident_id, action, by, text, note_kind)
+            state = (await _load(session, incident_id)).state
+    except incident_actions.ActionRefused as exc:
+        raise HTTPException(404 if exc.missing else 409, str(exc)) from exc
+    return ActionOut(
+        incident_id=incident_id,
+        action=action,
+        state=state,
+        message=(
+            f"{incident_actions.WHAT[action]} sent; the monitor carries it out "
+            "(follow the incident)"
+        ),
+    )
 
 
-@router.post("/{incident_id}/ack", response_model=IncidentDetail)
-async def api_ack(request: Request, incident_id: uuid.UUID, body: ActorIn) -> IncidentDetail:
-    return await _act(request, incident_id, "acknowledge", by=body.by)
+@router.post("/{incident_id}/ack", response_model=ActionOut, status_code=202)
+async def api_ack(request: Request, incident_id: uuid.UUID, body: ActorIn) -> ActionOut:
+    return await _act(request, incident_id, "ack", body.by)
 
 
-@router.post("/{incident_id}/resolve", response_model=IncidentDetail)
-async def api_resolve(request: Request, incident_id: uuid.UUID, body: ActorIn) -> IncidentDetail:
-    return await _act(request, incident_id, "resolve", by=body.by, text=body.note or "")
+@router.post("/{incident_id}/resolve", response_model=ActionOut, status_code=202)
+async def api_resolve(request: Request, incident_id: uuid.UUID, body: ActorIn) -> ActionOut:
+    return await _act(request, incident_id, "resolve", body.by, body.note or "")
 
 
-@router.post("/{incident_id}/notes", response_model=IncidentDetail)
-async def api_note(request: Request, incident_id: uuid.UUID, body: NoteIn) -> IncidentDetail:
-    return await _act(request, incident_id, "note", by=body.author, text=body.text, kind=body.kind)
+@router.post("/{incident_id}/notes", response_model=ActionOut, status_code=202)
+async def api_note(request: Request, incident_id: uuid.UUID, body: NoteIn) -> ActionOut:
+    return await _act(request, incident_id, "note", body.author, body.text, body.kind)

@@ -1,4 +1,5 @@
-"""Exporter process wiring: a loop that schedules due exports and works on them."""
+"""Exporter process wiring: a loop that schedules due exports and works on them, and
+durable consumers of the runs and redeliveries people ask for."""
 
 from __future__ import annotations
 
@@ -8,8 +9,10 @@ from datetime import timedelta
 
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from courier.common.events import ExportRedeliver, ExportRun
 from courier.common.runtime import Runtime
 from courier.common.tasks import uninterrupted
+from courier.exporter import commands
 from courier.exporter.worker import Exporter, Tuning
 
 
@@ -53,12 +56,15 @@ async def main(runtime: Runtime) -> None:
         try:
             await exporter.schedule()
             for export_id in await exporter.runnable():
-                if export_id not in working:
-                    task = asyncio.create_task(exporter.process(export_id))
-                    working[export_id] = task
-                    task.add_done_callback(lambda t, i=export_id: _done(i, t))
+                _work_on(export_id)
         except Exception:
             runtime.log.exception("export pass failed")
+
+    def _work_on(export_id: uuid.UUID) -> None:
+        if export_id not in working:
+            task = asyncio.create_task(exporter.process(export_id))
+            working[export_id] = task
+            task.add_done_callback(lambda t, i=export_id: _done(i, t))
 
     def _done(export_id: uuid.UUID, task: asyncio.Task[object]) -> None:
         working.pop(export_id, None)
@@ -67,4 +73,14 @@ async def main(runtime: Runtime) -> None:
                 "export processing failed", export_id=str(export_id), error=str(task.exception())
             )
 
+    async def on_run(cmd: ExportRun) -> None:
+        if (export_id := await commands.run(cmd, exporter)) is not None:
+            _work_on(export_id)
+
+    async def on_redeliver(cmd: ExportRedeliver) -> None:
+        if (export_id := await commands.redeliver(cmd, exporter)) is not None:
+            _work_on(export_id)
+
+    runtime.bus.consume(ExportRun, "exporter-runs", on_run)
+    runtime.bus.consume(ExportRedeliver, "exporter-redeliveries", on_redeliver)
     await runtime.run(_loop())

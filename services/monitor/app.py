@@ -17,10 +17,12 @@ from courier.common.events import (
     FileReceived,
     FileRejected,
     ImportFailed,
+    IncidentAct,
 )
 from courier.common.runtime import Runtime
 from courier.common.tasks import uninterrupted
-from courier.monitor import expectations, heartbeats, pickups, signals, sla
+from courier.common.uow import UnitOfWork
+from courier.monitor import actions, expectations, heartbeats, pickups, signals, sla
 from courier.monitor.incidents import publish_open_counts, release_deferred_pages
 
 PLAN_EVERY = timedelta(minutes=5)
@@ -121,5 +123,10 @@ async def main(runtime: Runtime) -> None:
     bus.consume(AlertRaised, "monitor-alerts", on_alert)
     bus.consume(ExportDelivered, "monitor-exports", on_delivered)
     bus.consume(FileDownloaded, "monitor-downloads", on_downloaded)
+    bus.consume(
+        IncidentAct,
+        "monitor-incident-actions",
+        lambda cmd: actions.act(cmd, UnitOfWork(db, runtime.storage), policy),
+    )
     bus.consume_advisories("monitor-advisories", on_advisory)
     await runtime.run(watch(runtime, policy))

@@ -75,29 +75,30 @@ async def test_declared_export_runs_lists_and_redelivers(
     assert seeded.exit_code == 0, seeded.output
 
     day = date.today() - timedelta(days=7)
-    ran = await _invoke(
-        cli, ["exports", "run", "payroll", "--tenant", "acme", "--period", str(day)]
-    )
-    assert ran.exit_code == 0, ran.output
-    assert "delivered" in ran.output
-    again = await _invoke(
-        cli, ["exports", "run", "payroll", "--tenant", "acme", "--period", str(day)]
-    )
-    assert again.exit_code == 1 and "exported already" in again.output
+    run = ["exports", "run", "payroll", "--tenant", "acme", "--period", str(day)]
+    async with running("exporter", settings):
+        ran = await _invoke(cli, run)
+        assert ran.exit_code == 0, ran.output
+        assert "delivered" in ran.output
+        again = await _invoke(cli, run)
+        assert again.exit_code == 1 and "exported already" in again.output
 
-    [export] = json.loads((await _invoke(cli, ["exports", "list", "--json"])).output)
-    name = export["file_name"]
-    assert name.startswith("payroll_") and export["rows"] > 0
-    pushed = sshd.home / name
-    assert pushed.exists()
-    lines = pushed.read_text().splitlines()
-    assert lines[0].startswith("employee_id,employee_name,work_date,start,end")
-    assert len(lines) == export["rows"] + 1
+        [export] = json.loads((await _invoke(cli, ["exports", "list", "--json"])).output)
+        name = export["file_name"]
+        assert name.startswith("payroll_") and export["rows"] > 0
+        pushed = sshd.home / name
+        assert pushed.exists()
+        lines = pushed.read_text().splitlines()
+        assert lines[0].startswith("employee_id,employee_name,work_date,start,end")
+        assert len(lines) == export["rows"] + 1
 
-    pushed.unlink()  # the vendor lost it
-    redone = await _invoke(cli, ["exports", "redeliver", export["id"]])
-    assert redone.exit_code == 0, redone.output
-    assert pushed.exists()
+        pushed.unlink()  # the vendor lost it
+        redone = await _invoke(cli, ["exports", "redeliver", export["id"]])
+        assert redone.exit_code == 0, redone.output
+        assert "delivered" in redone.output
+        assert pushed.exists()
+    missing = await _invoke(cli, ["exports", "run", "timesheets", "--tenant", "acme"])
+    assert missing.exit_code == 1 and "no export spec 'timesheets'" in missing.output
 
     base = f"http://127.0.0.1:{settings.console_port}"
     async with running("console", settings), httpx.AsyncClient(base_url=base) as h:

@@ -2,13 +2,9 @@
 
 from __future__ import annotations
 
-import asyncio
-import os
-import sys
 import uuid
 from datetime import date, timedelta
 from decimal import Decimal
-from pathlib import Path
 
 import httpx
 import pytest
@@ -20,8 +16,8 @@ from courier.common.uow import UnitOfWork
 from courier.console.api import create_app
 from courier.importer import apply, approval
 from tests.importer.conftest import load_import, records
+from tests.support.cli import bus_down, cli_env, courier
 from tests.support.fixtures_data import leave_csv
-from tests.support.infra import free_port
 from tests.support.services import eventually, running
 from tests.support.staged import staged
 
@@ -158,40 +154,19 @@ async def test_console_approval_is_carried_out_by_the_importer(
     assert await balances(db) == {"E1": Decimal("8.00")}
 
 
-def _cli_env(settings, **extra: str) -> dict[str, str]:
-    return {
-        **os.environ,
-        "COURIER_DATABASE_URL": settings.database_url,
-        "COURIER_STORAGE_URL": settings.storage_url,
-        "COURIER_NATS_URL": settings.nats_url,
-        "COURIER_NATS_NAMESPACE": settings.nats_namespace,
-        **extra,
-    }
-
-
-async def _cli(env: dict[str, str], *args: str) -> tuple[int, str]:
-    courier = str(Path(sys.executable).parent / "courier")
-    proc = await asyncio.create_subprocess_exec(
-        courier, *args, env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT
-    )
-    out, _ = await proc.communicate()
-    # Rich wraps long lines to the terminal width; compare the words.
-    return proc.returncode or 0, " ".join(out.decode().split())
-
-
 async def test_cli_approve_and_reject(settings, db, held, send) -> None:
     first = await send("leave_1.csv", leave_csv("E1,annual,8,2026-11-01"))
-    env = _cli_env(settings)
+    env = cli_env(settings)
     async with running("importer", settings):
-        code, out = await _cli(env, "imports", "approve", str(first.id), "--by", "ops")
+        code, out = await courier(env, "imports", "approve", str(first.id), "--by", "ops")
         assert code == 0, out
         assert "applied: completed" in out and "decided by ops" in out
 
         second = await send("leave_2.csv", leave_csv("E1,annual,9,2026-11-01"))
-        code, out = await _cli(env, "imports", "reject", str(second.id))
+        code, out = await courier(env, "imports", "reject", str(second.id))
         assert code == 0, out
         assert "change set discarded" in out
-        code, out = await _cli(env, "imports", "approve", str(second.id))
+        code, out = await courier(env, "imports", "approve", str(second.id))
         assert code == 1 and "not awaiting approval" in out
     assert await balances(db) == {"E1": Decimal("8.00")}
     # Downstream services hear of a CLI approval as of one made in the console.
@@ -209,11 +184,11 @@ async def test_decisions_made_while_the_importer_is_stopped_are_applied_once_whe
     assert (leave.status, roles.status) == ("awaiting_approval", "awaiting_approval")
 
     # The CLI, with the bus down: the decision is queued, and shown as pending.
-    down = _cli_env(settings, COURIER_NATS_URL=f"nats://127.0.0.1:{free_port()}")
-    code, out = await _cli(down, "imports", "approve", str(leave.id), "--by", "cli@acme")
+    down = bus_down(settings)
+    code, out = await courier(down, "imports", "approve", str(leave.id), "--by", "cli@acme")
     assert code == 0, out
     assert "approve queued: the bus is not reachable" in out
-    code, out = await _cli(down, "imports", "show", str(leave.id))
+    code, out = await courier(down, "imports", "show", str(leave.id))
     assert "decision pending: approve by cli@acme" in out and "queued" in out
     # The console, with no importer running; and a second click on the same import.
     transport = httpx.ASGITransport(app=create_app(db, storage))

@@ -17,7 +17,10 @@ from courier.common.db.models_incidents import Incident, Notice, ServiceHeartbea
 from courier.common.events import FileRejected
 from courier.common.settings import Settings
 from courier.common.specs import Expectation
+from courier.common.storage import Storage
+from courier.console.incidents import incident_detail
 from courier.monitor import expectations, heartbeats, signals, sla
+from tests.support.incidents import act
 
 POLICY = SlaPolicy()
 
@@ -97,18 +100,18 @@ async def test_an_sla_timer_fires_once_with_two_replicas_and_after_a_restart(
 
 
 async def test_contacting_the_partner_stops_the_clock_and_their_response_starts_a_24h_one(
-    db: Database, tenant: Tenant, clock: ManualClock
+    db: Database, storage: Storage, tenant: Tenant, clock: ManualClock
 ) -> None:
-    from courier.console.incidents import act
-
     await signals.on_file_rejected(db, _rejected(tenant, "a.csv"), clock.now(), POLICY)
     (incident,) = await _all(db)
     clock.advance(hours=2)
-    await act(db, incident.id, "note", clock.now(), "ana", "called payroll IT", "contacted")
+    await act(db, storage, incident.id, "note", clock.now(), "ana", "called payroll IT",
+              "contacted")  # fmt: skip
     clock.advance(hours=1)
-    detail = await act(
-        db, incident.id, "note", clock.now(), "ana", "they will resend", "partner_response"
-    )
+    await act(db, storage, incident.id, "note", clock.now(), "ana", "they will resend",
+              "partner_response")  # fmt: skip
+    async with db.session() as s:
+        detail = await incident_detail(s, incident.id)
     running = [t for t in detail.timers if t.stopped_at is None]
     assert [(t.kind, t.due_at) for t in running] == [("respond", clock.now() + timedelta(hours=24))]
     # The contact clock was stopped in time, so only the warning of the response clock is due.

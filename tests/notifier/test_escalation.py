@@ -14,12 +14,13 @@ from courier.common.db.engine import Database
 from courier.common.db.models import Tenant
 from courier.common.db.models_incidents import Incident, Notification, SlaPolicy
 from courier.common.settings import Settings
-from courier.console.incidents import act
+from courier.common.storage import Storage
 from courier.monitor.incidents import Signal, publish_open_counts, record_signals
 from courier.notifier.deliver import Channels, escalate_due, route_notices, send_due
 from courier.notifier.mail import smtp_mail
 from courier.notifier.rota import Rota, save_rota
 from courier.notifier.sms import SmsSender, sms_sender
+from tests.support.incidents import act
 from tests.support.paging import Mailbox, Sns, body
 from tests.support.paging_fixtures import ANA, BEN, CAI, CONTACT, ROTA
 
@@ -104,13 +105,19 @@ async def test_paging_stops_after_the_rotas_rounds(
 
 
 async def test_acknowledging_a_page_stops_its_escalation(
-    paging: Settings, db: Database, tenant: Tenant, rota: Rota, clock: ManualClock, sns: Sns
+    paging: Settings,
+    db: Database,
+    storage: Storage,
+    tenant: Tenant,
+    rota: Rota,
+    clock: ManualClock,
+    sns: Sns,
 ) -> None:
     channels = _channels(paging)
     (incident,) = await _open(db, tenant, clock)
     await _pass(db, clock, rota, paging, channels)
     clock.advance(minutes=5)
-    await act(db, incident.id, "acknowledge", clock.now(), "ana")
+    await act(db, storage, incident.id, "ack", clock.now(), "ana")
     clock.advance(minutes=30)
     await _pass(db, clock, rota, paging, channels)
     assert len(sns.to(ANA)) == 1

@@ -6,6 +6,7 @@ import asyncio
 import uuid
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -23,6 +24,7 @@ from courier.console.api import create_app
 from courier.monitor.incidents import Signal, record_signals
 from courier.notifier.rota import Rota
 from tests.support.paging_fixtures import ROTA
+from tests.support.services import eventually, running
 
 
 def test_the_rota_hands_over_at_local_time_and_honours_cover() -> None:
@@ -46,7 +48,13 @@ def test_a_rota_naming_an_unknown_person_is_refused() -> None:
 
 @pytest.fixture
 def cli_env(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> CliRunner:
-    monkeypatch.setenv("COURIER_DATABASE_URL", settings.database_url)
+    for name, value in (
+        ("DATABASE_URL", settings.database_url),
+        ("NATS_URL", settings.nats_url),
+        ("NATS_NAMESPACE", settings.nats_namespace),
+    ):
+        monkeypatch.setenv(f"COURIER_{name}", value)
+    monkeypatch.setenv("COLUMNS", "250")
     get_settings.cache_clear()
     yield CliRunner()
     get_settings.cache_clear()
@@ -83,42 +91,69 @@ async def test_oncall_apply_and_show_from_the_command_line(
 
 
 async def test_incidents_are_listed_acknowledged_noted_and_resolved_from_the_cli(
-    cli_env: CliRunner, db: Database, tenant: Tenant
+    cli_env: CliRunner, settings: Settings, db: Database, tenant: Tenant
 ) -> None:
     incident = str(await _incident(db, tenant))
     listed = await _cli(cli_env, ["incidents", "list", "--json"])
     assert incident in listed.output and "import_failed" in listed.output
-    assert (await _cli(cli_env, ["incidents", "ack", incident, "--by", "ana"])).exit_code == 0
-    again = await _cli(cli_env, ["incidents", "ack", incident])
-    assert again.exit_code == 1 and "only open ones" in again.output
-    note = ["incidents", "note", incident, "freed space on the volume"]
-    assert (await _cli(cli_env, note)).exit_code == 0
-    done = await _cli(cli_env, ["incidents", "resolve", incident, "-m", "re-imported"])
-    assert done.exit_code == 0
+    async with running("monitor", settings):
+        acked = await _cli(cli_env, ["incidents", "ack", incident, "--by", "ana"])
+        assert acked.exit_code == 0, acked.output
+        assert f"incident {incident} acknowledged by ana" in acked.output
+        assert "acknowledged x1" in acked.output  # the incident as it is now
+        again = await _cli(cli_env, ["incidents", "ack", incident])
+        assert again.exit_code == 1 and "only open ones" in again.output
+        note = ["incidents", "note", incident, "freed space on the volume"]
+        noted = await _cli(cli_env, note)
+        assert noted.exit_code == 0 and "note added by" in noted.output
+        wrong = await _cli(cli_env, [*note, "--kind", "gossip"])
+        assert wrong.exit_code == 1 and "note_kind" in wrong.output
+        done = await _cli(cli_env, ["incidents", "resolve", incident, "-m", "re-imported"])
+        assert done.exit_code == 0 and "resolved by" in done.output
     shown = await _cli(cli_env, ["incidents", "show", incident])
     assert "resolved" in shown.output and "freed space on the volume" in shown.output
-    assert "(stopped)" in shown.output
+    assert "re-imported" in shown.output and "(stopped)" in shown.output
+    missing = await _cli(cli_env, ["incidents", "ack", str(uuid.uuid4())])
+    assert missing.exit_code == 1 and "no incident" in missing.output
 
 
 async def test_the_console_api_acknowledges_and_resolves_incidents(
     settings: Settings, db: Database, tenant: Tenant
 ) -> None:
     incident = await _incident(db, tenant)
-    api = create_app(db, open_storage(settings.storage_url))
-    async with httpx.AsyncClient(
-        transport=httpx.ASGITransport(app=api), base_url="http://console"
-    ) as client:
-        listed = (await client.get("/api/incidents", params={"state": "open"})).json()
+    transport = httpx.ASGITransport(app=create_app(db, open_storage(settings.storage_url)))
+    async with (
+        running("monitor", settings),
+        httpx.AsyncClient(transport=transport, base_url="http://console") as http,
+    ):
+
+        async def state(wanted: str) -> dict[str, Any] | None:
+            shown = (await http.get(f"/api/incidents/{incident}")).json()
+            return shown if shown["state"] == wanted else None
+
+        listed = (await http.get("/api/incidents", params={"state": "open"})).json()
         assert [i["id"] for i in listed] == [str(incident)]
-        acked = await client.post(f"/api/incidents/{incident}/ack", json={"by": "ana"})
-        assert acked.status_code == 200 and acked.json()["state"] == "acknowledged"
-        noted = await client.post(
+        acked = await http.post(f"/api/incidents/{incident}/ack", json={"by": "ana"})
+        assert acked.status_code == 202, acked.text
+        assert acked.json()["state"] == "open"  # sent; the monitor acknowledges it
+        await eventually(lambda: state("acknowledged"))
+        again = await http.post(f"/api/incidents/{incident}/ack", json={"by": "ben"})
+        assert again.status_code == 409 and "only open ones" in again.json()["detail"]
+        noted = await http.post(
             f"/api/incidents/{incident}/notes", json={"text": "called Jo", "kind": "contacted"}
         )
-        assert noted.status_code == 200
-        resolved = await client.post(f"/api/incidents/{incident}/resolve", json={"by": "ana"})
-        assert resolved.json()["state"] == "resolved"
-        twice = await client.post(f"/api/incidents/{incident}/resolve", json={"by": "ana"})
-        assert twice.status_code == 409
-        missing = await client.get(f"/api/incidents/{uuid.uuid4()}")
+        assert noted.status_code == 202, noted.text
+        resolved = await http.post(f"/api/incidents/{incident}/resolve", json={"by": "ana"})
+        assert resolved.status_code == 202, resolved.text
+        done = await eventually(lambda: state("resolved"))
+        twice = await http.post(f"/api/incidents/{incident}/resolve", json={"by": "ana"})
+        assert twice.status_code == 409 and "resolved already" in twice.json()["detail"]
+        missing = await http.get(f"/api/incidents/{uuid.uuid4()}")
         assert missing.status_code == 404
+        missing = await http.post(f"/api/incidents/{uuid.uuid4()}/ack", json={"by": "ana"})
+        assert missing.status_code == 404 and "no incident" in missing.json()["detail"]
+    assert [(n["author"], n["kind"], n["text"]) for n in done["notes"]] == [
+        ("ana", "note", "acknowledged"),
+        ("console", "contacted", "called Jo"),
+        ("ana", "note", "resolved"),
+    ]

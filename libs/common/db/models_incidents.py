@@ -7,8 +7,9 @@ level) is a conditional UPDATE on a column that is NULL until it fires, so two r
 or a restarted one cannot fire it again; an open incident's cause is unique (`open_key`)
 so repeats fold into it instead of opening another.
 
-The incident's state changes live here, on the model, because the monitor, the console
-and the CLI all make them and must agree on what acknowledging or resolving stops.
+The incident's state changes live here, on the model, so the monitor's own rules (a late
+file, a heartbeat back) and people's actions (`courier.incident.act` commands, which the
+monitor carries out) agree on what acknowledging or resolving stops.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, get_args
 
 from sqlalchemy import (
     JSON,
@@ -31,6 +32,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from courier.common.db.base import Base, CreatedMixin, IdMixin, utcnow
+from courier.common.events import NoteKind
 
 BigId = BigInteger().with_variant(Integer(), "sqlite")
 
@@ -49,7 +51,7 @@ PARTNER_KINDS = frozenset(
     }
 )
 STATES = ("open", "acknowledged", "resolved")
-NOTE_KINDS = ("note", "contacted", "partner_response", "reply")
+NOTE_KINDS: tuple[str, ...] = get_args(NoteKind)
 
 
 def incident_class(kind: str) -> str:

@@ -1,0 +1,39 @@
+"""The `courier` command as an operator runs it: its own process, configured by environment."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+from pathlib import Path
+
+from courier.common.settings import Settings
+from tests.support.infra import free_port
+
+
+def cli_env(settings: Settings, **extra: str) -> dict[str, str]:
+    """The environment that points `courier` at the test's database, storage and bus."""
+    return {
+        **os.environ,
+        "COURIER_DATABASE_URL": settings.database_url,
+        "COURIER_STORAGE_URL": settings.storage_url,
+        "COURIER_NATS_URL": settings.nats_url,
+        "COURIER_NATS_NAMESPACE": settings.nats_namespace,
+        **extra,
+    }
+
+
+def bus_down(settings: Settings) -> dict[str, str]:
+    """The same, with the bus unreachable (nothing listens on its port)."""
+    return cli_env(settings, COURIER_NATS_URL=f"nats://127.0.0.1:{free_port()}")
+
+
+async def courier(env: dict[str, str], *args: str) -> tuple[int, str]:
+    """Run `courier ARGS…`; its exit code and output, words joined by single spaces."""
+    exe = str(Path(sys.executable).parent / "courier")
+    proc = await asyncio.create_subprocess_exec(
+        exe, *args, env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT
+    )
+    out, _ = await proc.communicate()
+    # Rich wraps long lines to the terminal width; compare the words.
+    return proc.returncode or 0, " ".join(out.decode().split())
