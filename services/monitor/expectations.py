@@ -217,14 +217,20 @@ async def close_due_windows(
 async def _close_batch(db: Database, now: datetime, policy: SlaPolicy) -> tuple[int, bool]:
     """Close one batch; returns how many windows it closed and whether the batch was full."""
     async with db.transaction() as session:
-        due = (
-            select(ExpectationWindow.id)
-            .where(ExpectationWindow.state == "open", ExpectationWindow.closes_at <= now)
-            .order_by(ExpectationWindow.closes_at)
-            .limit(BATCH)
-            .with_for_update(skip_locked=True)
-            .scalar_subquery()
+        # Locked by a statement of its own: as a subquery of the UPDATE, PostgreSQL may
+        # run it again while rechecking a row another batch changed, and one batch would
+        # then take far more than BATCH windows.
+        due = list(
+            await session.scalars(
+                select(ExpectationWindow.id)
+                .where(ExpectationWindow.state == "open", ExpectationWindow.closes_at <= now)
+                .order_by(ExpectationWindow.closes_at)
+                .limit(BATCH)
+                .with_for_update(skip_locked=True)
+            )
         )
+        if not due:
+            return 0, False
         claimed = (
             await session.execute(
                 update(ExpectationWindow)
@@ -253,7 +259,7 @@ async def _close_batch(db: Database, now: datetime, policy: SlaPolicy) -> tuple[
         signals = [_missing(w, feed) for w, feed in pairs]
         opened = await record_signals(session, signals, now, policy)
         await _link(session, [(w.id, f"missing_file|{_cause(f)}") for w, f in pairs], opened)
-    return len(pairs), len(claimed) >= BATCH
+    return len(pairs), len(due) >= BATCH
 
 
 async def _link(
