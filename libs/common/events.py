@@ -20,9 +20,10 @@ IMPORT_COMPLETED = "courier.import.completed"
 IMPORT_FAILED = "courier.import.failed"
 EXPORT_DELIVERED = "courier.export.delivered"
 ALERT_RAISED = "courier.alert.raised"
-# Core NATS, no stream, no payload: the monitor committed notices, the notifier may look
-# now instead of at its next poll.
-NOTICES_READY = "courier.notice.ready"
+NOTICE_RAISED = "courier.notice.raised"
+# Notice ids one `NoticesRaised` carries at most: a busy minute commits thousands of
+# notices at once, and a message stays a few kilobytes.
+NOTICES_PER_EVENT = 1000
 
 
 def _now() -> datetime:
@@ -169,6 +170,28 @@ class AlertRaised(Event):
         return f"{self.kind}|{self.cause_key}|{self.occurred_at.isoformat()}"
 
 
+class NoticesRaised(Event):
+    """The monitor committed these notices (incident opened, SLA timer, window warning,
+    resolved); the notifier routes them to people. One event per committed batch."""
+
+    subject: ClassVar[str] = NOTICE_RAISED
+
+    notice_ids: list[int] = Field(min_length=1, max_length=NOTICES_PER_EVENT)
+
+    def dedupe_key(self) -> str:
+        ids = ",".join(map(str, self.notice_ids))
+        return f"{self.notice_ids[0]}|{hashlib.sha256(ids.encode()).hexdigest()}"
+
+    @classmethod
+    def batches(cls, notice_ids: list[int]) -> list[NoticesRaised]:
+        """The events announcing `notice_ids`, each within the size bound."""
+        ids = sorted(set(notice_ids))
+        return [
+            cls(notice_ids=ids[i : i + NOTICES_PER_EVENT])
+            for i in range(0, len(ids), NOTICES_PER_EVENT)
+        ]
+
+
 EVENT_TYPES: dict[str, type[Event]] = {
     cls.subject: cls
     for cls in (
@@ -179,5 +202,6 @@ EVENT_TYPES: dict[str, type[Event]] = {
         ExportDelivered,
         FileDownloaded,
         AlertRaised,
+        NoticesRaised,
     )
 }

@@ -19,17 +19,17 @@ from zoneinfo import ZoneInfo
 
 from croniter import croniter
 from pydantic import ValidationError
-from sqlalchemy import bindparam, func, insert, select, update
+from sqlalchemy import bindparam, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from courier.common.db.engine import Database
 from courier.common.db.models import Feed, Tenant
-from courier.common.db.models_incidents import ExpectationWindow, Notice, SlaPolicy
+from courier.common.db.models_incidents import ExpectationWindow, SlaPolicy
 from courier.common.events import FileReceived
 from courier.common.logging import get_logger
 from courier.common.patterns import matches
 from courier.common.specs import Expectation
-from courier.monitor.incidents import Opened, Signal, record_signals, resolve_open
+from courier.monitor.incidents import Opened, Signal, add_notices, record_signals, resolve_open
 
 log = get_logger(__name__)
 
@@ -382,6 +382,5 @@ async def warn_due_windows(db: Database, now: datetime) -> int:
                     },
                 }
             )
-        if notices:
-            await session.execute(insert(Notice.__table__), notices)
+        await add_notices(session, notices)
         return len(claimed)

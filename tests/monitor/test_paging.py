@@ -238,7 +238,7 @@ async def test_an_sla_breach_pages_once_across_a_monitor_restart_and_two_replica
     assert "platform" in breach[0]
 
 
-async def test_a_page_goes_out_when_the_monitor_nudges_a_notifier_that_would_poll_hourly(
+async def test_a_page_goes_out_as_the_monitor_commits_it_to_a_notifier_that_looks_hourly(
     paging: Settings,
     db: Database,
     bus: Bus,
