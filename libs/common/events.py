@@ -76,6 +76,11 @@ class FileRejected(Event):
     reason: str
     details: dict[str, Any] = Field(default_factory=dict)
     import_id: uuid.UUID | None = None
+    # The feed that took the file (None: no feed did, e.g. an unrecognised name), and
+    # when the file arrived: what an expected-file window is judged by.
+    feed_id: uuid.UUID | None = None
+    feed: str | None = None
+    received_at: datetime | None = None
 
     def dedupe_key(self) -> str:
         return f"{self.file_id}|{self.reason}"
@@ -100,6 +105,9 @@ class ImportCompleted(Event):
     name: str
     status: str
     counts: ImportCounts
+    feed_id: uuid.UUID | None = None
+    # When the file arrived (not when its import finished).
+    received_at: datetime | None = None
 
     def dedupe_key(self) -> str:
         return f"{self.import_id}|{self.status}"
@@ -112,10 +120,12 @@ class ImportFailed(Event):
     file_id: uuid.UUID
     tenant_id: uuid.UUID
     tenant: str
-    feed: str | None
+    feed: str | None = None
     name: str
     reason: str
     details: dict[str, Any] = Field(default_factory=dict)
+    feed_id: uuid.UUID | None = None
+    received_at: datetime | None = None
 
     def dedupe_key(self) -> str:
         return f"{self.file_id}|{self.import_id}"

@@ -18,8 +18,8 @@ from courier.common.events import (
     AlertRaised,
     ExportDelivered,
     FileDownloaded,
-    FileReceived,
     FileRejected,
+    ImportCompleted,
     ImportFailed,
 )
 from courier.common.outbox import flush_quietly
@@ -94,15 +94,18 @@ async def watch(runtime: Runtime, policy: SlaPolicy) -> None:
 async def main(runtime: Runtime) -> None:
     db, bus, policy = runtime.db, runtime.bus, SlaPolicy.from_settings(runtime.settings)
 
-    async def on_file(event: FileReceived) -> None:
-        if await expectations.on_file_received(db, event, runtime.clock.now()):
+    # The importer names the feed that took each file: what satisfies a window.
+    async def on_imported(event: ImportCompleted) -> None:
+        if await expectations.on_file_arrived(db, event, runtime.clock.now()):
             await announce(runtime)
 
     async def on_rejected(event: FileRejected) -> None:
+        await expectations.on_file_arrived(db, event, runtime.clock.now())
         await signals.on_file_rejected(db, event, runtime.clock.now(), policy)
         await announce(runtime)
 
     async def on_failed(event: ImportFailed) -> None:
+        await expectations.on_file_arrived(db, event, runtime.clock.now())
         await signals.on_import_failed(db, event, runtime.clock.now(), policy)
         await announce(runtime)
 
@@ -126,7 +129,7 @@ async def main(runtime: Runtime) -> None:
         await signals.on_max_deliveries(db, advisory, message, runtime.clock.now(), policy)
         await announce(runtime)
 
-    bus.consume(FileReceived, "monitor-files", on_file)
+    bus.consume(ImportCompleted, "monitor-imports", on_imported)
     bus.consume(FileRejected, "monitor-rejected", on_rejected)
     bus.consume(ImportFailed, "monitor-import-failed", on_failed)
     bus.consume(AlertRaised, "monitor-alerts", on_alert)
