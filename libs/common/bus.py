@@ -8,7 +8,6 @@ turns them into alerts instead of letting a message vanish.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -19,10 +18,7 @@ from nats.js.api import DeliverPolicy, RetentionPolicy, StorageType, StreamConfi
 from nats.js.errors import NotFoundError
 
 from courier.common.events import Event
-from courier.common.logging import get_logger
 from courier.common.settings import Settings
-
-log = get_logger(__name__)
 
 E = TypeVar("E", bound=Event)
 
@@ -43,14 +39,26 @@ STREAMS: tuple[StreamSpec, ...] = (
     # What people ask the monitor to do with an incident (acknowledge, resolve, note).
     StreamSpec("COURIER_INCIDENTS", ("courier.incident.>",)),
     StreamSpec("COURIER_EXPORTS", ("courier.export.>",)),
-    StreamSpec("COURIER_ALERTS", ("courier.alert.>",)),
+    # Alerts, and the notices the monitor raises from them for the notifier.
+    StreamSpec("COURIER_ALERTS", ("courier.alert.>", "courier.notice.>")),
 )
 ADVISORY_STREAM = "COURIER_ADVISORIES"
 
 
+def subject_matches(pattern: str, subject: str) -> bool:
+    """NATS wildcards: `*` is one token, a final `>` one or more."""
+    want, got = pattern.split("."), subject.split(".")
+    for i, token in enumerate(want):
+        if token == ">":
+            return len(got) > i
+        if i >= len(got) or (token != "*" and token != got[i]):
+            return False
+    return len(got) == len(want)
+
+
 def stream_for(subject: str) -> str:
     for spec in STREAMS:
-        if subject.startswith(spec.subjects[0][:-1]):
+        if any(subject_matches(pattern, subject) for pattern in spec.subjects):
             return spec.name
     raise ValueError(f"no stream holds subject {subject}")
 
@@ -202,28 +210,7 @@ class Bus:
             ack_policy=AckPolicy.NACK_ON_ERROR,
         )(_on_advisory)
 
-    # -------------------------------------------------------------- wake-ups
-
-    async def nudge(self, subject: str) -> None:
-        """Tell whoever polls for `subject`'s work to look now (core NATS, not stored).
-
-        Only for work that is also polled for: a nudge lost to a reconnect costs one poll
-        interval, never the work itself.
-        """
-        if not self._started:
-            return
-        try:
-            await self.broker.connection.publish(self.subject(subject), b"")
-        except Exception as exc:
-            log.warning("nudge not sent", subject=subject, error=str(exc))
-
-    async def on_nudge(self, subject: str, wake: asyncio.Event) -> None:
-        """Set `wake` whenever `subject` is nudged (call after `start`)."""
-
-        async def _on(_msg: Any) -> None:
-            wake.set()
-
-        await self.broker.connection.subscribe(self.subject(subject), cb=_on)
+    # -------------------------------------------------------------- read back
 
     async def fetch_message(self, stream: str, seq: int) -> dict[str, Any] | None:
         """Read back a stored message (for an advisory naming a stream sequence)."""

@@ -24,9 +24,10 @@ EXPORT_RUN = "courier.export.run"
 EXPORT_REDELIVER = "courier.export.redeliver"
 INCIDENT_ACT = "courier.incident.act"
 ALERT_RAISED = "courier.alert.raised"
-# Core NATS, no stream, no payload: the monitor committed notices, the notifier may look
-# now instead of at its next poll.
-NOTICES_READY = "courier.notice.ready"
+NOTICE_RAISED = "courier.notice.raised"
+# Notice ids one `NoticesRaised` carries at most: a busy minute commits thousands of
+# notices at once, and a message stays a few kilobytes.
+NOTICES_PER_EVENT = 1000
 
 
 def _now() -> datetime:
@@ -79,6 +80,11 @@ class FileRejected(Event):
     reason: str
     details: dict[str, Any] = Field(default_factory=dict)
     import_id: uuid.UUID | None = None
+    # The feed that took the file (None: no feed did, e.g. an unrecognised name), and
+    # when the file arrived: what an expected-file window is judged by.
+    feed_id: uuid.UUID | None = None
+    feed: str | None = None
+    received_at: datetime | None = None
 
     def dedupe_key(self) -> str:
         return f"{self.file_id}|{self.reason}"
@@ -103,6 +109,9 @@ class ImportCompleted(Event):
     name: str
     status: str
     counts: ImportCounts
+    feed_id: uuid.UUID | None = None
+    # When the file arrived (not when its import finished).
+    received_at: datetime | None = None
 
     def dedupe_key(self) -> str:
         return f"{self.import_id}|{self.status}"
@@ -115,10 +124,12 @@ class ImportFailed(Event):
     file_id: uuid.UUID
     tenant_id: uuid.UUID
     tenant: str
-    feed: str | None
+    feed: str | None = None
     name: str
     reason: str
     details: dict[str, Any] = Field(default_factory=dict)
+    feed_id: uuid.UUID | None = None
+    received_at: datetime | None = None
 
     def dedupe_key(self) -> str:
         return f"{self.file_id}|{self.import_id}"
@@ -245,6 +256,28 @@ class ExportRedeliver(Event):
     by: str
 
 
+class NoticesRaised(Event):
+    """The monitor committed these notices (incident opened, SLA timer, window warning,
+    resolved); the notifier routes them to people. One event per committed batch."""
+
+    subject: ClassVar[str] = NOTICE_RAISED
+
+    notice_ids: list[int] = Field(min_length=1, max_length=NOTICES_PER_EVENT)
+
+    def dedupe_key(self) -> str:
+        ids = ",".join(map(str, self.notice_ids))
+        return f"{self.notice_ids[0]}|{hashlib.sha256(ids.encode()).hexdigest()}"
+
+    @classmethod
+    def batches(cls, notice_ids: list[int]) -> list[NoticesRaised]:
+        """The events announcing `notice_ids`, each within the size bound."""
+        ids = sorted(set(notice_ids))
+        return [
+            cls(notice_ids=ids[i : i + NOTICES_PER_EVENT])
+            for i in range(0, len(ids), NOTICES_PER_EVENT)
+        ]
+
+
 EVENT_TYPES: dict[str, type[Event]] = {
     cls.subject: cls
     for cls in (
@@ -259,5 +292,6 @@ EVENT_TYPES: dict[str, type[Event]] = {
         ExportDelivered,
         FileDownloaded,
         AlertRaised,
+        NoticesRaised,
     )
 }

@@ -1,8 +1,8 @@
-"""Which feed takes a file: one rule, used by the importer, reported on its events.
+"""Which feed takes a file: one rule, so every service that asks gets the same answer.
 
-The enabled feeds of the tenant are tried in order of feed name; the first whose
-pattern matches the file name takes it. Overlapping patterns are therefore
-deterministic: `leave` is tried before `leave_backfill`.
+The first enabled feed of the tenant, in order of feed name, whose pattern matches the
+file name. Two feeds whose patterns both take a name do not share the file: the one
+whose name sorts first takes it, every time.
 """
 
 from __future__ import annotations
@@ -13,18 +13,23 @@ from typing import Protocol, TypeVar
 from courier.common.patterns import matches
 
 
-class _Feed(Protocol):
-    name: str
-    pattern: str
-    enabled: bool
+class FeedLike(Protocol):
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def pattern(self) -> str: ...
+
+    @property
+    def enabled(self) -> bool: ...
 
 
-F = TypeVar("F", bound=_Feed)
+F = TypeVar("F", bound=FeedLike)
 
 
 def match_feed(feeds: Iterable[F], name: str) -> F | None:
-    """The first enabled feed, by feed name, whose pattern takes `name`."""
-    for feed in sorted((f for f in feeds if f.enabled), key=lambda f: f.name):
+    """The feed (of one tenant's `feeds`) that takes a file called `name`, or None."""
+    for feed in sorted((f for f in feeds if f.enabled is True), key=lambda f: f.name):
         if matches(feed.pattern, name):
             return feed
     return None

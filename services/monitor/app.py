@@ -1,5 +1,10 @@
 """Monitor process wiring: consumers of the events that become incidents, and the loop
-that closes windows and fires SLA timers by the runtime's clock."""
+that closes windows and fires SLA timers by the runtime's clock.
+
+Whatever writes notices stages their `NoticesRaised` event in the same transaction;
+`announce` publishes it as soon as that transaction committed, so the notifier pages
+without waiting for the outbox relay's next pass.
+"""
 
 from __future__ import annotations
 
@@ -10,15 +15,15 @@ from typing import Any
 from courier.common.db.engine import is_sqlite
 from courier.common.db.models_incidents import SlaPolicy
 from courier.common.events import (
-    NOTICES_READY,
     AlertRaised,
     ExportDelivered,
     FileDownloaded,
-    FileReceived,
     FileRejected,
+    ImportCompleted,
     ImportFailed,
     IncidentAct,
 )
+from courier.common.outbox import flush_quietly
 from courier.common.runtime import Runtime
 from courier.common.tasks import uninterrupted
 from courier.common.uow import UnitOfWork
@@ -33,31 +38,37 @@ COUNT_EVERY_SECONDS = 30.0
 CLOSE_WORKERS = 3
 
 
+async def announce(runtime: Runtime) -> None:
+    """Publish the events just committed (notices for the notifier) without waiting for
+    the relay; if the bus refuses, the relay sends them later."""
+    await flush_quietly(runtime.db, runtime.bus.publish)
+
+
 async def tick(runtime: Runtime, now: datetime, policy: SlaPolicy) -> None:
     db, settings = runtime.db, runtime.settings
 
-    async def wake(_: int = 0) -> None:
-        await runtime.bus.nudge(NOTICES_READY)
+    async def committed(_: int = 0) -> None:
+        await announce(runtime)
 
-    # Each batch of closed windows wakes the notifier as soon as it is committed.
+    # Each batch of closed windows reaches the notifier as soon as it is committed.
     await expectations.close_due_windows(
-        db, now, policy, committed=wake, workers=1 if is_sqlite(db.url) else CLOSE_WORKERS
+        db, now, policy, committed=committed, workers=1 if is_sqlite(db.url) else CLOSE_WORKERS
     )
     if await expectations.warn_due_windows(db, now):
-        await wake()
+        await committed()
     if await sla.fire_due_timers(db, now):
-        await wake()
+        await committed()
     if await pickups.check_collections(db, now, policy):
-        await wake()
+        await committed()
     async with db.transaction() as session:
         released = await release_deferred_pages(session, now)
     if released:
-        await wake()
+        await committed()
     down, back = await heartbeats.check_heartbeats(
         db, now, timedelta(seconds=settings.heartbeat_timeout_seconds), policy
     )
     if down or back:
-        await wake()
+        await committed()
 
 
 async def watch(runtime: Runtime, policy: SlaPolicy) -> None:
@@ -85,39 +96,42 @@ async def watch(runtime: Runtime, policy: SlaPolicy) -> None:
 async def main(runtime: Runtime) -> None:
     db, bus, policy = runtime.db, runtime.bus, SlaPolicy.from_settings(runtime.settings)
 
-    # Handlers that may write notices nudge the notifier after their commit.
-    async def on_file(event: FileReceived) -> None:
-        await expectations.on_file_received(db, event, runtime.clock.now())
-        await bus.nudge(NOTICES_READY)
+    # The importer names the feed that took each file: what satisfies a window.
+    async def on_imported(event: ImportCompleted) -> None:
+        if await expectations.on_file_arrived(db, event, runtime.clock.now()):
+            await announce(runtime)
 
     async def on_rejected(event: FileRejected) -> None:
+        await expectations.on_file_arrived(db, event, runtime.clock.now())
         await signals.on_file_rejected(db, event, runtime.clock.now(), policy)
-        await bus.nudge(NOTICES_READY)
+        await announce(runtime)
 
     async def on_failed(event: ImportFailed) -> None:
+        await expectations.on_file_arrived(db, event, runtime.clock.now())
         await signals.on_import_failed(db, event, runtime.clock.now(), policy)
-        await bus.nudge(NOTICES_READY)
+        await announce(runtime)
 
     async def on_alert(event: AlertRaised) -> None:
         await signals.on_alert(db, event, runtime.clock.now(), policy)
-        await bus.nudge(NOTICES_READY)
+        await announce(runtime)
 
     async def on_delivered(event: ExportDelivered) -> None:
-        await signals.on_export_delivered(db, event, runtime.clock.now())
+        if await signals.on_export_delivered(db, event, runtime.clock.now()):
+            await announce(runtime)
         await pickups.watch_delivery(db, event, runtime.clock.now())
 
     async def on_downloaded(event: FileDownloaded) -> None:
         if await pickups.on_downloaded(db, event, runtime.clock.now()):
-            await bus.nudge(NOTICES_READY)
+            await announce(runtime)
 
     async def on_advisory(advisory: dict[str, Any]) -> None:
         message = None
         if advisory.get("stream") and advisory.get("stream_seq"):
             message = await bus.fetch_message(advisory["stream"], int(advisory["stream_seq"]))
         await signals.on_max_deliveries(db, advisory, message, runtime.clock.now(), policy)
-        await bus.nudge(NOTICES_READY)
+        await announce(runtime)
 
-    bus.consume(FileReceived, "monitor-files", on_file)
+    bus.consume(ImportCompleted, "monitor-imports", on_imported)
     bus.consume(FileRejected, "monitor-rejected", on_rejected)
     bus.consume(ImportFailed, "monitor-import-failed", on_failed)
     bus.consume(AlertRaised, "monitor-alerts", on_alert)

@@ -1,6 +1,6 @@
 """Expected-file windows: laid out ahead from each feed's `expect` cron, satisfied by a
-matching file, warned about before they close and turned into `missing_file` when they
-close empty.
+file the importer took for the feed, warned about before they close and turned into
+`missing_file` when they close empty.
 
 A window is [due - window, due + window]: a file may come early by as much as it may come
 late. Dates in `skip_dates` and (optionally) weekends, both in the feed's time zone, get
@@ -19,17 +19,16 @@ from zoneinfo import ZoneInfo
 
 from croniter import croniter
 from pydantic import ValidationError
-from sqlalchemy import bindparam, func, insert, select, update
+from sqlalchemy import bindparam, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from courier.common.db.engine import Database
-from courier.common.db.models import Feed, Tenant
-from courier.common.db.models_incidents import ExpectationWindow, Notice, SlaPolicy
-from courier.common.events import FileReceived
+from courier.common.db.models import Feed, ReceivedFile, Tenant
+from courier.common.db.models_incidents import ExpectationWindow, SlaPolicy
+from courier.common.events import FileRejected, ImportCompleted, ImportFailed
 from courier.common.logging import get_logger
-from courier.common.patterns import matches
 from courier.common.specs import Expectation
-from courier.monitor.incidents import Opened, Signal, record_signals, resolve_open
+from courier.monitor.incidents import Opened, Signal, add_notices, record_signals, resolve_open
 
 log = get_logger(__name__)
 
@@ -112,60 +111,95 @@ async def plan_windows(db: Database, now: datetime, horizon: timedelta) -> int:
     return added
 
 
-async def feeds_matching(session: AsyncSession, event: FileReceived) -> list[Feed]:
-    feeds = await session.scalars(
-        select(Feed).where(Feed.tenant_id == event.tenant_id, Feed.enabled.is_(True))
+Arrived = ImportCompleted | ImportFailed | FileRejected
+"""What the importer says about a file: each names the feed that took it (if any)."""
+
+
+async def _feed_of(session: AsyncSession, event: Arrived) -> Feed | None:
+    """The feed the importer chose (`feed_id`; by tenant and feed name from an importer
+    that does not send the id yet). The monitor never matches names itself."""
+    if event.feed_id is not None:
+        feed = await session.get(Feed, event.feed_id)
+        return feed if feed is not None and feed.tenant_id == event.tenant_id else None
+    if not event.feed:
+        return None
+    return await session.scalar(
+        select(Feed).where(Feed.tenant_id == event.tenant_id, Feed.name == event.feed)
     )
-    return [f for f in feeds if matches(f.pattern, event.name)]
 
 
-async def on_file_received(db: Database, event: FileReceived, now: datetime) -> list[str]:
-    """Satisfy the latest window of the file's feed that has opened; a file for a window
-    that already closed resolves its `missing_file` incident with a note."""
-    done: list[str] = []
-    received = event.occurred_at
+async def _received_at(session: AsyncSession, event: Arrived) -> datetime:
+    """When the file arrived: from the event, else the ledger, else the event's time."""
+    if event.received_at is not None:
+        return event.received_at
+    row = await session.get(ReceivedFile, event.file_id)
+    return row.received_at if row is not None else event.occurred_at
+
+
+async def on_file_arrived(db: Database, event: Arrived, now: datetime) -> list[str]:
+    """A file the importer took for a feed (imported, held, a duplicate, even rejected
+    for its content: it came) satisfies the latest window of that feed that had opened
+    when it arrived; a file for a window that already closed resolves its
+    `missing_file` incident with a note. A file no feed took satisfies nothing.
+
+    The same file reported again (its rejection and its failure, an approval after
+    the hold, a redelivery) changes nothing: a window already names it.
+    """
     async with db.transaction() as session:
-        for feed in await feeds_matching(session, event):
-            window = await session.scalar(
-                select(ExpectationWindow)
+        feed = await _feed_of(session, event)
+        if feed is None:
+            return []
+        received = await _received_at(session, event)
+        window = await session.scalar(
+            select(ExpectationWindow)
+            .where(
+                ExpectationWindow.feed_id == feed.id,
+                ExpectationWindow.state.in_(("open", "missed")),
+                ExpectationWindow.opens_at <= received,
+            )
+            .order_by(ExpectationWindow.due_at.desc())
+            .limit(1)
+            .with_for_update()
+        )
+        # Asked with the window locked, so a report of the same file in flight elsewhere
+        # has committed (or not started) by now.
+        seen = await session.scalar(
+            select(ExpectationWindow.id)
+            .where(ExpectationWindow.feed_id == feed.id, ExpectationWindow.file_id == event.file_id)
+            .limit(1)
+        )
+        if window is None or seen is not None:
+            return []
+        missed = window.state == "missed"
+        window.state, window.satisfied_at = "satisfied", received
+        window.file_id, window.file_name = event.file_id, event.name
+        # Earlier missed windows of this feed are covered by the same (late) file.
+        earlier = (
+            await session.scalars(
+                update(ExpectationWindow)
                 .where(
                     ExpectationWindow.feed_id == feed.id,
-                    ExpectationWindow.state.in_(("open", "missed")),
-                    ExpectationWindow.opens_at <= received,
+                    ExpectationWindow.state == "missed",
+                    ExpectationWindow.due_at < window.due_at,
                 )
-                .order_by(ExpectationWindow.due_at.desc())
-                .limit(1)
-                .with_for_update()
+                .values(state="satisfied", satisfied_at=received, file_id=event.file_id)
+                .returning(ExpectationWindow.id)
+                .execution_options(synchronize_session=False)
             )
-            if window is None:
-                continue
-            late = window.state == "missed"
-            window.state, window.satisfied_at = "satisfied", received
-            window.file_id, window.file_name = event.file_id, event.name
-            # Earlier missed windows of this feed are covered by the same (late) file.
-            earlier = (
-                await session.scalars(
-                    update(ExpectationWindow)
-                    .where(
-                        ExpectationWindow.feed_id == feed.id,
-                        ExpectationWindow.state == "missed",
-                        ExpectationWindow.due_at < window.due_at,
-                    )
-                    .values(state="satisfied", satisfied_at=received, file_id=event.file_id)
-                    .returning(ExpectationWindow.id)
-                    .execution_options(synchronize_session=False)
-                )
-            ).all()
-            if late or earlier:
-                note = (
-                    f"late file {event.name} arrived {received:%Y-%m-%d %H:%M} UTC "
-                    f"for the window due {window.due_at:%Y-%m-%d %H:%M} UTC"
-                )
-                await resolve_open(session, [f"missing_file|{_cause(feed)}"], now, "monitor", note)
-                done.append(f"resolved:{feed.name}")
-            else:
-                done.append(f"satisfied:{feed.name}")
-    return done
+        ).all()
+        if not (missed or earlier):
+            return [f"satisfied:{feed.name}"]
+        due = f"the window due {window.due_at:%Y-%m-%d %H:%M} UTC"
+        if missed and received <= window.closes_at:
+            # On time, but its import finished only after the window had closed.
+            note = (
+                f"file {event.name} arrived {received:%Y-%m-%d %H:%M} UTC, within {due}; "
+                "it was processed after the window closed"
+            )
+        else:
+            note = f"late file {event.name} arrived {received:%Y-%m-%d %H:%M} UTC for {due}"
+        await resolve_open(session, [f"missing_file|{_cause(feed)}"], now, "monitor", note)
+        return [f"resolved:{feed.name}"]
 
 
 # What a `missing_file` signal says about its feed, read as plain columns (no ORM objects).
@@ -217,14 +251,20 @@ async def close_due_windows(
 async def _close_batch(db: Database, now: datetime, policy: SlaPolicy) -> tuple[int, bool]:
     """Close one batch; returns how many windows it closed and whether the batch was full."""
     async with db.transaction() as session:
-        due = (
-            select(ExpectationWindow.id)
-            .where(ExpectationWindow.state == "open", ExpectationWindow.closes_at <= now)
-            .order_by(ExpectationWindow.closes_at)
-            .limit(BATCH)
-            .with_for_update(skip_locked=True)
-            .scalar_subquery()
+        # Locked by a statement of its own: as a subquery of the UPDATE, PostgreSQL may
+        # run it again while rechecking a row another batch changed, and one batch would
+        # then take far more than BATCH windows.
+        due = list(
+            await session.scalars(
+                select(ExpectationWindow.id)
+                .where(ExpectationWindow.state == "open", ExpectationWindow.closes_at <= now)
+                .order_by(ExpectationWindow.closes_at)
+                .limit(BATCH)
+                .with_for_update(skip_locked=True)
+            )
         )
+        if not due:
+            return 0, False
         claimed = (
             await session.execute(
                 update(ExpectationWindow)
@@ -253,7 +293,7 @@ async def _close_batch(db: Database, now: datetime, policy: SlaPolicy) -> tuple[
         signals = [_missing(w, feed) for w, feed in pairs]
         opened = await record_signals(session, signals, now, policy)
         await _link(session, [(w.id, f"missing_file|{_cause(f)}") for w, f in pairs], opened)
-    return len(pairs), len(claimed) >= BATCH
+    return len(pairs), len(due) >= BATCH
 
 
 async def _link(
@@ -376,6 +416,5 @@ async def warn_due_windows(db: Database, now: datetime) -> int:
                     },
                 }
             )
-        if notices:
-            await session.execute(insert(Notice.__table__), notices)
+        await add_notices(session, notices)
         return len(claimed)

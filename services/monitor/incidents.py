@@ -1,6 +1,10 @@
 """Signals in, incidents out: a new cause opens an incident (with its SLA timers and an
 "opened" notice for the notifier); the same cause while it is open only counts again.
 
+Every notice is written through `add_notices`, which stages the `NoticesRaised` event
+announcing it in the same transaction: the notifier hears of exactly the notices that
+committed, through the outbox, and never looks for them itself.
+
 Works in batches because a busy minute (thousands of windows closing together) must page
 within seconds: one query finds the open incidents of every cause in the batch, one finds
 the events already counted, and the inserts go out together.
@@ -29,8 +33,10 @@ from courier.common.db.models_incidents import (
     incident_payload,
     sla_timers_for,
 )
+from courier.common.events import NoticesRaised
 from courier.common.logging import get_logger
 from courier.common.metrics import INCIDENTS_OPEN, INCIDENTS_OPENED
+from courier.common.outbox import stage
 
 log = get_logger(__name__)
 
@@ -61,13 +67,25 @@ class Signal:
         return f"{self.kind}|{self.cause_key}"
 
 
-def notice(incident: Incident, reason: str, now: datetime, **extra: Any) -> Notice:
-    return Notice(
-        incident_id=incident.id,
-        reason=reason,
-        payload={**incident.payload(), **extra},
-        created_at=now,
+def notice(incident: Incident, reason: str, now: datetime, **extra: Any) -> dict[str, Any]:
+    """A notice row about `incident`, for `add_notices`."""
+    return {
+        "incident_id": incident.id,
+        "reason": reason,
+        "payload": {**incident.payload(), **extra},
+        "created_at": now,
+    }
+
+
+async def add_notices(session: AsyncSession, rows: Sequence[dict[str, Any]]) -> list[int]:
+    """Insert notices and stage the events that hand them to the notifier; their ids."""
+    if not rows:
+        return []
+    ids = list(
+        await session.scalars(insert(Notice.__table__).returning(Notice.__table__.c.id), rows)
     )
+    stage(session, *NoticesRaised.batches(ids))
+    return ids
 
 
 @dataclass(frozen=True)
@@ -132,16 +150,15 @@ async def record_signals(
                 for kind, due, warn in sla_timers_for(r["incident_class"], now, policy)
             ],
         )
-        paged = [r for r in rows if r["paged_at"] is not None]
-        if paged:
-            await session.execute(
-                insert(Notice.__table__),
-                [
-                    {"incident_id": r["id"], "reason": "opened", "created_at": now,
-                     "payload": incident_payload(r)}
-                    for r in paged
-                ],
-            )  # fmt: skip
+        await add_notices(
+            session,
+            [
+                {"incident_id": r["id"], "reason": "opened", "created_at": now,
+                 "payload": incident_payload(r)}
+                for r in rows
+                if r["paged_at"] is not None
+            ],
+        )  # fmt: skip
         log.info("incidents opened", count=len(rows), kinds=sorted({r["kind"] for r in rows}))
         for r in rows:
             INCIDENTS_OPENED.labels(r["kind"]).inc()
@@ -231,12 +248,14 @@ async def resolve_open(
     incidents = list(
         await session.scalars(select(Incident).where(Incident.open_key.in_(set(open_keys))))
     )
+    notices = []
     for incident in incidents:
         await session.refresh(incident, ["notes", "timers"])
         if incident.resolve(now, by, note):
             if incident.incident_class == "partner" and incident.paged_at is not None:
-                session.add(notice(incident, "resolved", now, note=note))
+                notices.append(notice(incident, "resolved", now, note=note))
             log.info("incident resolved", incident_id=str(incident.id), note=note)
+    await add_notices(session, notices)
     return incidents
 
 
@@ -252,7 +271,7 @@ async def release_deferred_pages(session: AsyncSession, now: datetime) -> int:
     )
     for incident in due:
         incident.paged_at = now
-        session.add(notice(incident, "opened", now))
+    await add_notices(session, [notice(incident, "opened", now) for incident in due])
     return len(due)
 
 

@@ -8,6 +8,7 @@ UPDATE matched sends the notice and the other sees nothing left to do.
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -16,7 +17,7 @@ from courier.common.db.engine import Database
 from courier.common.db.models_incidents import Incident, SlaTimer
 from courier.common.logging import get_logger
 from courier.common.metrics import SLA_TIMERS_FIRED
-from courier.monitor.incidents import notice
+from courier.monitor.incidents import add_notices, notice
 
 log = get_logger(__name__)
 
@@ -43,6 +44,7 @@ async def _claim(session: AsyncSession, column: str, due_column: str, now: datet
 async def fire_due_timers(db: Database, now: datetime) -> list[tuple[str, str]]:
     """Warn and breach every timer whose moment has come; returns (stage, incident id)."""
     fired: list[tuple[str, str]] = []
+    notices: list[dict[str, Any]] = []
     async with db.transaction() as session:
         for stage, column, due_column in (
             ("sla_breach", "breached_at", "due_at"),
@@ -67,7 +69,7 @@ async def fire_due_timers(db: Database, now: datetime) -> list[tuple[str, str]]:
                 )
             ).all()
             for timer, incident in rows:
-                session.add(
+                notices.append(
                     notice(
                         incident,
                         stage,
@@ -88,4 +90,5 @@ async def fire_due_timers(db: Database, now: datetime) -> list[tuple[str, str]]:
                     incident_id=str(incident.id),
                     tenant=incident.tenant,
                 )
+        await add_notices(session, notices)
     return fired

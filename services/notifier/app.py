@@ -1,7 +1,7 @@
-"""Notifier process wiring: routing and sending run as two loops by the runtime's clock,
-so one batch is sent while the next is routed. Routing looks at once when the monitor
-nudges over the bus (it committed notices), sending when routing planned messages;
-each also polls, so a lost nudge costs a poll interval and nothing else."""
+"""Notifier process wiring: a durable consumer routes the notices each
+`courier.notice.raised` names; sending and escalation are loops over the notifier's own
+tables by the runtime's clock. Routing wakes the send loop at once, so one batch is sent
+while the next is routed."""
 
 from __future__ import annotations
 
@@ -9,13 +9,15 @@ import asyncio
 import contextlib
 from collections.abc import Awaitable, Callable
 
-from courier.common.events import NOTICES_READY
+from courier.common.events import NoticesRaised
 from courier.common.runtime import Runtime
 from courier.common.tasks import uninterrupted
 from courier.notifier.deliver import Channels, escalate_due, route_notices, send_due
 from courier.notifier.mail import smtp_mail
 from courier.notifier.rota import load_rota
 from courier.notifier.sms import sms_sender
+
+ROUTER = "notifier-notices"
 
 
 async def loop(runtime: Runtime, wake: asyncio.Event, step: Callable[[], Awaitable[bool]]) -> None:
@@ -30,27 +32,28 @@ async def loop(runtime: Runtime, wake: asyncio.Event, step: Callable[[], Awaitab
             await asyncio.wait_for(wake.wait(), runtime.settings.notifier_tick_seconds)
 
 
-async def dispatch(runtime: Runtime, channels: Channels) -> None:
+async def main(runtime: Runtime) -> None:
     db, settings, clock = runtime.db, runtime.settings, runtime.clock
-    notices, messages = asyncio.Event(), asyncio.Event()
-    await runtime.bus.on_nudge(NOTICES_READY, notices)
+    channels = Channels(sms=sms_sender(settings), mail=smtp_mail(settings))
+    messages = asyncio.Event()
 
-    async def route() -> bool:
-        now = clock.now()
+    async def on_notices(event: NoticesRaised) -> None:
         async with db.session() as session:
             rota = await load_rota(session)
-        planned = await route_notices(db, now, rota, settings)
-        planned += await escalate_due(db, now, rota, settings)
-        if planned:
+        if await route_notices(db, clock.now(), rota, settings, event.notice_ids):
             messages.set()
-        return bool(planned)
+
+    async def escalate() -> bool:
+        async with db.session() as session:
+            rota = await load_rota(session)
+        escalated = await escalate_due(db, clock.now(), rota, settings)
+        if escalated:
+            messages.set()
+        return bool(escalated)
 
     async def send() -> bool:
         return bool(await send_due(db, clock.now(), channels, settings, clock))
 
-    await asyncio.gather(loop(runtime, notices, route), loop(runtime, messages, send))
-
-
-async def main(runtime: Runtime) -> None:
-    channels = Channels(sms=sms_sender(runtime.settings), mail=smtp_mail(runtime.settings))
-    await runtime.run(dispatch(runtime, channels))
+    runtime.bus.consume(NoticesRaised, ROUTER, on_notices)
+    # Escalations fall due by time alone: nothing wakes that loop early.
+    await runtime.run(loop(runtime, asyncio.Event(), escalate), loop(runtime, messages, send))

@@ -1,7 +1,7 @@
 """The notifier's three steps, each a plain function over the database:
 
-- `route_notices`: the monitor's notices become rows of the delivery log (who, which
-  channel, what text), rate-limited per incident and recipient;
+- `route_notices`: the notices a `courier.notice.raised` event names become rows of the
+  delivery log (who, which channel, what text), rate-limited per incident and recipient;
 - `send_due`: pending rows go to the SMS provider or the SMTP server, with retries; many
   pages for one person in one pass go out as one digest SMS, since a phone that buzzes
   ten thousand times is a phone nobody reads;
@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections import defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -50,13 +51,14 @@ class Channels:
     retry_wait: float = 0.5
 
 
-async def _claim_notices(session: AsyncSession, now: datetime) -> list[Any]:
-    """Claim a batch of unrouted notices; rows of (id, incident_id, reason, payload)."""
+async def _claim_notices(
+    session: AsyncSession, now: datetime, notice_ids: Sequence[int]
+) -> list[Any]:
+    """Claim those of `notice_ids` not routed yet; rows of (id, incident_id, reason,
+    payload). A notice routed before (a redelivered event) is not claimed again."""
     pending = (
         select(Notice.id)
-        .where(Notice.routed_at.is_(None))
-        .order_by(Notice.id)
-        .limit(BATCH)
+        .where(Notice.id.in_(notice_ids), Notice.routed_at.is_(None))
         .with_for_update(skip_locked=True)
         .scalar_subquery()
     )
@@ -90,11 +92,13 @@ async def _recent_counts(
     return {(i, r): n for i, r, n in rows.all()}
 
 
-async def route_notices(db: Database, now: datetime, rota: Rota | None, settings: Settings) -> int:
-    """Turn unrouted notices into delivery-log rows; returns how many messages it planned."""
+async def route_notices(
+    db: Database, now: datetime, rota: Rota | None, settings: Settings, notice_ids: Sequence[int]
+) -> int:
+    """Turn these notices into delivery-log rows; returns how many messages it planned."""
     planned = 0
     async with db.transaction() as session:
-        notices = await _claim_notices(session, now)
+        notices = await _claim_notices(session, now, notice_ids)
         if not notices:
             return 0
         chain = rota.chain(now) if rota else []

@@ -21,7 +21,8 @@ def test_asyncapi_document_lists_every_subject_with_its_payload_schema() -> None
         "courier.import.failed",
         "courier.export.delivered",
         "courier.alert.raised",
+        "courier.notice.raised",
     } <= set(doc["channels"])
     schemas = json.dumps(doc["components"])
-    for field in ("sha256", "storage_key", "cause_key", "counts"):
+    for field in ("sha256", "storage_key", "cause_key", "counts", "notice_ids", "feed_id"):
         assert field in schemas

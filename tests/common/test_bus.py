@@ -5,8 +5,10 @@ from __future__ import annotations
 import asyncio
 import uuid
 
-from courier.common.bus import Bus
-from courier.common.events import FileReceived
+import pytest
+
+from courier.common.bus import Bus, stream_for
+from courier.common.events import EVENT_TYPES, FileReceived, NoticesRaised
 from courier.common.settings import Settings
 
 
@@ -92,3 +94,42 @@ async def test_message_published_while_consumer_is_down_is_delivered_later(
         assert received == [event.file_id]
     finally:
         await second.stop()
+
+
+def test_every_subject_finds_the_stream_that_holds_it() -> None:
+    assert stream_for("courier.alert.raised") == "COURIER_ALERTS"
+    # The second subject of a stream counts as much as the first.
+    assert stream_for("courier.notice.raised") == "COURIER_ALERTS"
+    assert stream_for("courier.import.completed") == "COURIER_IMPORTS"
+    for subject in ("courier.notices.raised", "courier.notice", "courier.unknown.x"):
+        with pytest.raises(ValueError, match="no stream holds"):
+            stream_for(subject)
+    assert {subject: stream_for(subject) for subject in EVENT_TYPES}  # none left out
+
+
+async def test_notices_raised_are_stored_and_delivered_to_a_durable_consumer(
+    nats_server_url: str,
+) -> None:
+    settings = Settings(nats_url=nats_server_url, nats_namespace=f"t{uuid.uuid4().hex[:8]}")
+    publisher = Bus(settings)
+    await publisher.connect()
+    event = NoticesRaised(notice_ids=[1, 2, 3])
+    await publisher.publish(event)
+    await publisher.stop()
+
+    got: list[list[int]] = []
+    consumer = Bus(settings)
+
+    async def handler(received: NoticesRaised) -> None:
+        got.append(received.notice_ids)
+
+    consumer.consume(NoticesRaised, "notifier-notices", handler)
+    await consumer.start()
+    try:
+        for _ in range(100):
+            if got:
+                break
+            await asyncio.sleep(0.1)
+        assert got == [[1, 2, 3]]
+    finally:
+        await consumer.stop()

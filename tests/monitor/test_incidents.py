@@ -21,6 +21,7 @@ from courier.common.storage import Storage
 from courier.console.incidents import incident_detail
 from courier.monitor import expectations, heartbeats, signals, sla
 from tests.support.incidents import act
+from tests.support.paging import announced
 
 POLICY = SlaPolicy()
 
@@ -213,8 +214,13 @@ async def test_windows_closing_together_open_one_incident_each_across_workers_an
         windows = (
             await s.execute(select(ExpectationWindow.state, ExpectationWindow.incident_id))
         ).all()
-        notices = int(await s.scalar(select(func.count()).select_from(Notice)) or 0)
+        notice_ids = sorted(await s.scalars(select(Notice.id)))
+    notices = len(notice_ids)
     incidents = await _all(db)
+    # Each committed batch announced its own notices to the notifier, once.
+    batches = await announced(db)
+    assert sorted(i for b in batches for i in b) == notice_ids
+    assert all(0 < len(b) <= 4 for b in batches)
     assert sum(closed) == len(windows) == 46  # two windows per feed (today, tomorrow)
     assert {state for state, _ in windows} == {"missed"}
     # Two windows of one feed fold into one incident, which the window that opened it

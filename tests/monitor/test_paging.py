@@ -13,7 +13,13 @@ from courier.common.clock import ManualClock
 from courier.common.db.engine import Database
 from courier.common.db.models import Feed, Tenant
 from courier.common.db.models_incidents import ExpectationWindow, Incident, Notice
-from courier.common.events import AlertRaised, FileReceived, FileRejected
+from courier.common.events import (
+    AlertRaised,
+    FileRejected,
+    ImportCompleted,
+    ImportCounts,
+    ImportFailed,
+)
 from courier.common.settings import Settings
 from courier.notifier.rota import Rota
 from tests.support.paging import Mailbox, Sns, body
@@ -31,15 +37,19 @@ async def _incidents(db: Database, kind: str) -> list[Incident]:
         return list(await s.scalars(select(Incident).where(Incident.kind == kind)))
 
 
-def _file(tenant: Tenant, name: str, clock: ManualClock) -> FileReceived:
-    return FileReceived(
+def _imported(feed: Feed, tenant: Tenant, name: str, clock: ManualClock) -> ImportCompleted:
+    """The importer's word that `feed` took the file, which arrived just now."""
+    return ImportCompleted(
+        import_id=uuid.uuid4(),
         file_id=uuid.uuid4(),
         tenant_id=tenant.id,
         tenant=tenant.slug,
+        feed_id=feed.id,
+        feed=feed.name,
         name=name,
-        storage_key=f"received/{name}",
-        size=10,
-        sha256="0" * 64,
+        status="completed",
+        counts=ImportCounts(created=1),
+        received_at=clock.now(),
         occurred_at=clock.now(),
     )
 
@@ -85,7 +95,7 @@ async def test_a_file_within_its_window_raises_nothing_and_a_late_one_resolves_t
     async with running("monitor", paging, clock):
         await eventually(lambda: _windows(db))
         clock.set(clock.now().replace(hour=9, minute=30))
-        await bus.publish(_file(tenant, "leave_20261201.csv", clock))
+        await bus.publish(_imported(expected_feed, tenant, "leave_20261201.csv", clock))
 
         async def satisfied() -> bool:
             async with db.session() as s:
@@ -103,7 +113,7 @@ async def test_a_file_within_its_window_raises_nothing_and_a_late_one_resolves_t
         assert "2026-12-02 09:00" in missing[0].summary
 
         clock.advance(minutes=30)
-        await bus.publish(_file(tenant, "leave_20261202.csv", clock))
+        await bus.publish(_imported(expected_feed, tenant, "leave_20261202.csv", clock))
 
         async def resolved() -> Incident | None:
             found = await _incidents(db, "missing_file")
@@ -115,6 +125,55 @@ async def test_a_file_within_its_window_raises_nothing_and_a_late_one_resolves_t
         await s.refresh(incident, ["notes", "timers"])
     assert any("late file leave_20261202.csv" in n.text for n in incident.notes)
     assert all(t.stopped_at is not None for t in incident.timers)
+
+
+async def _window_states(db: Database) -> list[str]:
+    async with db.session() as s:
+        return list(
+            await s.scalars(select(ExpectationWindow.state).order_by(ExpectationWindow.due_at))
+        )
+
+
+async def test_a_file_rejected_for_its_content_has_arrived_and_an_unrecognised_one_has_not(
+    paging: Settings,
+    db: Database,
+    bus: Bus,
+    tenant: Tenant,
+    expected_feed: Feed,
+    rota: Rota,
+    clock: ManualClock,
+) -> None:
+    async with running("monitor", paging, clock):
+        await eventually(lambda: _windows(db))
+        clock.set(clock.now().replace(hour=9, minute=30))
+        # A name no feed takes: rejected with no feed, as the importer reports it.
+        wrong_name = dict(file_id=uuid.uuid4(), tenant_id=tenant.id, tenant=tenant.slug,
+                          name="Leave_20261201.CSV", received_at=clock.now())  # fmt: skip
+        await bus.publish(FileRejected(**wrong_name, reason="unrecognised file name"))
+        await bus.publish(ImportFailed(**wrong_name, import_id=uuid.uuid4(),
+                                       reason="unrecognised file name"))  # fmt: skip
+        await eventually(lambda: _incidents(db, "file_rejected"))
+        assert (await _window_states(db))[0] == "open"
+
+        # The feed's file with a wrong header: it came, so the window has its file.
+        clock.advance(minutes=15)
+        import_id = uuid.uuid4()
+        wrong_header = dict(file_id=uuid.uuid4(), tenant_id=tenant.id, tenant=tenant.slug,
+                            name="leave_20261201.csv", feed_id=expected_feed.id,
+                            feed=expected_feed.name, received_at=clock.now(),
+                            import_id=import_id)  # fmt: skip
+        reason = "wrong header: missing columns: as_of"
+        await bus.publish(FileRejected(**wrong_header, reason=reason))
+        await bus.publish(ImportFailed(**wrong_header, reason=reason))
+
+        async def satisfied() -> bool:
+            return (await _window_states(db))[0] == "satisfied"
+
+        await eventually(satisfied)
+    async with db.session() as s:
+        window = await s.scalar(select(ExpectationWindow).order_by(ExpectationWindow.due_at))
+    assert window is not None and window.file_id == wrong_header["file_id"]
+    assert not await _incidents(db, "missing_file")
 
 
 async def test_a_wrong_structure_file_pages_with_the_column_list(
@@ -238,7 +297,7 @@ async def test_an_sla_breach_pages_once_across_a_monitor_restart_and_two_replica
     assert "platform" in breach[0]
 
 
-async def test_a_page_goes_out_when_the_monitor_nudges_a_notifier_that_would_poll_hourly(
+async def test_a_page_goes_out_as_the_monitor_commits_it_to_a_notifier_that_looks_hourly(
     paging: Settings,
     db: Database,
     bus: Bus,

@@ -15,13 +15,19 @@ from courier.common.db.models import Tenant
 from courier.common.db.models_incidents import Incident, Notification, SlaPolicy
 from courier.common.settings import Settings
 from courier.common.storage import Storage
-from courier.monitor.incidents import Signal, publish_open_counts, record_signals
+from courier.monitor.incidents import (
+    Signal,
+    add_notices,
+    notice,
+    publish_open_counts,
+    record_signals,
+)
 from courier.notifier.deliver import Channels, escalate_due, route_notices, send_due
 from courier.notifier.mail import smtp_mail
 from courier.notifier.rota import Rota, save_rota
 from courier.notifier.sms import SmsSender, sms_sender
 from tests.support.incidents import act
-from tests.support.paging import Mailbox, Sns, body
+from tests.support.paging import Mailbox, Sns, announced, body
 from tests.support.paging_fixtures import ANA, BEN, CAI, CONTACT, ROTA
 
 SMS_SENT = "courier_notifications_total"
@@ -47,7 +53,9 @@ async def _open(db: Database, tenant: Tenant, clock: ManualClock, n: int = 1) ->
 
 async def _pass(db: Database, clock: ManualClock, rota: Rota, settings: Settings,
                 channels: Channels) -> None:  # fmt: skip
-    await route_notices(db, clock.now(), rota, settings)
+    """One round of the notifier: route what was announced, escalate, send."""
+    for ids in await announced(db):
+        await route_notices(db, clock.now(), rota, settings, ids)
     await escalate_due(db, clock.now(), rota, settings)
     await send_due(db, clock.now(), channels, settings, clock)
 
@@ -191,15 +199,11 @@ async def test_a_provider_outage_is_retried_and_recorded_in_the_delivery_log(
 async def test_pages_keep_to_the_rate_limit_per_incident(
     paging: Settings, db: Database, tenant: Tenant, rota: Rota, clock: ManualClock, sns: Sns
 ) -> None:
-    from courier.common.db.models_incidents import Notice
-
     (incident,) = await _open(db, tenant, clock)
     async with db.transaction() as s:
         inc = await s.get(Incident, incident.id)
         assert inc is not None
-        for _ in range(10):
-            s.add(Notice(incident_id=inc.id, reason="opened", payload=inc.payload(),
-                         created_at=clock.now()))  # fmt: skip
+        await add_notices(s, [notice(inc, "opened", clock.now()) for _ in range(10)])
     settings = paging.model_copy(update={"notify_max_per_hour": 3, "sms_digest_threshold": 100})
     await _pass(db, clock, rota, settings, _channels(settings))
     assert len(sns.to(ANA)) == 3

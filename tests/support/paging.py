@@ -131,3 +131,18 @@ def smtp_server(directory: Path) -> Iterator[Mailbox]:
 def body(message: Message) -> str:
     payload = message.get_payload(decode=True)
     return payload.decode() if isinstance(payload, bytes) else str(message.get_payload())
+
+
+async def announced(db: Any) -> list[list[int]]:
+    """Take what the outbox holds, as its relay would, and return the notice ids of each
+    `NoticesRaised` in it (what the notifier's consumer would be handed)."""
+    from courier.common.events import Event, NoticesRaised
+    from courier.common.outbox import flush
+
+    events: list[Event] = []
+
+    async def publish(event: Event) -> None:
+        events.append(event)
+
+    await flush(db, publish)
+    return [e.notice_ids for e in events if isinstance(e, NoticesRaised)]

@@ -1,5 +1,5 @@
 """Tables of the monitor and the notifier: expected-file windows, incidents, SLA timers,
-the notice outbox between them, the delivery log, escalation state, the on-call rota and
+the notices between them, the delivery log, escalation state, the on-call rota and
 service heartbeats.
 
 Every "fire once" step (a window closing, a timer warning or breaching, an escalation
@@ -273,8 +273,9 @@ class SlaTimer(Base):
 
 
 class Notice(Base):
-    """Outbox from the monitor to the notifier, written in the same transaction as the
-    change it announces, so a crash between the two cannot lose a page."""
+    """What the monitor asks the notifier to tell people, written in the same
+    transaction as the change it announces, with the `courier.notice.raised` event that
+    hands it over, so a crash between the two cannot lose a page."""
 
     __tablename__ = "incident_notices"
     __table_args__ = (Index("ix_incident_notices_routed", "routed_at", "id"),)
