@@ -2,8 +2,7 @@
 that closes windows and fires SLA timers by the runtime's clock.
 
 Whatever writes notices stages their `NoticesRaised` event in the same transaction;
-`announce` publishes it as soon as that transaction committed, so the notifier pages
-without waiting for the outbox relay's next pass.
+the commit wakes this process's outbox relay, so the notifier pages at once.
 """
 
 from __future__ import annotations
@@ -23,7 +22,6 @@ from courier.common.events import (
     ImportFailed,
     IncidentAct,
 )
-from courier.common.outbox import flush_quietly
 from courier.common.runtime import Runtime
 from courier.common.tasks import uninterrupted
 from courier.common.uow import UnitOfWork
@@ -38,37 +36,22 @@ COUNT_EVERY_SECONDS = 30.0
 CLOSE_WORKERS = 3
 
 
-async def announce(runtime: Runtime) -> None:
-    """Publish the events just committed (notices for the notifier) without waiting for
-    the relay; if the bus refuses, the relay sends them later."""
-    await flush_quietly(runtime.db, runtime.bus.publish)
-
-
 async def tick(runtime: Runtime, now: datetime, policy: SlaPolicy) -> None:
     db, settings = runtime.db, runtime.settings
 
-    async def committed(_: int = 0) -> None:
-        await announce(runtime)
-
-    # Each batch of closed windows reaches the notifier as soon as it is committed.
+    # Each batch of closed windows reaches the notifier as soon as it is committed: the
+    # commit that stages its notices wakes the relay.
     await expectations.close_due_windows(
-        db, now, policy, committed=committed, workers=1 if is_sqlite(db.url) else CLOSE_WORKERS
+        db, now, policy, workers=1 if is_sqlite(db.url) else CLOSE_WORKERS
     )
-    if await expectations.warn_due_windows(db, now):
-        await committed()
-    if await sla.fire_due_timers(db, now):
-        await committed()
-    if await pickups.check_collections(db, now, policy):
-        await committed()
+    await expectations.warn_due_windows(db, now)
+    await sla.fire_due_timers(db, now)
+    await pickups.check_collections(db, now, policy)
     async with db.transaction() as session:
-        released = await release_deferred_pages(session, now)
-    if released:
-        await committed()
-    down, back = await heartbeats.check_heartbeats(
+        await release_deferred_pages(session, now)
+    await heartbeats.check_heartbeats(
         db, now, timedelta(seconds=settings.heartbeat_timeout_seconds), policy
     )
-    if down or back:
-        await committed()
 
 
 async def watch(runtime: Runtime, policy: SlaPolicy) -> None:
@@ -98,38 +81,31 @@ async def main(runtime: Runtime) -> None:
 
     # The importer names the feed that took each file: what satisfies a window.
     async def on_imported(event: ImportCompleted) -> None:
-        if await expectations.on_file_arrived(db, event, runtime.clock.now()):
-            await announce(runtime)
+        await expectations.on_file_arrived(db, event, runtime.clock.now())
 
     async def on_rejected(event: FileRejected) -> None:
         await expectations.on_file_arrived(db, event, runtime.clock.now())
         await signals.on_file_rejected(db, event, runtime.clock.now(), policy)
-        await announce(runtime)
 
     async def on_failed(event: ImportFailed) -> None:
         await expectations.on_file_arrived(db, event, runtime.clock.now())
         await signals.on_import_failed(db, event, runtime.clock.now(), policy)
-        await announce(runtime)
 
     async def on_alert(event: AlertRaised) -> None:
         await signals.on_alert(db, event, runtime.clock.now(), policy)
-        await announce(runtime)
 
     async def on_delivered(event: ExportDelivered) -> None:
-        if await signals.on_export_delivered(db, event, runtime.clock.now()):
-            await announce(runtime)
+        await signals.on_export_delivered(db, event, runtime.clock.now())
         await pickups.watch_delivery(db, event, runtime.clock.now())
 
     async def on_downloaded(event: FileDownloaded) -> None:
-        if await pickups.on_downloaded(db, event, runtime.clock.now()):
-            await announce(runtime)
+        await pickups.on_downloaded(db, event, runtime.clock.now())
 
     async def on_advisory(advisory: dict[str, Any]) -> None:
         message = None
         if advisory.get("stream") and advisory.get("stream_seq"):
             message = await bus.fetch_message(advisory["stream"], int(advisory["stream_seq"]))
         await signals.on_max_deliveries(db, advisory, message, runtime.clock.now(), policy)
-        await announce(runtime)
 
     bus.consume(ImportCompleted, "monitor-imports", on_imported)
     bus.consume(FileRejected, "monitor-rejected", on_rejected)

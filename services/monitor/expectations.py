@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Iterator
 from datetime import datetime, timedelta
 from functools import lru_cache
 from typing import Any
@@ -222,7 +222,6 @@ async def close_due_windows(
     db: Database,
     now: datetime,
     policy: SlaPolicy,
-    committed: Callable[[int], Awaitable[None]] | None = None,
     workers: int = 1,
 ) -> int:
     """Windows that closed without a file become `missing_file` incidents, once each:
@@ -231,16 +230,14 @@ async def close_due_windows(
     Set-based because thousands of windows close in the same minute: one UPDATE ...
     RETURNING claims a batch, one SELECT reads its feeds and tenants as plain columns,
     the incidents go out as bulk INSERTs. `workers` batches run at once (on PostgreSQL
-    SKIP LOCKED keeps them apart, as it keeps replicas apart); `committed` hears of each
-    batch once its transaction is durable (the notifier is woken with it).
+    SKIP LOCKED keeps them apart, as it keeps replicas apart); each batch's notices are
+    staged with it, so the notifier hears of a batch as soon as it commits.
     """
 
     async def drain() -> int:
         total = 0
         while True:
             closed, full = await _close_batch(db, now, policy)
-            if closed and committed is not None:
-                await committed(closed)
             total += closed
             if not full:
                 return total
