@@ -145,7 +145,14 @@ class Bus:
     # -------------------------------------------------------------- publish
 
     async def publish(self, event: Event) -> Any:
-        """Publish with a content-derived `Nats-Msg-Id` and wait for the stream's ack."""
+        """Publish with a content-derived `Nats-Msg-Id` and wait for the stream's ack.
+
+        Refuses at once while the connection is down: the relay holds the outbox rows
+        (on SQLite, the database's write lock) while it publishes, and must not hold
+        them for a publish timeout per row through an outage.
+        """
+        if not self.broker.connection.is_connected:
+            raise ConnectionError(f"not connected to NATS at {self.settings.nats_url}")
         subject = self.subject(event.subject)
         return await self.broker.publish(
             event.model_dump(mode="json"),
