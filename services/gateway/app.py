@@ -40,7 +40,7 @@ async def main(runtime: Runtime) -> None:
             _catch_up(),
             guard.keep_fresh(),
             audit.run(),
-            keep_checking(runtime.db, runtime.bus, settings.gateway_password_check_seconds),
+            keep_checking(runtime.db, settings.gateway_password_check_seconds),
             drain=_drain,
             last=audit.flush,
         )
