@@ -51,11 +51,14 @@ async def raise_expiry_alerts(db: Database, now: datetime | None = None) -> list
     async with db.transaction() as session:
         accounts = list(
             await session.scalars(
-                select(SftpAccount).where(
+                select(SftpAccount)
+                .where(
                     SftpAccount.enabled.is_(True),
                     SftpAccount.password_expires_at.is_not(None),
                     SftpAccount.password_expires_at > now,
                 )
+                # Replicas check at the same time: an account is one replica's to remind.
+                .with_for_update(of=SftpAccount, skip_locked=True)
             )
         )
         for account in accounts:

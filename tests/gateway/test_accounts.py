@@ -14,8 +14,8 @@ from typer.testing import CliRunner
 
 from courier.cli.main import app
 from courier.common import outbox
-from courier.common.db.engine import Database
-from courier.common.db.models import Tenant
+from courier.common.db.engine import Database, is_sqlite
+from courier.common.db.models import SftpAccount, Tenant
 from courier.common.db.models_outbox import OutboxEvent
 from courier.common.events import AlertRaised, Event
 from courier.common.passwords import Strength, strength_problems
@@ -172,6 +172,26 @@ async def test_an_expiry_alert_survives_a_bus_outage_and_is_sent_once(
         account.password_expires_at = datetime.now(UTC) + timedelta(days=5)
     [renewed] = await raise_expiry_alerts(db)
     assert renewed.cause_key != alert.cause_key
+
+
+async def test_an_account_another_replica_is_reminding_is_left_to_it(
+    db: Database, tenant: Tenant, database_url: str
+) -> None:
+    if is_sqlite(database_url):
+        pytest.skip("SQLite has one writer at a time (BEGIN IMMEDIATE): checks cannot overlap")
+    await admin.create_account(db, tenant, "soon", password="Corr3ct-Horse-Battery")
+    async with db.transaction() as s:
+        account = await admin.get_account(s, "soon")
+        account.password_expires_at = datetime.now(UTC) + timedelta(days=3)
+    other = Database(database_url)
+    try:
+        async with other.transaction() as s:
+            # Another replica's check holds the account, in the middle of its transaction.
+            await s.execute(select(SftpAccount).with_for_update(of=SftpAccount))
+            assert await raise_expiry_alerts(db) == []
+    finally:
+        await other.dispose()
+    assert len(await raise_expiry_alerts(db)) == 1
 
 
 async def _staged(db: Database) -> list[AlertRaised]:
