@@ -21,6 +21,9 @@ from courier.common.logging import configure_logging, get_logger
 from courier.common.outbox import relay
 from courier.common.settings import Settings
 from courier.common.storage import Storage, open_storage
+from courier.common.tasks import uninterrupted
+
+Step = Callable[[], Awaitable[object]]
 
 
 class Runtime:
@@ -46,8 +49,19 @@ class Runtime:
             await session.execute(text("SELECT 1"))
         return True
 
-    async def run(self, *workers: Coroutine[Any, Any, None]) -> None:
-        """Start the bus (subscribers registered before this call) and run until stopped."""
+    async def run(
+        self,
+        *workers: Coroutine[Any, Any, None],
+        drain: Step | None = None,
+        last: Step | None = None,
+    ) -> None:
+        """Start the bus (subscribers registered before this call) and run until stopped.
+
+        A stop is one step after another, each finished before the next begins:
+        `drain` (take nothing new and let work in flight end, workers still running),
+        then the workers (cancelled; each lets its database step finish), then `last`
+        (final writes, nobody else writing), then the bus and the database close.
+        """
         await self.bus.start()
         tasks = [
             asyncio.create_task(w)
@@ -80,23 +94,43 @@ class Runtime:
                     if task is not stop_task and task.exception() is not None:
                         raise task.exception()  # type: ignore[misc]
         finally:
-            for task in [*tasks, stop_task]:
-                task.cancel()
+            stop_task.cancel()
             try:
-                # Workers' own errors are already handled above; a cancellation of this
-                # service itself goes on (it is not swallowed while workers wind down).
-                await asyncio.wait(tasks)
-                for task in tasks:
-                    if not task.cancelled():
-                        task.exception()
+                await self._stop_in_order(drain, lambda: _end_workers(tasks), last)
             finally:
                 await self.close()
                 self.log.info("service stopped")
+
+    async def _stop_in_order(self, *steps: Step | None) -> None:
+        """Run every step to its end, in order. A cancellation of the service meanwhile
+        neither cuts a step short nor skips the next; it goes on after the last."""
+        cancelled: asyncio.CancelledError | None = None
+        for step in steps:
+            if step is None:
+                continue
+            try:
+                await uninterrupted(step())
+            except asyncio.CancelledError as exc:
+                cancelled = exc
+            except Exception:
+                self.log.exception("stop step failed")
+        if cancelled is not None:
+            raise cancelled
 
     async def close(self) -> None:
         with contextlib.suppress(Exception):
             await self.bus.stop()
         await self.db.dispose()
+
+
+async def _end_workers(tasks: list[asyncio.Task[Any]]) -> None:
+    """Cancel the workers and wait for each; their own errors were handled while running."""
+    for task in tasks:
+        task.cancel()
+    await asyncio.wait(tasks)
+    for task in tasks:
+        if not task.cancelled():
+            task.exception()
 
 
 def run_forever(name: str, settings: Settings, main: Callable[[Runtime], Awaitable[None]]) -> None:

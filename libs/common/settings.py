@@ -35,6 +35,10 @@ class Settings(BaseSettings):
     gateway_state_refresh_seconds: float = 5.0
     # How often the gateway looks for passwords nearing expiry (alert `password_expiring`).
     gateway_password_check_seconds: float = 3600.0
+    # Session audit lines are written in one batch this often (and once more at a stop).
+    gateway_audit_flush_seconds: float = 0.2
+    # A stop disconnects open sessions and waits this long at most for them to wind down.
+    gateway_drain_seconds: float = 10.0
 
     console_host: str = "127.0.0.1"
     console_port: int = 8080

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-
 from courier.common.runtime import Runtime
 from courier.gateway.audit import AuditLog
 from courier.gateway.bans import Guard
@@ -12,28 +10,30 @@ from courier.gateway.server import GatewayContext, start
 
 
 async def main(runtime: Runtime) -> None:
+    """Serve SFTP until stopped.
+
+    The stop goes in order: no new connections, open sessions disconnected and wound
+    down (their last audit lines added), the periodic writers ended between two
+    transactions, one last audit flush, then the database closes.
+    """
     settings = runtime.settings
     guard = Guard(settings, runtime.db)
-    audit = AuditLog(runtime.db)
+    audit = AuditLog(runtime.db, every=settings.gateway_audit_flush_seconds)
     ctx = GatewayContext(settings, runtime.db, runtime.bus, runtime.storage, guard, audit)
     server = await start(ctx)
     runtime.log.info("sftp listening", host=settings.gateway_host, port=settings.gateway_port)
 
-    async def _serve() -> None:
-        try:
-            await server.serve_forever()
-        finally:
-            server.close()
+    async def _drain() -> None:
+        server.close()
+        await ctx.close_sessions(settings.gateway_drain_seconds)
 
     try:
         await runtime.run(
-            _serve(),
             guard.keep_fresh(),
             audit.run(),
-            keep_checking(runtime.db, runtime.bus, settings.gateway_password_check_seconds),
+            keep_checking(runtime.db, settings.gateway_password_check_seconds),
+            drain=_drain,
+            last=audit.flush,
         )
     finally:
-        server.close()
-        if ctx.tasks:
-            await asyncio.wait(ctx.tasks, timeout=5)
-        await audit.flush()
+        server.close()  # also when the service failed before it could stop in order

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from courier.common.db.engine import Database
 from courier.common.db.models_gateway import SessionEvent
 from courier.common.logging import get_logger
+from courier.common.tasks import uninterrupted
 
 log = get_logger(__name__)
 
@@ -56,7 +57,14 @@ class AuditLog:
         )
 
     async def flush(self) -> None:
-        """Write what is buffered; a database hiccup keeps the lines for the next flush."""
+        """Write what is buffered; a database hiccup keeps the lines for the next flush.
+
+        A cancellation (a client leaving mid-login, a stop) waits for the write: cut
+        mid-statement, a SQLite connection keeps the write lock until it is collected.
+        """
+        await uninterrupted(self._flush())
+
+    async def _flush(self) -> None:
         async with self._lock:
             lines, self.pending = self.pending, []
             if not lines:
@@ -69,12 +77,10 @@ class AuditLog:
                 self.pending[:0] = [_copy(line) for line in lines]
 
     async def run(self) -> None:
-        try:
-            while True:
-                await asyncio.sleep(self.every)
-                await self.flush()
-        finally:
-            await asyncio.shield(self.flush())
+        """Flush every `every` seconds until cancelled; the stop makes the last flush."""
+        while True:
+            await asyncio.sleep(self.every)
+            await self.flush()
 
 
 def _copy(line: SessionEvent) -> SessionEvent:

@@ -16,6 +16,7 @@ from courier.common.db.engine import Database
 from courier.common.db.models_gateway import Ban, SessionEvent
 from courier.common.logging import get_logger
 from courier.common.settings import Settings
+from courier.common.tasks import uninterrupted
 from courier.gateway.accounts import Network, address_in, allowed_networks
 from courier.gateway.metrics import SFTP_BANS
 
@@ -54,12 +55,19 @@ class Guard:
         while True:
             await asyncio.sleep(self.settings.gateway_state_refresh_seconds)
             try:
-                await self.refresh()
+                # Reads too take SQLite's write lock (BEGIN IMMEDIATE): a stop must not cut them.
+                await uninterrupted(self.refresh())
             except Exception as exc:  # keep the last known state; the next pass retries
                 log.warning("gateway state not refreshed", error=str(exc))
 
     async def score_failure(self, address: str) -> bool:
-        """Count this address's recent login failures; ban it when over the limit."""
+        """Count this address's recent login failures; ban it when over the limit.
+
+        Runs to its end when the login is cancelled meanwhile (the client left).
+        """
+        return await uninterrupted(self._score_failure(address))
+
+    async def _score_failure(self, address: str) -> bool:
         settings = self.settings
         since = _now() - timedelta(seconds=settings.gateway_ban_window_seconds)
         async with self.db.session() as session:

@@ -62,6 +62,25 @@ SIG_ALGS = [
     "rsa-sha2-256",
 ]
 _ANY_FACTORS = frozenset({"password", "publickey"})
+STOPPING = "gateway stopping"
+
+
+class Busy:
+    """What may still add audit lines or use the database: a stop waits for `idle`."""
+
+    def __init__(self) -> None:
+        self.items: set[object] = set()
+        self.idle = asyncio.Event()
+        self.idle.set()
+
+    def hold(self, item: object) -> None:
+        self.items.add(item)
+        self.idle.clear()
+
+    def release(self, item: object) -> None:
+        self.items.discard(item)
+        if not self.items:
+            self.idle.set()
 
 
 @dataclass
@@ -76,13 +95,32 @@ class GatewayContext:
     principals: dict[str, tuple[float, Principal | None]] = field(default_factory=dict)
     passwords: PasswordChecker = field(default_factory=PasswordChecker)
     _loading: dict[str, asyncio.Future[Principal | None]] = field(default_factory=dict)
-    # Audit writes started from synchronous callbacks (disconnects), kept until done.
-    tasks: set[asyncio.Task[None]] = field(default_factory=set)
+    # Open connections by their SSH server object: a stop disconnects them.
+    connections: dict[GatewaySSHServer, asyncssh.SSHServerConnection] = field(default_factory=dict)
+    # Connections, SFTP channels, account loads and disconnect audits still under way.
+    busy: Busy = field(default_factory=Busy)
+    stopping: bool = False
 
     def spawn(self, coro: Any) -> None:
         task = asyncio.get_running_loop().create_task(coro)
-        self.tasks.add(task)
-        task.add_done_callback(self.tasks.discard)
+        self.busy.hold(task)
+        task.add_done_callback(self.busy.release)
+
+    async def close_sessions(self, within: float) -> None:
+        """Disconnect every session and wait until each has wound down.
+
+        asyncssh lets the request in flight finish and closes open files before the
+        SFTP channel exits; the disconnect itself is audited once the connection is
+        gone. After this no session adds an audit line or touches the database.
+        """
+        self.stopping = True
+        for server, conn in list(self.connections.items()):
+            server.stop_reason = STOPPING
+            conn.disconnect(asyncssh.DISC_BY_APPLICATION, STOPPING)
+        try:
+            await asyncio.wait_for(self.busy.idle.wait(), within)
+        except TimeoutError:
+            log.warning("sessions still winding down at stop", left=len(self.busy.items))
 
     async def principal(self, username: str) -> Principal | None:
         now = time.monotonic()
@@ -94,7 +132,9 @@ class GatewayContext:
         if pending is None:
             pending = asyncio.ensure_future(load_principal(self.db, username))
             self._loading[username] = pending
+            self.busy.hold(pending)
             pending.add_done_callback(lambda _: self._loading.pop(username, None))
+            pending.add_done_callback(self.busy.release)
         found = await asyncio.shield(pending)
         self.principals[username] = (now, found)
         return found
@@ -151,6 +191,8 @@ class GatewaySSHServer(asyncssh.SSHServer):
         self.failed_reason: str | None = None
         self.disabled_seen = False
         self.authenticated = False
+        # Set when the gateway itself ends the connection (a stop), not the client.
+        self.stop_reason: str | None = None
 
     # ------------------------------------------------------------ connection
 
@@ -158,6 +200,11 @@ class GatewaySSHServer(asyncssh.SSHServer):
         peer = conn.get_extra_info("peername") or ("?", 0)
         self.session.peer = str(peer[0])
         self.session.log = log.bind(session=self.session.id, peer=self.session.peer)
+        if self.ctx.stopping:
+            # Accepted just before the listener closed: the client tries again elsewhere.
+            self.refused = True
+            conn.abort()
+            return
         if not self.ctx.guard.admits(self.session.peer):
             # Before any SSH work: no banner, no key exchange, no audit row to fill up.
             self.refused = True
@@ -167,13 +214,17 @@ class GatewaySSHServer(asyncssh.SSHServer):
             conn.abort()
             return
         SFTP_SESSIONS.inc()
+        self.ctx.connections[self] = conn
+        self.ctx.busy.hold(self)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.session.lost = True
         if self.refused:
             return
         SFTP_SESSIONS.dec()
+        self.ctx.connections.pop(self, None)
         self.ctx.spawn(self._closed(exc))
+        self.ctx.busy.release(self)
 
     async def _closed(self, exc: Exception | None) -> None:
         if self.authenticated:
@@ -183,9 +234,12 @@ class GatewaySSHServer(asyncssh.SSHServer):
             self.ctx.audit.add(
                 self.session.ref,
                 "disconnect",
-                reason=str(exc) if exc else None,
+                reason=str(exc) if exc else self.stop_reason,
                 size=self.session.bytes_in + self.session.bytes_out,
             )
+        elif self.stop_reason is not None:
+            # Cut off by the stop mid-login: not the partner's failure, nothing to score.
+            return
         elif self.username is not None and self.failed_reason is None:
             # The client gave up without completing every factor the account needs.
             if self.disabled_seen:
@@ -304,7 +358,13 @@ async def start(ctx: GatewayContext) -> asyncio.AbstractServer:
     def _server_factory() -> GatewaySSHServer:
         return GatewaySSHServer(ctx)
 
-    def _sftp_factory(chan: asyncssh.SSHServerChannel) -> CourierSFTPServer:
+    async def _sftp_factory(chan: asyncssh.SSHServerChannel) -> CourierSFTPServer:
+        # asyncssh awaits this in the task that then serves the channel until it ends
+        # (its open files closed, their audit lines added): a stop waits for that task.
+        task = asyncio.current_task()
+        if task is not None:
+            ctx.busy.hold(task)
+            task.add_done_callback(ctx.busy.release)
         return CourierSFTPServer(chan, ctx)
 
     structlog.contextvars.bind_contextvars(service="gateway")

@@ -9,16 +9,19 @@ from pathlib import Path
 
 import asyncssh
 import pytest
+from sqlalchemy import select
 from typer.testing import CliRunner
 
 from courier.cli.main import app
-from courier.common.db.engine import Database
-from courier.common.db.models import Tenant
-from courier.common.events import AlertRaised
+from courier.common import outbox
+from courier.common.db.engine import Database, is_sqlite
+from courier.common.db.models import SftpAccount, Tenant
+from courier.common.db.models_outbox import OutboxEvent
+from courier.common.events import AlertRaised, Event
 from courier.common.passwords import Strength, strength_problems
 from courier.common.settings import get_settings
 from courier.gateway import admin
-from courier.gateway.expiry import expiring_alerts
+from courier.gateway.expiry import raise_expiry_alerts
 
 PASSWORD_LINE = re.compile(r"password for (\S+) \(shown once\): (\S+)")
 
@@ -130,9 +133,68 @@ async def test_passwords_near_expiry_raise_password_expiring(db: Database, tenan
         for name, expires in expiries.items():
             account = await admin.get_account(s, name)
             account.password_expires_at = expires
-    [alert] = await expiring_alerts(db)
+    [alert] = await raise_expiry_alerts(db)
     assert isinstance(alert, AlertRaised)
     assert (alert.kind, alert.tenant, alert.details["username"]) == (
         "password_expiring", "acme", "soon",
     )  # fmt: skip
     assert alert.details["days_left"] in (2, 3)
+    assert [e.event_id for e in await _staged(db)] == [alert.event_id]
+
+
+async def test_an_expiry_alert_survives_a_bus_outage_and_is_sent_once(
+    db: Database, tenant: Tenant
+) -> None:
+    await admin.create_account(db, tenant, "soon", password="Corr3ct-Horse-Battery")
+    async with db.transaction() as s:
+        account = await admin.get_account(s, "soon")
+        account.password_expires_at = datetime.now(UTC) + timedelta(days=3)
+    [alert] = await raise_expiry_alerts(db)
+
+    sent: list[Event] = []
+
+    async def bus_down(event: Event) -> None:
+        raise ConnectionError("nats: no servers available for connection")
+
+    async def bus_up(event: Event) -> None:
+        sent.append(event)
+
+    assert await outbox.flush(db, bus_down) == 0
+    assert await raise_expiry_alerts(db) == []  # reminded already: not staged again
+    assert await outbox.flush(db, bus_up) == 1
+    assert await raise_expiry_alerts(db) == []
+    assert await outbox.flush(db, bus_up) == 0
+    assert [e.event_id for e in sent] == [alert.event_id]
+
+    # A new password brings a new expiry, and a reminder of its own.
+    async with db.transaction() as s:
+        account = await admin.get_account(s, "soon")
+        account.password_expires_at = datetime.now(UTC) + timedelta(days=5)
+    [renewed] = await raise_expiry_alerts(db)
+    assert renewed.cause_key != alert.cause_key
+
+
+async def test_an_account_another_replica_is_reminding_is_left_to_it(
+    db: Database, tenant: Tenant, database_url: str
+) -> None:
+    if is_sqlite(database_url):
+        pytest.skip("SQLite has one writer at a time (BEGIN IMMEDIATE): checks cannot overlap")
+    await admin.create_account(db, tenant, "soon", password="Corr3ct-Horse-Battery")
+    async with db.transaction() as s:
+        account = await admin.get_account(s, "soon")
+        account.password_expires_at = datetime.now(UTC) + timedelta(days=3)
+    other = Database(database_url)
+    try:
+        async with other.transaction() as s:
+            # Another replica's check holds the account, in the middle of its transaction.
+            await s.execute(select(SftpAccount).with_for_update(of=SftpAccount))
+            assert await raise_expiry_alerts(db) == []
+    finally:
+        await other.dispose()
+    assert len(await raise_expiry_alerts(db)) == 1
+
+
+async def _staged(db: Database) -> list[AlertRaised]:
+    async with db.session() as s:
+        rows = await s.scalars(select(OutboxEvent).order_by(OutboxEvent.id))
+        return [AlertRaised.model_validate(row.payload) for row in rows]

@@ -8,11 +8,12 @@ from datetime import UTC, datetime, timedelta
 
 import httpx
 import pytest
-from sqlalchemy import update
+from sqlalchemy import select, update
 
 from courier.common.bus import Bus
 from courier.common.db.engine import Database
 from courier.common.db.models import SftpAccount, Tenant
+from courier.common.db.models_outbox import OutboxEvent
 from courier.common.events import ALERT_RAISED, AlertRaised, FileDownloaded
 from courier.common.settings import Settings
 from courier.common.storage import Storage
@@ -39,8 +40,14 @@ async def test_running_gateway_raises_password_expiring_alerts(
 
     async with running("gateway", settings):
         raised = await eventually(alert)
+        await asyncio.sleep(settings.gateway_password_check_seconds * 3)  # more checks
     assert raised.kind == "password_expiring"
     assert raised.tenant == "acme" and raised.details["username"] == "acme-payroll"
+    async with db.session() as s:
+        staged = [
+            AlertRaised.model_validate(p) for p in await s.scalars(select(OutboxEvent.payload))
+        ]
+    assert [a.event_id for a in staged] == [raised.event_id]  # one reminder, however many checks
 
 
 @pytest.fixture

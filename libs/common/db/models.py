@@ -48,6 +48,8 @@ class SftpAccount(IdMixin, CreatedMixin, Base):
     allowed_cidrs: Mapped[list[str]] = mapped_column(JSON, default=list)
     password_set_at: Mapped[datetime | None] = mapped_column(default=None)
     password_expires_at: Mapped[datetime | None] = mapped_column(default=None)
+    # The expiry a `password_expiring` alert was staged for (one reminder per expiry).
+    password_reminded_for: Mapped[datetime | None] = mapped_column(default=None)
 
     tenant: Mapped[Tenant] = relationship(lazy="joined")
 
