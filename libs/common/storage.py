@@ -158,8 +158,9 @@ class _FileWriter:
 
 
 # Reads up to this size are done on the event loop: a pread of a cached block takes
-# less time than the thread hop around it. Larger ones may wait on the disk.
-_INLINE_READ = 256 * 1024
+# less time than the thread hop around it (OpenSSH's sftp asks for 255 KiB at a time).
+# Larger ones may keep the loop waiting on the disk.
+_INLINE_READ = 1 * MiB
 
 
 class _FileReader:
