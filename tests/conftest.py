@@ -20,6 +20,7 @@ from courier.common.logging import configure_logging
 from courier.common.settings import Settings
 from courier.common.storage import Storage, file_url, open_storage
 from tests.support import infra
+from tests.support.s3 import s3_endpoint, s3_storage_url  # noqa: F401
 from tests.support.sshd import Sshd, sshd_available
 
 

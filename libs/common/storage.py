@@ -1,7 +1,8 @@
 """One object-storage interface over a local directory (`file://`) or an S3 bucket (`s3://`).
 
 Keys are `/`-separated relative paths. Writers go to a temporary object and only
-`finalize()` makes the final key visible, so a reader never sees half a file.
+`finalize()` makes the final key visible, so a reader never sees half a file. Readers
+serve positional reads (what an SFTP server is asked for) from an open object.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import contextlib
 import hashlib
 import os
 import shutil
+import stat
 import tempfile
 import uuid
 from collections.abc import AsyncIterator
@@ -20,7 +22,8 @@ from pathlib import Path, PurePosixPath
 from typing import Any, Protocol
 from urllib.parse import parse_qs, urlparse
 
-CHUNK = 1024 * 1024
+MiB = 1024 * 1024
+CHUNK = MiB
 
 
 class StorageError(Exception):
@@ -60,12 +63,34 @@ class Writer(Protocol):
     async def abort(self) -> None: ...
 
 
+class Reader(Protocol):
+    """An object opened for positional reads; its size is fixed when it is opened."""
+
+    key: str
+    size: int
+
+    async def read_at(self, offset: int, size: int) -> bytes:
+        """Up to `size` bytes from `offset`: fewer at the end of the object, b"" past it."""
+        ...
+
+    async def close(self) -> None: ...
+
+
+def _check_range(offset: int, size: int) -> None:
+    if offset < 0 or size < 0:
+        raise StorageError(f"invalid read of {size} bytes at offset {offset}")
+
+
 class Storage(Protocol):
     url: str
 
     async def put(self, key: str, data: bytes) -> ObjectInfo: ...
 
     async def open_write(self, key: str) -> Writer: ...
+
+    async def open_read(self, key: str) -> Reader:
+        """Open `key` for `read_at`; raises NotFound when there is no such object."""
+        ...
 
     def get(self, key: str, offset: int = 0, length: int | None = None) -> AsyncIterator[bytes]: ...
 
@@ -132,6 +157,30 @@ class _FileWriter:
         self._tmp.unlink(missing_ok=True)
 
 
+# Reads up to this size are done on the event loop: a pread of a cached block takes
+# less time than the thread hop around it (OpenSSH's sftp asks for 255 KiB at a time).
+# Larger ones may keep the loop waiting on the disk.
+_INLINE_READ = 1 * MiB
+
+
+class _FileReader:
+    def __init__(self, key: str, fd: int, size: int) -> None:
+        self.key = key
+        self.size = size
+        self._fd = fd
+
+    async def read_at(self, offset: int, size: int) -> bytes:
+        _check_range(offset, size)
+        if size <= _INLINE_READ:
+            return os.pread(self._fd, size, offset)
+        return await asyncio.to_thread(os.pread, self._fd, size, offset)
+
+    async def close(self) -> None:
+        fd, self._fd = self._fd, -1
+        if fd >= 0:
+            os.close(fd)
+
+
 class FileStorage:
     def __init__(self, url: str) -> None:
         self.url = url
@@ -156,6 +205,22 @@ class FileStorage:
     async def open_write(self, key: str) -> Writer:
         check_key(key)
         return _FileWriter(self, key)
+
+    async def open_read(self, key: str) -> Reader:
+        try:
+            fd = os.open(self.path(key), os.O_RDONLY)
+        except (FileNotFoundError, NotADirectoryError) as exc:
+            raise NotFound(key) from exc
+        try:
+            st = os.fstat(fd)
+        except BaseException:
+            os.close(fd)
+            raise
+        if not stat.S_ISREG(st.st_mode):
+            os.close(fd)
+            raise NotFound(key)
+        # Finalized objects are replaced, never changed in place: the open file stays whole.
+        return _FileReader(key, fd, st.st_size)
 
     async def get(
         self, key: str, offset: int = 0, length: int | None = None
@@ -249,41 +314,264 @@ class FileStorage:
 # ---------------------------------------------------------------- s3://
 
 
+# Parts of a multipart upload: S3 wants at least 5 MiB for all but the last and at most
+# 10,000 of them. Parts grow by 8 MiB every 1,000, so 10,000 parts hold 430 GiB while
+# one part stays small enough to hold in memory.
+_PART = 8 * MiB
+_PARTS_PER_SIZE = 1000
+# Parts uploading while the client goes on writing: memory per writer is this many parts.
+_PARTS_IN_FLIGHT = 2
+
+
+def _part_size(number: int) -> int:
+    return _PART * (1 + (number - 1) // _PARTS_PER_SIZE)
+
+
 class _S3Writer:
-    """S3 has no random-access writes: spool locally, upload on finalize."""
+    """Sequential writes go up as multipart parts while the client is still sending.
+
+    Every write also lands in a local spool file, so whatever the client does the bytes
+    are at hand and memory holds no more than the parts in flight. A full part is read
+    back from the spool and uploaded in the background while writes arrive in order. The
+    first write that is not at the current end stops that: from then on finalize sends
+    what is left from the spool, and if the write went below what was already sent those
+    parts are stale, so the multipart upload is dropped and the spool is sent whole.
+    Objects smaller than one part go up with a single put. Only completing the upload
+    (or that put) makes the key visible, so it appears whole or not at all.
+    """
 
     def __init__(self, storage: S3Storage, key: str) -> None:
         self.storage = storage
         self.key = key
         self.size = 0
-        self._spool = tempfile.TemporaryFile()  # noqa: SIM115
+        self._spool = tempfile.TemporaryFile()  # noqa: SIM115 - closed by finalize/abort
+        self._fd = self._spool.fileno()
         self._pos = 0
+        self._sequential = True
+        self._stale = False
+        self._upload_id: str | None = None
+        self._parts: list[dict[str, Any]] = []
+        self._next_part = 1
+        self._sent = 0
+        self._in_flight: set[asyncio.Task[dict[str, Any]]] = set()
+        self._error: BaseException | None = None
+        self._closed = False
 
     async def write(self, data: bytes, offset: int | None = None) -> None:
         if offset is None:
             offset = self._pos
-        self._spool.seek(offset)
-        self._spool.write(data)
+        if offset != self.size:
+            self._sequential = False
+            if offset < self._sent:
+                self._stale = True
+        # pwrite on a local file is fast enough that a thread hop costs more than it saves.
+        os.pwrite(self._fd, data, offset)
         self._pos = offset + len(data)
         self.size = max(self.size, self._pos)
+        self._reap()
+        while self._sequential and self.size - self._sent >= _part_size(self._next_part):
+            await self._send(_part_size(self._next_part))
 
     async def finalize(self) -> ObjectInfo:
-        self._spool.flush()
-        self._spool.seek(0)
         try:
-            # A completed (multipart) upload is atomic: the key appears whole or not at all.
-            await asyncio.to_thread(
-                self.storage.client.upload_fileobj,
-                self._spool,
-                self.storage.bucket,
-                self.storage.full(self.key),
-            )
-        finally:
-            self._spool.close()
+            await self._drain()
+            if self._stale:
+                await self._drop_upload()
+            if self._upload_id is None and self.size < _PART:
+                await asyncio.to_thread(self._put_whole)
+            else:
+                while self._sent < self.size:
+                    await self._send(min(_part_size(self._next_part), self.size - self._sent))
+                await self._drain()
+                if self._error is not None:
+                    raise StorageError(f"{self.key}: a part did not upload") from self._error
+                await asyncio.to_thread(
+                    self.storage.client.complete_multipart_upload,
+                    Bucket=self.storage.bucket,
+                    Key=self.storage.full(self.key),
+                    UploadId=self._upload_id,
+                    MultipartUpload={"Parts": sorted(self._parts, key=lambda p: p["PartNumber"])},
+                )
+                self._upload_id = None
+        except BaseException:
+            with contextlib.suppress(Exception):
+                await self.abort()
+            raise
+        self._close_spool()
         return await self.storage.stat(self.key)
 
     async def abort(self) -> None:
-        self._spool.close()
+        try:
+            # A part still uploading could land after the abort and be kept: wait for it.
+            await self._drain()
+            await self._drop_upload()
+        finally:
+            self._close_spool()
+
+    def _close_spool(self) -> None:
+        if not self._closed:
+            self._closed = True
+            self._spool.close()
+
+    async def _send(self, length: int) -> None:
+        """Upload the next `length` bytes of the spool as the next part, in the background."""
+        while len(self._in_flight) >= _PARTS_IN_FLIGHT:
+            await asyncio.wait(self._in_flight, return_when=asyncio.FIRST_COMPLETED)
+            self._reap()
+        if self._upload_id is None:
+            created = await asyncio.to_thread(
+                self.storage.client.create_multipart_upload,
+                Bucket=self.storage.bucket,
+                Key=self.storage.full(self.key),
+            )
+            self._upload_id = created["UploadId"]
+        number, start = self._next_part, self._sent
+        self._next_part += 1
+        self._sent += length
+        task = asyncio.create_task(
+            asyncio.to_thread(self._upload_part, self._upload_id, number, start, length)
+        )
+        self._in_flight.add(task)
+
+    def _put_whole(self) -> None:
+        self.storage.client.put_object(
+            Bucket=self.storage.bucket,
+            Key=self.storage.full(self.key),
+            Body=os.pread(self._fd, self.size, 0),
+        )
+
+    def _upload_part(self, upload_id: str, number: int, start: int, length: int) -> dict[str, Any]:
+        body = os.pread(self._fd, length, start)
+        done = self.storage.client.upload_part(
+            Bucket=self.storage.bucket,
+            Key=self.storage.full(self.key),
+            UploadId=upload_id,
+            PartNumber=number,
+            Body=body,
+        )
+        return {"PartNumber": number, "ETag": done["ETag"]}
+
+    def _reap(self) -> None:
+        """Collect finished parts; a failed one makes the parts sent so far stale."""
+        for task in [t for t in self._in_flight if t.done()]:
+            self._in_flight.discard(task)
+            error = task.exception() if not task.cancelled() else asyncio.CancelledError()
+            if error is None:
+                self._parts.append(task.result())
+            else:
+                self._error = self._error or error
+                self._sequential = False
+                self._stale = True
+
+    async def _drain(self) -> None:
+        if self._in_flight:
+            await asyncio.wait(self._in_flight)
+        self._reap()
+
+    async def _drop_upload(self) -> None:
+        """Abort the multipart upload (if any): the spool is sent again from the start."""
+        upload_id, self._upload_id = self._upload_id, None
+        self._parts, self._next_part, self._sent = [], 1, 0
+        self._stale, self._error = False, None
+        if upload_id is not None:
+            await asyncio.to_thread(
+                self.storage.client.abort_multipart_upload,
+                Bucket=self.storage.bucket,
+                Key=self.storage.full(self.key),
+                UploadId=upload_id,
+            )
+
+
+# A sequential reader is served from a window fetched with one ranged GET; the window
+# grows from the first size to the largest while reads stay sequential, and the next
+# one is fetched once half of the current one has been read.
+_FIRST_WINDOW = 1 * MiB
+_READ_WINDOW = 8 * MiB
+
+
+class _S3Reader:
+    """Ranged GETs of one version of an object (pinned by its ETag)."""
+
+    def __init__(self, storage: S3Storage, key: str, size: int, etag: str | None) -> None:
+        self.storage = storage
+        self.key = key
+        self.size = size
+        self._etag = etag
+        self._buf = b""
+        self._buf_at = 0
+        self._next = 0
+        self._window = _FIRST_WINDOW
+        self._ahead: asyncio.Task[bytes] | None = None
+        self._ahead_at = self._ahead_end = 0
+        self._lock = asyncio.Lock()
+
+    async def read_at(self, offset: int, size: int) -> bytes:
+        _check_range(offset, size)
+        end = min(offset + size, self.size)
+        if offset >= end:
+            return b""
+        async with self._lock:
+            sequential = offset == self._next
+            self._next = end
+            if not sequential:
+                self._window = _FIRST_WINDOW
+            pieces: list[bytes] = []
+            pos = offset
+            while pos < end:
+                buf_end = self._buf_at + len(self._buf)
+                if self._buf_at <= pos < buf_end:
+                    stop = min(end, buf_end)
+                    pieces.append(self._buf[pos - self._buf_at : stop - self._buf_at])
+                    pos = stop
+                elif sequential:
+                    await self._move_window(pos)
+                    if len(self._buf) == 0:
+                        break
+                else:
+                    pieces.append(await self._fetch(pos, end))
+                    pos = end
+            if sequential:
+                self._read_ahead(end)
+            return pieces[0] if len(pieces) == 1 else b"".join(pieces)
+
+    async def close(self) -> None:
+        self._cancel_ahead()
+        self._buf = b""
+
+    async def _move_window(self, pos: int) -> None:
+        task, self._ahead = self._ahead, None
+        if task is not None and self._ahead_at <= pos < self._ahead_end:
+            self._buf, self._buf_at = await task, self._ahead_at
+            return
+        if task is not None:
+            task.cancel()
+        self._buf, self._buf_at = b"", pos
+        self._buf = await self._fetch(pos, min(pos + self._window, self.size))
+
+    def _read_ahead(self, pos: int) -> None:
+        buf_end = self._buf_at + len(self._buf)
+        if self._ahead is not None or buf_end >= self.size:
+            return
+        if pos - self._buf_at < len(self._buf) // 2:
+            return
+        self._window = min(self._window * 2, _READ_WINDOW)
+        self._ahead_at, self._ahead_end = buf_end, min(buf_end + self._window, self.size)
+        self._ahead = asyncio.create_task(self._fetch(self._ahead_at, self._ahead_end))
+        self._ahead.add_done_callback(_retrieve)
+
+    def _cancel_ahead(self) -> None:
+        task, self._ahead = self._ahead, None
+        if task is not None:
+            task.cancel()
+
+    async def _fetch(self, start: int, end: int) -> bytes:
+        return await asyncio.to_thread(self.storage._get_range, self.key, start, end, self._etag)
+
+
+def _retrieve(task: asyncio.Task[bytes]) -> None:
+    """A read-ahead nobody waits for any more must not log its error as unretrieved."""
+    if not task.cancelled():
+        task.exception()
 
 
 class S3Storage:
@@ -316,6 +604,31 @@ class S3Storage:
         check_key(key)
         return _S3Writer(self, key)
 
+    async def open_read(self, key: str) -> Reader:
+        head = await self._head(key)
+        return _S3Reader(self, key, int(head["ContentLength"]), head.get("ETag"))
+
+    def _get_range(self, key: str, start: int, end: int, etag: str | None) -> bytes:
+        """Bytes [start, end) of the version of `key` with `etag` (blocking: run in a thread)."""
+        kwargs: dict[str, Any] = {
+            "Bucket": self.bucket,
+            "Key": self.full(key),
+            "Range": f"bytes={start}-{end - 1}",
+        }
+        if etag:
+            kwargs["IfMatch"] = etag
+        try:
+            resp = self.client.get_object(**kwargs)
+        except self.client.exceptions.ClientError as exc:
+            code = exc.response.get("Error", {}).get("Code")
+            if code in ("404", "NoSuchKey"):
+                raise NotFound(key) from exc
+            if code in ("412", "PreconditionFailed"):
+                raise StorageError(f"{key} was replaced while it was being read") from exc
+            raise
+        with contextlib.closing(resp["Body"]) as body:
+            return body.read()
+
     async def get(
         self, key: str, offset: int = 0, length: int | None = None
     ) -> AsyncIterator[bytes]:
@@ -346,13 +659,16 @@ class S3Storage:
     async def read(self, key: str) -> bytes:
         return b"".join([c async for c in self.get(key)])
 
-    async def stat(self, key: str) -> ObjectInfo:
+    async def _head(self, key: str) -> dict[str, Any]:
         try:
-            head = await asyncio.to_thread(
+            return await asyncio.to_thread(
                 self.client.head_object, Bucket=self.bucket, Key=self.full(key)
             )
         except self.client.exceptions.ClientError as exc:
             raise NotFound(key) from exc
+
+    async def stat(self, key: str) -> ObjectInfo:
+        head = await self._head(key)
         return ObjectInfo(key, int(head["ContentLength"]), head["LastModified"])
 
     async def exists(self, key: str) -> bool:

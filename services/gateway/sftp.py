@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import os
 import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -16,7 +15,7 @@ from courier.common.events import FileDownloaded
 from courier.common.metrics import SFTP_BYTES, SFTP_UPLOAD_SECONDS
 from courier.common.outbox import stage
 from courier.common.received import record_file
-from courier.common.storage import NotFound, Storage, Writer
+from courier.common.storage import NotFound, Reader, Storage, Writer
 from courier.gateway.accounts import Principal
 from courier.gateway.metrics import SFTP_DOWNLOAD_SECONDS
 from courier.gateway.vfs import Entry, Location, TenantTree, VfsError, resolve
@@ -68,7 +67,7 @@ class Download:
     loc: Location
     key: str
     size: int
-    fd: int | None = None
+    reader: Reader
     sent: int = 0
     started: float = field(default_factory=time.monotonic)
 
@@ -143,12 +142,10 @@ class CourierSFTPServer(asyncssh.SFTPServer):
         if not self.principal.can_read:
             raise asyncssh.SFTPPermissionDenied(f"{loc.path}: this account cannot download")
         try:
-            info = await self.storage.stat(key)
+            reader = await self.storage.open_read(key)
         except NotFound as exc:
             raise asyncssh.SFTPNoSuchFile(f"{loc.path}: no such file") from exc
-        local = await self.storage.local_path(key)
-        fd = os.open(local, os.O_RDONLY) if local is not None else None
-        return Download(loc, key, info.size, fd)
+        return Download(loc, key, reader.size, reader)
 
     async def _room(self) -> int | None:
         quota = self.principal.quota_bytes
@@ -160,12 +157,7 @@ class CourierSFTPServer(asyncssh.SFTPServer):
     async def read(self, file_obj: object, offset: int, size: int) -> bytes:
         if not isinstance(file_obj, Download):
             raise asyncssh.SFTPPermissionDenied("file not open for reading")
-        if file_obj.fd is not None:
-            data = os.pread(file_obj.fd, size, offset)
-        else:
-            data = b"".join(
-                [c async for c in self.storage.get(file_obj.key, offset=offset, length=size)]
-            )
+        data = await file_obj.reader.read_at(offset, size)
         SFTP_BYTES.labels(direction="out").inc(len(data))
         self.session.bytes_out += len(data)
         file_obj.sent += len(data)
@@ -202,8 +194,7 @@ class CourierSFTPServer(asyncssh.SFTPServer):
 
     async def close(self, file_obj: object) -> None:
         if isinstance(file_obj, Download):
-            if file_obj.fd is not None:
-                os.close(file_obj.fd)
+            await file_obj.reader.close()
             SFTP_DOWNLOAD_SECONDS.observe(time.monotonic() - file_obj.started)
             self.session.log.info("download", path=file_obj.loc.path, size=file_obj.sent)
             self._audit("download", file_obj.loc.path, file_obj.sent)
