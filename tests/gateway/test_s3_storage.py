@@ -18,6 +18,7 @@ from courier.common.storage import S3Storage, Storage, open_storage
 from tests.gateway.conftest import Partner, audit_soon
 from tests.support.clients import openssh_available
 from tests.support.services import eventually
+from tests.support.staged import staged
 
 MiB = 1024 * 1024
 
@@ -38,8 +39,11 @@ def no_pending_uploads(storage: Storage) -> bool:
 
 
 async def _announced(db: Database) -> ReceivedFile | None:
+    """The recorded file, once its event is staged with it."""
     async with db.session() as s:
-        return await s.scalar(select(ReceivedFile).where(ReceivedFile.announced_at.is_not(None)))
+        row = await s.scalar(select(ReceivedFile))
+    events = await staged(db, "courier.file.received")
+    return row if row is not None and [e.file_id for e in events] == [row.id] else None  # type: ignore[attr-defined]
 
 
 @pytest.mark.skipif(not openssh_available(), reason="needs OpenSSH and sshpass")
