@@ -62,3 +62,11 @@ async def test_files_never_announced_before_the_upgrade_are_staged_by_it(databas
     )  # fmt: skip
     # The same id the gateway would have used: a late publish of the old way dedupes.
     assert row.msg_id == event.msg_id()
+
+
+def test_migrations_form_one_line() -> None:
+    """One head: a deployment upgrades in one known order, and a downgrade is defined."""
+    from alembic.script import ScriptDirectory
+
+    heads = ScriptDirectory.from_config(alembic_config("sqlite://")).get_heads()
+    assert len(heads) == 1, heads

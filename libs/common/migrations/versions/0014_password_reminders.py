@@ -4,7 +4,7 @@ The alert is staged in the outbox in the transaction that records this, so a bus
 outage neither loses a reminder nor sends it twice.
 
 Revision ID: 0014
-Revises: 0012
+Revises: 0013
 """
 
 from collections.abc import Sequence
@@ -13,7 +13,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0014"
-down_revision: str | Sequence[str] | None = "0012"
+down_revision: str | Sequence[str] | None = "0013"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
