@@ -7,11 +7,12 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
+from sqlalchemy import select
 
 from courier.cli.section_exports import upsert_export_spec
 from courier.common.db.engine import Database
 from courier.common.db.models import Tenant
-from courier.common.db.models_exports import ExportSpec, Timesheet
+from courier.common.db.models_exports import Export, ExportSpec, Timesheet
 from courier.exporter.spec import ExportSpecModel
 
 DAY = date(2026, 11, 2)  # a Monday
@@ -75,3 +76,14 @@ async def make_spec(
     db: Database, tenant: Tenant, created: datetime | None = None, **overrides: Any
 ) -> ExportSpec:
     return await upsert_export_spec(db, tenant, spec_model(**overrides), now=created)
+
+
+@pytest.fixture
+def quick_exporter(monkeypatch: pytest.MonkeyPatch) -> None:
+    """An exporter service that looks for due work five times a second."""
+    monkeypatch.setenv("COURIER_EXPORTER_TICK_SECONDS", "0.2")
+
+
+async def exports(db: Database) -> list[Export]:
+    async with db.session() as s:
+        return list(await s.scalars(select(Export)))

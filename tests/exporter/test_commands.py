@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-from sqlalchemy import select
 
 from courier.common.db.engine import Database
 from courier.common.db.models import Tenant
@@ -16,20 +15,12 @@ from courier.common.settings import Settings
 from courier.common.storage import Storage
 from courier.exporter import commands
 from courier.exporter.worker import Exporter
-from tests.exporter.conftest import DAY, make_spec
+from tests.exporter.conftest import DAY, exports, make_spec
 from tests.support.cli import bus_down, cli_env, courier
 from tests.support.services import eventually, running
 from tests.support.staged import staged
 
-
-@pytest.fixture(autouse=True)
-def quick_exporter(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("COURIER_EXPORTER_TICK_SECONDS", "0.2")
-
-
-async def _exports(db: Database) -> list[Export]:
-    async with db.session() as s:
-        return list(await s.scalars(select(Export)))
+pytestmark = pytest.mark.usefixtures("quick_exporter")
 
 
 async def test_a_redelivery_asked_with_the_bus_down_is_queued_and_delivered_once_later(
@@ -53,7 +44,7 @@ async def test_a_redelivery_asked_with_the_bus_down_is_queued_and_delivered_once
     assert out.count("pickup:/outbound delivered") == 1  # nothing happened yet
 
     async def delivered_again() -> Export | None:
-        [row] = await _exports(db)
+        [row] = await exports(db)
         return row if row.status == "delivered" and len(row.attempts) == 2 else None
 
     async with running("exporter", settings):
@@ -66,7 +57,7 @@ async def test_a_redelivery_asked_with_the_bus_down_is_queued_and_delivered_once
         assert isinstance(command, ExportRedeliver)
         assert await commands.redeliver(command, Exporter(db, storage)) is None
         await asyncio.sleep(1)
-    [done] = await _exports(db)
+    [done] = await exports(db)
     assert [(a.destination, a.outcome) for a in done.attempts] == [
         ("pickup:/outbound", "delivered"),
         ("pickup:/outbound", "delivered"),
@@ -83,7 +74,7 @@ async def test_a_run_of_a_period_delivered_twice_makes_one_export(
     made = await commands.run(command, exporter)
     assert made is not None
     assert await commands.run(command, exporter) is None
-    [export] = await _exports(db)
+    [export] = await exports(db)
     assert (export.id, export.period_start, export.period_end) == (made, DAY, DAY)
 
 

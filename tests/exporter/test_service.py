@@ -6,7 +6,7 @@ import json
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from sqlalchemy import select, update
+from sqlalchemy import update
 
 from courier.common.bus import Bus
 from courier.common.db.engine import Database
@@ -15,18 +15,10 @@ from courier.common.db.models_exports import Export, Timesheet
 from courier.common.settings import Settings
 from courier.common.storage import Storage
 from courier.exporter.schedule import schedule_due
-from tests.exporter.conftest import make_spec
+from tests.exporter.conftest import exports, make_spec
 from tests.support.services import eventually, running
 
-
-@pytest.fixture(autouse=True)
-def quick_exporter(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("COURIER_EXPORTER_TICK_SECONDS", "0.2")
-
-
-async def _exports(db: Database) -> list[Export]:
-    async with db.session() as s:
-        return list(await s.scalars(select(Export)))
+pytestmark = pytest.mark.usefixtures("quick_exporter")
 
 
 async def test_restart_between_schedule_and_build_still_makes_one_file(
@@ -49,14 +41,14 @@ async def test_restart_between_schedule_and_build_still_makes_one_file(
         )
 
     async def delivered() -> list[Export] | None:
-        found = await _exports(db)
+        found = await exports(db)
         return found if found and all(e.status == "delivered" for e in found) else None
 
     async with running("exporter", settings):
         await eventually(delivered)
     async with running("exporter", settings), running("exporter", settings):
         await eventually(delivered)
-    [done] = await _exports(db)
+    [done] = await exports(db)
     assert done.id == export.id
     outbound = await storage.list("tenants/acme/outbound")
     assert [o.key.rsplit("/", 1)[-1] for o in outbound] == [done.file_name]
@@ -75,4 +67,4 @@ async def test_restart_between_schedule_and_build_still_makes_one_file(
 async def test_starts_cleanly_without_export_specs(settings: Settings, db: Database) -> None:
     async with running("exporter", settings) as runtime:
         assert await runtime.bus.ping()
-    assert await _exports(db) == []
+    assert await exports(db) == []
