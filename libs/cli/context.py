@@ -10,10 +10,13 @@ from typing import TypeVar
 
 import typer
 from rich.console import Console
+from sqlalchemy import select
 
 from courier.common import outbox
 from courier.common.bus import Bus
 from courier.common.db.engine import Database
+from courier.common.db.models_outbox import OutboxEvent
+from courier.common.events import Event
 from courier.common.settings import get_settings
 
 T = TypeVar("T")
@@ -79,17 +82,24 @@ def run_with_bus(
     return run_with_db(_main, refusals=(BusUnreachable, *refusals))
 
 
-async def relay_once(db: Database) -> bool:
-    """One pass of the outbox relay, for what this command staged: False if the bus is down.
+async def relay_once(db: Database, command: Event) -> bool:
+    """One pass of the outbox relay: True once `command` is on the bus, False if not yet.
 
-    Nothing is lost either way: what is not sent now, the relay of any running
-    service sends later.
+    Judged by the command's own row, so another event still waiting (an old one the
+    bus refuses) does not make this one look queued. Nothing is lost either way: what
+    is not sent now, the relay of any running service sends later.
     """
     bus = Bus(get_settings(), client_name="courier-cli")
     try:
         await asyncio.wait_for(bus.connect(), RELAY_CONNECT_SECONDS)
         await outbox.flush(db, bus.publish)
-        return (await outbox.pending(db))[0] == 0
+        async with db.session() as s:
+            sent = await s.scalar(
+                select(OutboxEvent.id).where(
+                    OutboxEvent.msg_id == command.msg_id(), OutboxEvent.published_at.is_not(None)
+                )
+            )
+        return sent is not None
     except Exception:
         return False
     finally:

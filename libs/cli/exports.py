@@ -92,7 +92,7 @@ def _send(
     async def _go(db: Database) -> tuple[str, ExportView | None]:
         async with db.transaction() as s:
             command = await stage(s)
-        if not await relay_once(db):
+        if not await relay_once(db, command):
             return queued(what, follow), None
         found = await wait_for(lambda: _answer(db, command), wait)
         if found is None:

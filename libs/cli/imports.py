@@ -136,7 +136,7 @@ def _decide(
     async def _go(db: Database) -> tuple[str, str, Any]:
         async with db.transaction() as s:
             command = await decisions.request(s, import_id, decision, who)
-        if not await relay_once(db):
+        if not await relay_once(db, command):
             return "queued", queued(decision, f"courier imports show {import_id}"), None
         found = await wait_for(lambda: _outcome(db, command), wait)
         if found is None:

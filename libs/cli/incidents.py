@@ -124,7 +124,7 @@ def _send(
     async def _go(db: Database) -> tuple[str, str, views.IncidentDetail | None]:
         async with db.transaction() as s:
             command = await incident_actions.request(s, incident_id, action, by, text, note_kind)
-        if not await relay_once(db):
+        if not await relay_once(db, command):
             return "queued", queued(what, follow), None
         found = await wait_for(lambda: _progress(db, command), wait)
         if found is None:
