@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -15,6 +16,9 @@ from courier.importer.changes import Context, Outcome, guard_reason, reject_reas
 from courier.importer.rows import Row
 
 BATCH = 5000
+# Rows read and compared between two turns of the event loop: reading a large file
+# must not starve the message keep-alive, health checks or other consumers.
+YIELD_EVERY = 1000
 
 
 async def run(session: AsyncSession, ctx: Context, rows: Iterator[Row]) -> Outcome:
@@ -53,7 +57,9 @@ async def run(session: AsyncSession, ctx: Context, rows: Iterator[Row]) -> Outco
             }
         )
 
-    for row in rows:
+    for seen, row in enumerate(rows, start=1):
+        if seen % YIELD_EVERY == 0:
+            await asyncio.sleep(0)
         if row.key is not None:
             in_file.add(row.key)
         if row.values is None:
