@@ -43,6 +43,19 @@ class Settings(BaseSettings):
     console_host: str = "127.0.0.1"
     console_port: int = 8080
     console_base_url: str = "http://127.0.0.1:8080"
+    # Signs session cookies. Unset: a random key per process (sessions end at a restart,
+    # and replicas do not share them), which `courier dev up` avoids by keeping one.
+    console_secret_key: SecretStr | None = None
+    # A session ends after this long without a request, and this long after sign-in.
+    console_session_idle_minutes: float = 30.0
+    console_session_max_hours: float = 12.0
+    # Failed sign-ins in a row that lock a user out, and for how long.
+    console_signin_max_failures: int = 5
+    console_lockout_minutes: float = 15.0
+    # Sign-in attempts one address may make per minute (each replica counts its own).
+    console_signin_per_ip_per_minute: int = 20
+    # Roles whose users must sign in with an authenticator code (TOTP), e.g. ["admin"].
+    console_totp_roles: list[str] = []
 
     # Each service serves /metrics, /healthz and /readyz on its own port; 0 disables.
     health_host: str = "127.0.0.1"

@@ -1,20 +1,94 @@
-"""JSON API of the console: one router per area, sharing the app's database and storage."""
+"""The console application: pages and the JSON API, behind sign-in or an API token."""
 
 from __future__ import annotations
 
-from fastapi import FastAPI
+from pathlib import Path
+
+from fastapi import APIRouter, Depends, FastAPI, HTTPException, Request
+from fastapi.openapi.docs import get_swagger_ui_html
+from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, RedirectResponse, Response
+from swagger_ui_bundle import swagger_ui_path
 
 from courier.common.db.engine import Database
+from courier.common.settings import Settings, get_settings
 from courier.common.storage import Storage
-from courier.console import exports, imports, incidents, sessions
+from courier.console import exports, imports, incidents, sessions, signin
+from courier.console.access import (
+    Cookies,
+    CurrentViewer,
+    SignInRequired,
+    current_viewer,
+    on_sign_in_required,
+)
+from courier.console.render import STATIC
+
+# Served to signed-in people and tokens only; names are fixed, never taken from the path.
+_ASSETS: dict[str, Path] = {
+    "console.css": STATIC / "console.css",
+    "htmx.min.js": STATIC / "htmx.min.js",
+    "swagger-ui.css": Path(swagger_ui_path) / "swagger-ui.css",
+    "swagger-ui-bundle.js": Path(swagger_ui_path) / "swagger-ui-bundle.js",
+}
+_TYPES = {".css": "text/css", ".js": "text/javascript"}
+
+shell = APIRouter(include_in_schema=False)
 
 
-def create_app(db: Database, storage: Storage) -> FastAPI:
-    app = FastAPI(title="Courier console", version="1")
+@shell.get("/")
+async def home(viewer: CurrentViewer) -> Response:
+    return RedirectResponse("/imports", status_code=303)
+
+
+@shell.get("/static/{name}")
+async def asset(name: str, viewer: CurrentViewer) -> Response:
+    path = _ASSETS.get(name)
+    if path is None:
+        raise HTTPException(404, "no such asset")
+    return FileResponse(
+        path,
+        media_type=_TYPES[path.suffix],
+        headers={"Cache-Control": "private, max-age=3600"},
+    )
+
+
+@shell.get("/api/docs", response_class=HTMLResponse)
+async def api_docs(viewer: CurrentViewer) -> HTMLResponse:
+    return get_swagger_ui_html(
+        openapi_url="/api/openapi.json",
+        title="Courier console API",
+        swagger_js_url="/static/swagger-ui-bundle.js",
+        swagger_css_url="/static/swagger-ui.css",
+        swagger_favicon_url="data:,",
+    )
+
+
+@shell.get("/api/openapi.json")
+async def openapi(request: Request, viewer: CurrentViewer) -> Response:
+    return JSONResponse(request.app.openapi())
+
+
+def create_app(db: Database, storage: Storage, settings: Settings | None = None) -> FastAPI:
+    settings = settings or get_settings()
+    app = FastAPI(
+        title="Courier console",
+        version="1",
+        docs_url=None,
+        redoc_url=None,
+        openapi_url=None,
+        description="The import audit, exports, incidents and accounts of Courier. "
+        "Authenticate with an API token from `courier tokens create` as a bearer token.",
+    )
     app.state.db = db
     app.state.storage = storage
-    app.include_router(imports.router)
-    app.include_router(exports.router)
-    app.include_router(incidents.router)
-    app.include_router(sessions.router)
+    app.state.settings = settings
+    app.state.cookies = Cookies(settings)
+    app.state.signin_policy = signin.policy(settings)
+    app.state.signin_limiter = signin.AddressLimiter(settings.console_signin_per_ip_per_minute)
+    app.add_exception_handler(SignInRequired, on_sign_in_required)
+    app.include_router(signin.router)
+    app.include_router(shell)
+    # Closed at the router too, so a route added without a viewer is never open.
+    closed = [Depends(current_viewer)]
+    for area in (imports, exports, incidents, sessions):
+        app.include_router(area.router, dependencies=closed)
     return app

@@ -10,7 +10,7 @@ from courier.console.api import create_app
 
 
 async def main(runtime: Runtime) -> None:
-    app = create_app(runtime.db, runtime.storage)
+    app = create_app(runtime.db, runtime.storage, runtime.settings)
     app.router.routes.extend(health_routes(runtime.ready_checks))
     server = uvicorn.Server(
         uvicorn.Config(

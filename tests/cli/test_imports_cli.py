@@ -9,7 +9,6 @@ import asyncio
 import json
 from collections.abc import Iterator
 
-import httpx
 import pytest
 from sqlalchemy import select
 from typer.testing import CliRunner
@@ -21,6 +20,7 @@ from courier.common.db.models import Import, Tenant
 from courier.common.received import record_file
 from courier.common.settings import Settings, get_settings
 from courier.common.storage import Storage
+from tests.support.console import api_client, make_token
 from tests.support.fixtures_data import leave_csv
 from tests.support.services import eventually, running
 
@@ -52,7 +52,8 @@ async def test_imports_list_and_show_match_the_console(
                 return await s.scalar(select(Import).where(Import.finished_at.is_not(None)))
 
         imp = await eventually(finished)
-        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{settings.console_port}") as http:
+        base = f"http://127.0.0.1:{settings.console_port}"
+        async with api_client(base, await make_token(db, "support")) as http:
             api_list = (await http.get("/api/imports")).json()
             api_detail = (await http.get(f"/api/imports/{imp.id}")).json()
 

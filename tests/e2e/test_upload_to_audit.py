@@ -7,7 +7,6 @@ from decimal import Decimal
 from pathlib import Path
 
 import asyncssh
-import httpx
 import pytest
 from sqlalchemy import func, select
 
@@ -16,6 +15,7 @@ from courier.common.db.models import Import, LeaveBalance, ReceivedFile, Tenant
 from courier.common.settings import Settings
 from courier.gateway import admin
 from tests.support.clients import asyncssh_connect, openssh_available, openssh_sftp
+from tests.support.console import api_client, make_token
 from tests.support.fixtures_data import leave_csv
 from tests.support.services import eventually, running
 
@@ -122,7 +122,7 @@ async def test_openssh_upload_is_imported_audited_and_downloadable(
         assert balances[("E300", "annual")] == Decimal("8.00")
 
         base = f"http://127.0.0.1:{settings.console_port}"
-        async with httpx.AsyncClient(base_url=base) as http:
+        async with api_client(base, await make_token(db, "support")) as http:
             listing = (await http.get("/api/imports")).json()
             assert {i["file_name"] for i in listing} == {"leave_20261101.csv", "leave_20261102.csv"}
             detail = (await http.get(f"/api/imports/{imp2.id}")).json()

@@ -7,13 +7,14 @@ import json
 from datetime import date, timedelta
 from pathlib import Path
 
-import httpx
 import pytest
 from typer.testing import CliRunner, Result
 
 from courier.cli.main import app
+from courier.common.db.engine import Database
 from courier.common.db.models import Tenant
 from courier.common.settings import Settings, get_settings
+from tests.support.console import api_client, make_token
 from tests.support.services import running
 from tests.support.sshd import Sshd
 
@@ -56,7 +57,7 @@ async def _invoke(cli: CliRunner, args: list[str]) -> Result:
 
 
 async def test_declared_export_runs_lists_and_redelivers(
-    cli: CliRunner, settings: Settings, tenant: Tenant, sshd: Sshd, tmp_path: Path
+    cli: CliRunner, settings: Settings, db: Database, tenant: Tenant, sshd: Sshd, tmp_path: Path
 ) -> None:
     spec = tmp_path / "acme.yaml"
     spec.write_text(
@@ -101,7 +102,8 @@ async def test_declared_export_runs_lists_and_redelivers(
     assert missing.exit_code == 1 and "no export spec 'timesheets'" in missing.output
 
     base = f"http://127.0.0.1:{settings.console_port}"
-    async with running("console", settings), httpx.AsyncClient(base_url=base) as h:
+    token = await make_token(db, "support")
+    async with running("console", settings), api_client(base, token) as h:
         [listed] = (await h.get("/api/exports", params={"tenant": "acme"})).json()
         detail = (await h.get(f"/api/exports/{export['id']}")).json()
     assert listed["id"] == export["id"] and listed["status"] == "delivered"

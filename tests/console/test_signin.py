@@ -1,0 +1,93 @@
+"""Signing in to the console: sessions, refusals that reveal nothing, lockout, sign-out."""
+
+from __future__ import annotations
+
+import pyotp
+import pytest
+from sqlalchemy import select
+
+from courier.common.db.models_console import ConsoleAuditEntry
+from courier.console.api import create_app
+from tests.support.console import PASSWORD, api_client, csrf_of, make_token, make_user
+
+
+@pytest.fixture
+def app(db, storage, settings):
+    return create_app(db, storage, settings)
+
+
+async def test_pages_and_api_ask_for_sign_in(app) -> None:
+    async with api_client(app) as http:
+        page = await http.get("/incidents?state=open")
+        assert page.status_code == 303
+        assert page.headers["location"] == "/signin?next=%2Fincidents%3Fstate%3Dopen"
+        api = await http.get("/api/imports")
+        assert api.status_code == 401
+        assert api.headers["www-authenticate"] == "Bearer"
+
+
+async def test_sign_in_sets_a_hardened_cookie_and_sign_out_ends_the_session(db, app) -> None:
+    await make_user(db, "ann", "admin")
+    async with api_client(app) as http:
+        answer = await http.post(
+            "/signin", data={"username": "ann", "password": PASSWORD, "next": "/incidents"}
+        )
+        assert answer.status_code == 303 and answer.headers["location"] == "/incidents"
+        cookie = answer.headers["set-cookie"].lower()
+        assert "httponly" in cookie and "samesite=lax" in cookie
+        assert (await http.get("/api/imports")).status_code == 200
+        kept = dict(http.cookies)
+        # Sign-out needs the page's CSRF token; without it the form is refused.
+        assert (await http.post("/signout")).status_code == 403
+        csrf = csrf_of((await http.get("/imports")).text)
+        out = await http.post("/signout", data={"csrf": csrf})
+        assert out.status_code == 303 and out.headers["location"] == "/signin"
+    async with api_client(app) as other:
+        # The cookie of an ended session opens nothing, even if someone kept a copy.
+        other.cookies.update(kept)
+        assert (await other.get("/api/imports")).status_code == 401
+
+
+async def test_refusals_read_the_same_for_unknown_wrong_and_disabled_users(db, app) -> None:
+    await make_user(db, "ann", "admin")
+    async with api_client(app) as http:
+        answers = [
+            await http.post("/signin", data={"username": u, "password": p})
+            for u, p in (("ann", "wrong password!!"), ("nobody", PASSWORD))
+        ]
+    assert {a.status_code for a in answers} == {401}
+    assert answers[0].text == answers[1].text
+
+
+async def test_repeated_failures_lock_the_user_and_the_lockout_is_audited(db, settings, storage):
+    app = create_app(db, storage, settings.model_copy(update={"console_signin_max_failures": 3}))
+    await make_user(db, "ann", "admin")
+    async with api_client(app) as http:
+        for _ in range(3):
+            await http.post("/signin", data={"username": "ann", "password": "not the password"})
+        locked = await http.post("/signin", data={"username": "ann", "password": PASSWORD})
+        assert locked.status_code == 401
+    async with db.session() as s:
+        actions = list(await s.scalars(select(ConsoleAuditEntry.action)))
+    assert actions.count("signin.locked") == 1
+    assert "signin" not in actions
+
+
+async def test_totp_user_needs_the_code(db, app) -> None:
+    user = await make_user(db, "ann", "admin", totp=True)
+    async with api_client(app) as http:
+        without = await http.post("/signin", data={"username": "ann", "password": PASSWORD})
+        assert without.status_code == 401
+        code = pyotp.TOTP(user.totp_secret).now()
+        answer = await http.post(
+            "/signin", data={"username": "ann", "password": PASSWORD, "code": code}
+        )
+        assert answer.status_code == 303
+
+
+async def test_api_token_reads_and_a_revoked_one_does_not(db, app) -> None:
+    token = await make_token(db, "support")
+    async with api_client(app, token) as http:
+        assert (await http.get("/api/imports")).status_code == 200
+    async with api_client(app, token[:-2] + "xx") as http:
+        assert (await http.get("/api/imports")).status_code == 401
