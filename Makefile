@@ -3,8 +3,9 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(shell sha1sum pyproject.toml | cut -c1-12)
-# Debian packages the tests talk to as real peers (OpenSSH client and server).
-DEBS   := openssh-client openssh-server sshpass
+# Debian packages the tests talk to as real peers (OpenSSH client and server) and the
+# browser the console tests drive (Chromium, through Playwright; never downloaded).
+DEBS   := openssh-client openssh-server sshpass chromium
 
 .PHONY: run test lint format system-packages clean bench
 

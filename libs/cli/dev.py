@@ -4,24 +4,33 @@ from __future__ import annotations
 
 import asyncio
 import importlib.util
+import secrets
 import signal
 import subprocess
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from rich.console import Console
 
 from courier.cli import processes, provision
 from courier.cli.service import SERVICES
+from courier.cli.users import actor
+from courier.common import console_users
 from courier.common.db.engine import Database
 from courier.common.db.migrate import upgrade_sync
-from courier.common.passwords import generate_password
+from courier.common.passwords import generate_password, verify_password
 from courier.common.storage import file_url
 
 # Consumers first, so nothing a producer announces waits for them; the front doors last.
 SERVICE_ORDER = SERVICES
 DEMO_TENANT = "demo"
 DEMO_USER = "demo"
+# Console users: (name, role, tenant, what they see).
+DEMO_CONSOLE_USERS = (
+    ("admin", "admin", None, "every tenant, users and tokens"),
+    (f"{DEMO_TENANT}-viewer", "customer", DEMO_TENANT, f"tenant {DEMO_TENANT} only"),
+)
 DEMO_FEED = {
     "name": "leave-balances",
     "kind": "leave_balances",
@@ -33,7 +42,35 @@ def available_services() -> list[str]:
     return [s for s in SERVICE_ORDER if importlib.util.find_spec(f"courier.{s}.app") is not None]
 
 
-async def _seed(database_url: str, password_file: Path) -> str:
+def _kept(path: Path, make: Callable[[], str]) -> str:
+    """A value made on the first run and kept in the data dir (owner-only), so runs agree."""
+    if not path.exists() or not path.read_text().strip():
+        path.touch(mode=0o600)
+        path.write_text(make())
+    return path.read_text().strip()
+
+
+async def _seed_console(db: Database, data_dir: Path) -> list[tuple[str, str, str]]:
+    """The demo console users, each with the password kept for it: (name, password, sees)."""
+    shown = []
+    for username, role, tenant, sees in DEMO_CONSOLE_USERS:
+        password = _kept(data_dir / f"console-{username}.password", generate_password)
+        async with db.transaction() as s:
+            user = await console_users.find_user(s, username)
+            if user is None:
+                await console_users.create_user(
+                    s, username=username, role=role, tenant=tenant, password=password, by=actor()
+                )
+            elif not verify_password(user.password_hash, password):
+                # Changed since (or the kept file was lost): print what signs in.
+                await console_users.reset_password(s, username, password, by=actor())
+        shown.append((username, password, sees))
+    return shown
+
+
+async def _seed(database_url: str, data_dir: Path) -> tuple[str, list[tuple[str, str, str]]]:
+    """The demo tenant, SFTP account and feed; the SFTP password and the console users."""
+    password_file = data_dir / "demo-password"
     db = Database(database_url)
     try:
         tenant = await provision.ensure_tenant(db, DEMO_TENANT, "Demo Customer", "Europe/London")
@@ -53,9 +90,11 @@ async def _seed(database_url: str, password_file: Path) -> str:
         await provision.upsert_feed(
             db, tenant, DEMO_FEED["name"], DEMO_FEED["kind"], DEMO_FEED["pattern"], {}
         )
+        signins = await _seed_console(db, data_dir)
     finally:
         await db.dispose()
-    return password_file.read_text().strip() if password_file.exists() else "(set earlier)"
+    sftp = password_file.read_text().strip() if password_file.exists() else "(set earlier)"
+    return sftp, signins
 
 
 def up(data_dir: Path, sftp_port: int, console_port: int, console: Console) -> None:
@@ -80,7 +119,9 @@ def up(data_dir: Path, sftp_port: int, console_port: int, console: Console) -> N
         nats = processes.start_nats(data_dir / "jetstream", nats_port, logs / "nats-server.log")
         procs.append(nats)
         upgrade_sync(database_url)
-        password = asyncio.run(_seed(database_url, data_dir / "demo-password"))
+        password, signins = asyncio.run(_seed(database_url, data_dir))
+        # Kept, so a browser stays signed in across restarts of the stack.
+        secret_key = _kept(data_dir / "console-secret-key", lambda: secrets.token_urlsafe(32))
 
         env = {
             "COURIER_NATS_URL": f"nats://127.0.0.1:{nats_port}",
@@ -96,6 +137,8 @@ def up(data_dir: Path, sftp_port: int, console_port: int, console: Console) -> N
         for name in available_services():
             port = console_port if name == "console" else processes.free_port()
             svc_env = {**env, "COURIER_HEALTH_PORT": "0" if name == "console" else str(port)}
+            if name == "console":
+                svc_env["COURIER_CONSOLE_SECRET_KEY"] = secret_key
             proc = processes.start_service(name, svc_env, logs / f"{name}.log")
             procs.append(proc)
             services.append((name, proc, f"http://127.0.0.1:{port}/readyz"))
@@ -109,8 +152,14 @@ def up(data_dir: Path, sftp_port: int, console_port: int, console: Console) -> N
         )
         console.print(f"  data:     {data_dir}")
         console.print(f"  logs:     {logs}")
-        console.print(f"  console:  http://127.0.0.1:{console_port}/api/imports")
-        console.print(f"  password: {password}")
+        console.print(f"  console:  http://127.0.0.1:{console_port}/  sign in as:")
+        for username, user_password, sees in signins:
+            console.print(
+                f"    {username:<14} password: {user_password}  ({sees})",
+                soft_wrap=True,
+                highlight=False,
+            )
+        console.print(f"  sftp:     user {DEMO_USER}, password: {password}", highlight=False)
         console.print("  connect:")
         console.print(
             f"    sftp -P {sftp_port} -o StrictHostKeyChecking=accept-new {DEMO_USER}@127.0.0.1",

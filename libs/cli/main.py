@@ -21,6 +21,8 @@ from courier.cli import (
     oncall,
     outbox,
     provision,
+    tokens,
+    users,
 )
 from courier.cli import sources as sources_cli
 from courier.cli.context import run_with_db
@@ -49,6 +51,8 @@ app.add_typer(accounts.app, name="accounts")
 app.add_typer(gateway.app, name="gateway")
 app.add_typer(imports.app, name="imports")
 app.add_typer(outbox.app, name="outbox")
+app.add_typer(users.app, name="users")
+app.add_typer(tokens.app, name="tokens")
 
 console = Console()
 err = Console(stderr=True)

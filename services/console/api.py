@@ -4,15 +4,32 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import fastapi_offline
 from fastapi import APIRouter, Depends, FastAPI, HTTPException, Request
 from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, RedirectResponse, Response
-from swagger_ui_bundle import swagger_ui_path
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from courier.common.db.engine import Database
 from courier.common.settings import Settings, get_settings
 from courier.common.storage import Storage
-from courier.console import exports, imports, incidents, sessions, signin
+from courier.console import (
+    accounts,
+    exports,
+    feeds,
+    imports,
+    incidents,
+    pages_accounts,
+    pages_admin,
+    pages_exports,
+    pages_feeds,
+    pages_imports,
+    pages_incidents,
+    pages_sessions,
+    people,
+    sessions,
+    signin,
+)
 from courier.console.access import (
     Cookies,
     CurrentViewer,
@@ -20,14 +37,19 @@ from courier.console.access import (
     current_viewer,
     on_sign_in_required,
 )
+from courier.console.errors import on_http_error
 from courier.console.render import STATIC
+
+# Swagger UI 5 (it reads OpenAPI 3.1), as the fastapi-offline package ships it.
+_SWAGGER = Path(fastapi_offline.__file__).parent / "static"
 
 # Served to signed-in people and tokens only; names are fixed, never taken from the path.
 _ASSETS: dict[str, Path] = {
     "console.css": STATIC / "console.css",
+    "console.js": STATIC / "console.js",
     "htmx.min.js": STATIC / "htmx.min.js",
-    "swagger-ui.css": Path(swagger_ui_path) / "swagger-ui.css",
-    "swagger-ui-bundle.js": Path(swagger_ui_path) / "swagger-ui-bundle.js",
+    "swagger-ui.css": _SWAGGER / "swagger-ui.css",
+    "swagger-ui-bundle.js": _SWAGGER / "swagger-ui-bundle.js",
 }
 _TYPES = {".css": "text/css", ".js": "text/javascript"}
 
@@ -85,10 +107,20 @@ def create_app(db: Database, storage: Storage, settings: Settings | None = None)
     app.state.signin_policy = signin.policy(settings)
     app.state.signin_limiter = signin.AddressLimiter(settings.console_signin_per_ip_per_minute)
     app.add_exception_handler(SignInRequired, on_sign_in_required)
+    app.add_exception_handler(StarletteHTTPException, on_http_error)
     app.include_router(signin.router)
     app.include_router(shell)
     # Closed at the router too, so a route added without a viewer is never open.
     closed = [Depends(current_viewer)]
-    for area in (imports, exports, incidents, sessions):
+    for area in (imports, exports, incidents, sessions, people, pages_admin, feeds, accounts):
         app.include_router(area.router, dependencies=closed)
+    for pages in (
+        pages_feeds,
+        pages_accounts,
+        pages_sessions,
+        pages_imports,
+        pages_incidents,
+        pages_exports,
+    ):
+        app.include_router(pages.router, dependencies=closed)
     return app

@@ -1,16 +1,22 @@
-"""The SFTP session audit in the console API (and `courier gateway sessions`)."""
+"""The SFTP session audit in the console (pages and API) and `courier gateway sessions`.
+
+Audit lines name their tenant by slug and keep no foreign keys (a line outlives its
+account), so a customer sees a session when one of its lines is their tenant's; the CLI
+passes no viewer and sees all. Another tenant's session answers 404 as a missing one.
+"""
 
 from __future__ import annotations
 
 from datetime import datetime
 from typing import Annotated
 
-from fastapi import APIRouter, HTTPException, Query
+from fastapi import APIRouter, Query
 from pydantic import BaseModel
-from sqlalchemy import func, select
+from sqlalchemy import ColumnElement, func, select, true
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from courier.common.db.models_gateway import SessionEvent
+from courier.console.access import CurrentViewer, Viewer, not_found, scope_slug
 from courier.console.deps import Session
 
 
@@ -68,23 +74,33 @@ def _summarise(session_id: str, lines: list[SessionEvent], with_events: bool) ->
     )
 
 
+def _visible(viewer: Viewer | None) -> ColumnElement[bool]:
+    return scope_slug(viewer, SessionEvent.tenant) if viewer is not None else true()
+
+
 async def list_sessions(
     s: AsyncSession,
     *,
+    viewer: Viewer | None = None,
     tenant: str | None = None,
     username: str | None = None,
     peer: str | None = None,
     limit: int = 50,
+    offset: int = 0,
 ) -> list[SessionSummary]:
     """Most recent sessions first, each folded from its audit lines."""
-    recent = select(SessionEvent.session).group_by(SessionEvent.session)
+    recent = select(SessionEvent.session).where(_visible(viewer)).group_by(SessionEvent.session)
     if tenant:
         recent = recent.where(SessionEvent.tenant == tenant)
     if username:
         recent = recent.where(SessionEvent.username == username)
     if peer:
         recent = recent.where(SessionEvent.peer == peer)
-    ids = list(await s.scalars(recent.order_by(func.max(SessionEvent.id).desc()).limit(limit)))
+    ids = list(
+        await s.scalars(
+            recent.order_by(func.max(SessionEvent.id).desc()).limit(limit).offset(offset)
+        )
+    )
     if not ids:
         return []
     lines = await s.scalars(
@@ -96,7 +112,15 @@ async def list_sessions(
     return [_summarise(i, grouped[i], with_events=False) for i in ids]
 
 
-async def get_session(s: AsyncSession, session_id: str) -> SessionSummary | None:
+async def get_session(
+    s: AsyncSession, session_id: str, viewer: Viewer | None = None
+) -> SessionSummary | None:
+    """The session with every audit line, if the viewer may see it."""
+    seen = await s.scalar(
+        select(SessionEvent.id).where(SessionEvent.session == session_id, _visible(viewer)).limit(1)
+    )
+    if seen is None:
+        return None
     lines = list(
         await s.scalars(
             select(SessionEvent).where(SessionEvent.session == session_id).order_by(SessionEvent.id)
@@ -111,17 +135,21 @@ router = APIRouter(prefix="/api/gateway", tags=["gateway"])
 @router.get("/sessions", response_model=list[SessionSummary])
 async def sessions(
     s: Session,
+    viewer: CurrentViewer,
     tenant: str | None = None,
     username: str | None = None,
     peer: str | None = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
+    offset: Annotated[int, Query(ge=0)] = 0,
 ) -> list[SessionSummary]:
-    return await list_sessions(s, tenant=tenant, username=username, peer=peer, limit=limit)
+    return await list_sessions(
+        s, viewer=viewer, tenant=tenant, username=username, peer=peer, limit=limit, offset=offset
+    )
 
 
 @router.get("/sessions/{session_id}", response_model=SessionSummary)
-async def session_detail(session_id: str, s: Session) -> SessionSummary:
-    found = await get_session(s, session_id)
+async def session_detail(session_id: str, s: Session, viewer: CurrentViewer) -> SessionSummary:
+    found = await get_session(s, session_id, viewer)
     if found is None:
-        raise HTTPException(404, f"no session {session_id}")
+        raise not_found("session")
     return found

@@ -1,4 +1,5 @@
-"""`courier dev up`: the whole stack from one command, stopped cleanly by Ctrl-C."""
+"""`courier dev up`: the whole stack from one command, stopped cleanly by Ctrl-C, with
+demo console users whose passwords (and signed-in browsers) survive a restart."""
 
 from __future__ import annotations
 
@@ -32,7 +33,7 @@ def _start(data_dir: Path, sftp_port: int, console_port: int) -> subprocess.Pope
     )
 
 
-def _read_until_connect_line(proc: subprocess.Popen[str], limit: float = 30) -> str:
+def _read_until_connect_line(proc: subprocess.Popen[str], limit: float = 90) -> str:
     deadline = time.monotonic() + limit
     out = ""
     assert proc.stdout is not None
@@ -56,11 +57,17 @@ async def test_dev_up_prints_connect_line_accepts_uploads_and_stops_everything(
 ) -> None:
     data_dir = tmp_path / "dev"
     sftp_port, console_port = free_port(), free_port()
+    # One browser for both runs: its session cookie must outlive the restart.
+    browser = httpx.AsyncClient(base_url=f"http://127.0.0.1:{console_port}", timeout=5)
     proc = _start(data_dir, sftp_port, console_port)
     try:
         out = _read_until_connect_line(proc)
-        password = re.search(r"password: (\S+)", out).group(1)  # type: ignore[union-attr]
+        password = re.search(r"user demo, password: (\S+)", out).group(1)  # type: ignore[union-attr]
+        admin = re.search(r"admin +password: (\S+)", out).group(1)  # type: ignore[union-attr]
+        assert re.search(r"demo-viewer +password: \S+ +\(tenant demo only\)", out), out
         assert f"sftp -P {sftp_port}" in out and f"http://127.0.0.1:{console_port}" in out
+        signed_in = await browser.post("/signin", data={"username": "admin", "password": admin})
+        assert signed_in.status_code == 303, signed_in.text
         children = _children(proc)
         assert any("nats-server" in c.name() for c in children)
 
@@ -75,19 +82,20 @@ async def test_dev_up_prints_connect_line_accepts_uploads_and_stops_everything(
     for child in children:
         assert not child.is_running() or child.status() == psutil.STATUS_ZOMBIE, child
 
-    # A second run on the same directory keeps the data: same password, import still there.
+    # A second run on the same directory keeps the data: same passwords, the admin's
+    # browser still signed in (the console's key is kept), the import still there.
     proc = _start(data_dir, sftp_port, console_port)
     try:
         out = _read_until_connect_line(proc)
-        assert f"password: {password}" in out
+        assert f"user demo, password: {password}" in out
+        assert re.search(rf"admin +password: {re.escape(admin)} ", out), out
 
         async def imported() -> list[dict[str, object]] | None:
             try:
-                async with httpx.AsyncClient() as http:
-                    url = f"http://127.0.0.1:{console_port}/api/imports"
-                    resp = await http.get(url, timeout=5)
+                resp = await browser.get("/api/imports")
             except httpx.TransportError:
                 return None  # still catching up after the restart
+            assert resp.status_code == 200, resp.text
             found = resp.json()
             return found if found and found[0]["finished_at"] else None
 
@@ -95,5 +103,6 @@ async def test_dev_up_prints_connect_line_accepts_uploads_and_stops_everything(
         assert [i["file_name"] for i in imports] == ["leave_1.csv"]
         assert imports[0]["created"] == 1
     finally:
+        await browser.aclose()
         proc.send_signal(signal.SIGINT)
         proc.wait(30)

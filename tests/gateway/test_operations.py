@@ -6,7 +6,6 @@ import asyncio
 import json
 from datetime import UTC, datetime, timedelta
 
-import httpx
 import pytest
 from sqlalchemy import select, update
 
@@ -18,6 +17,7 @@ from courier.common.events import ALERT_RAISED, AlertRaised, FileDownloaded
 from courier.common.settings import Settings
 from courier.common.storage import Storage
 from tests.gateway.conftest import Partner
+from tests.support.console import api_client, make_token
 from tests.support.services import eventually, running
 
 
@@ -68,7 +68,8 @@ async def test_console_lists_sessions_with_outcome_and_bytes(
     with pytest.raises(Exception):  # noqa: B017 - any refusal will do
         await partner.connect(password="Wrong-Password-123")
 
-    async with httpx.AsyncClient(base_url=console) as http:
+    token = await make_token(db, "support")
+    async with api_client(console, token) as http:
 
         async def both() -> list | None:  # type: ignore[type-arg]
             found = (await http.get("/api/gateway/sessions")).json()

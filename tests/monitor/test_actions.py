@@ -6,8 +6,6 @@ from __future__ import annotations
 import uuid
 from datetime import timedelta
 
-import httpx
-
 from courier.common.db.base import utcnow
 from courier.common.db.engine import Database
 from courier.common.db.models import Tenant
@@ -21,6 +19,7 @@ from courier.console.incidents import IncidentDetail, incident_detail
 from courier.monitor import actions
 from courier.monitor.incidents import Signal, record_signals
 from tests.support.cli import bus_down, cli_env, courier
+from tests.support.console import api_client, make_token
 from tests.support.incidents import act
 from tests.support.services import eventually, running
 from tests.support.staged import staged
@@ -92,15 +91,15 @@ async def test_actions_sent_while_the_monitor_is_stopped_are_carried_out_once_wh
     settings: Settings, db: Database, storage: Storage, tenant: Tenant
 ) -> None:
     web, queued, sent = [await _incident(db, tenant, n) for n in ("a.csv", "b.csv", "c.csv")]
-    # The console acknowledges one; nobody has carried it out yet.
-    transport = httpx.ASGITransport(app=create_app(db, storage))
-    async with httpx.AsyncClient(transport=transport, base_url="http://console") as http:
-        answer = await http.post(f"/api/incidents/{web}/ack", json={"by": "web@acme"})
+    # The console acknowledges one (as its API token); nobody has carried it out yet.
+    token = await make_token(db, "support", name="web")
+    async with api_client(create_app(db, storage, settings), token) as http:
+        answer = await http.post(f"/api/incidents/{web}/ack")
         assert answer.status_code == 202, answer.text
         assert answer.json()["message"].startswith("acknowledgement sent; the monitor")
         shown = (await http.get(f"/api/incidents/{web}")).json()
     assert shown["state"] == "open"
-    assert [(p["action"], p["by"]) for p in shown["pending_actions"]] == [("ack", "web@acme")]
+    assert [(p["action"], p["by"]) for p in shown["pending_actions"]] == [("ack", "token:web")]
 
     # The CLI, with the bus down: the acknowledgement is queued, and shown as pending.
     code, out = await courier(bus_down(settings), "incidents", "ack", str(queued), "--by", "cli")
@@ -135,7 +134,7 @@ async def test_actions_sent_while_the_monitor_is_stopped_are_carried_out_once_wh
             assert again.outcome == "applied"
         assert await monitor.bus.ping()
     web_done, queued_done, sent_done = [await _show(db, i) for i in (web, queued, sent)]
-    assert _notes(web_done) == [("web@acme", "note", "acknowledged")]
+    assert _notes(web_done) == [("token:web", "note", "acknowledged")]
     assert _notes(queued_done) == [("cli", "note", "acknowledged")]
     assert _notes(sent_done) == [("cli", "note", "disk freed")]
     # Acknowledging leaves the SLA clock running; resolving stopped it, once.

@@ -10,7 +10,6 @@ import uuid
 from datetime import timedelta
 from pathlib import Path
 
-import httpx
 import pytest
 from sqlalchemy import select
 
@@ -27,6 +26,7 @@ from courier.exporter.schedule import Run, claim_period
 from courier.exporter.worker import Exporter
 from tests.exporter.conftest import DAY, make_spec, sheet
 from tests.support.clients import openssh_available, openssh_sftp
+from tests.support.console import api_client, make_token
 from tests.support.paging import Mailbox, body
 from tests.support.paging_fixtures import CONTACT, START
 from tests.support.services import at_once, eventually, running
@@ -100,8 +100,8 @@ async def test_a_collected_export_raises_nothing(
         assert done.collected_by == "acme-payroll"
 
         # Support sees it in the console API and the CLI.
-        transport = httpx.ASGITransport(app=create_app(db, storage))
-        async with httpx.AsyncClient(transport=transport, base_url="http://console") as http:
+        token = await make_token(db, "support")
+        async with api_client(create_app(db, storage, paging), token) as http:
             view = (await http.get(f"/api/exports/{export.id}")).json()
         [pickup] = view["pickups"]
         assert (pickup["path"], pickup["collected_by"]) == (PATH, "acme-payroll")

@@ -8,7 +8,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 import yaml
 from typer.testing import CliRunner, Result
@@ -23,6 +22,7 @@ from courier.common.storage import open_storage
 from courier.console.api import create_app
 from courier.monitor.incidents import Signal, record_signals
 from courier.notifier.rota import Rota
+from tests.support.console import api_client, make_token
 from tests.support.paging_fixtures import ROTA
 from tests.support.services import eventually, running
 
@@ -121,11 +121,10 @@ async def test_the_console_api_acknowledges_and_resolves_incidents(
     settings: Settings, db: Database, tenant: Tenant
 ) -> None:
     incident = await _incident(db, tenant)
-    transport = httpx.ASGITransport(app=create_app(db, open_storage(settings.storage_url)))
-    async with (
-        running("monitor", settings),
-        httpx.AsyncClient(transport=transport, base_url="http://console") as http,
-    ):
+    # Support's API token: the monitor records its name as who acted.
+    token = await make_token(db, "support", name="ana")
+    console = create_app(db, open_storage(settings.storage_url), settings)
+    async with running("monitor", settings), api_client(console, token) as http:
 
         async def state(wanted: str) -> dict[str, Any] | None:
             shown = (await http.get(f"/api/incidents/{incident}")).json()
@@ -133,27 +132,27 @@ async def test_the_console_api_acknowledges_and_resolves_incidents(
 
         listed = (await http.get("/api/incidents", params={"state": "open"})).json()
         assert [i["id"] for i in listed] == [str(incident)]
-        acked = await http.post(f"/api/incidents/{incident}/ack", json={"by": "ana"})
+        acked = await http.post(f"/api/incidents/{incident}/ack")
         assert acked.status_code == 202, acked.text
         assert acked.json()["state"] == "open"  # sent; the monitor acknowledges it
         await eventually(lambda: state("acknowledged"))
-        again = await http.post(f"/api/incidents/{incident}/ack", json={"by": "ben"})
+        again = await http.post(f"/api/incidents/{incident}/ack")
         assert again.status_code == 409 and "only open ones" in again.json()["detail"]
         noted = await http.post(
             f"/api/incidents/{incident}/notes", json={"text": "called Jo", "kind": "contacted"}
         )
         assert noted.status_code == 202, noted.text
-        resolved = await http.post(f"/api/incidents/{incident}/resolve", json={"by": "ana"})
+        resolved = await http.post(f"/api/incidents/{incident}/resolve")
         assert resolved.status_code == 202, resolved.text
         done = await eventually(lambda: state("resolved"))
-        twice = await http.post(f"/api/incidents/{incident}/resolve", json={"by": "ana"})
+        twice = await http.post(f"/api/incidents/{incident}/resolve")
         assert twice.status_code == 409 and "resolved already" in twice.json()["detail"]
         missing = await http.get(f"/api/incidents/{uuid.uuid4()}")
         assert missing.status_code == 404
-        missing = await http.post(f"/api/incidents/{uuid.uuid4()}/ack", json={"by": "ana"})
+        missing = await http.post(f"/api/incidents/{uuid.uuid4()}/ack")
         assert missing.status_code == 404 and "no incident" in missing.json()["detail"]
     assert [(n["author"], n["kind"], n["text"]) for n in done["notes"]] == [
-        ("ana", "note", "acknowledged"),
-        ("console", "contacted", "called Jo"),
-        ("ana", "note", "resolved"),
+        ("token:ana", "note", "acknowledged"),
+        ("token:ana", "contacted", "called Jo"),
+        ("token:ana", "note", "resolved"),
     ]

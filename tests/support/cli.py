@@ -28,12 +28,18 @@ def bus_down(settings: Settings) -> dict[str, str]:
     return cli_env(settings, COURIER_NATS_URL=f"nats://127.0.0.1:{free_port()}")
 
 
-async def courier(env: dict[str, str], *args: str) -> tuple[int, str]:
-    """Run `courier ARGS…`; its exit code and output, words joined by single spaces."""
+async def courier(env: dict[str, str], *args: str, stdin: str | None = None) -> tuple[int, str]:
+    """Run `courier ARGS…` (with `stdin` on its standard input); its exit code and output,
+    words joined by single spaces."""
     exe = str(Path(sys.executable).parent / "courier")
     proc = await asyncio.create_subprocess_exec(
-        exe, *args, env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT
+        exe,
+        *args,
+        env=env,
+        stdin=asyncio.subprocess.PIPE if stdin is not None else None,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
     )
-    out, _ = await proc.communicate()
+    out, _ = await proc.communicate(stdin.encode() if stdin is not None else None)
     # Rich wraps long lines to the terminal width; compare the words.
     return proc.returncode or 0, " ".join(out.decode().split())

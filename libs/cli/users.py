@@ -1,0 +1,190 @@
+"""`courier users …`: the people who sign in to the console.
+
+Changes go through `courier.common.console_users`, as the console's own pages do, and
+are written to the console audit as `cli:<os user>`. A generated password or an
+authenticator link is printed once, to the terminal only.
+"""
+
+from __future__ import annotations
+
+import getpass
+import sys
+from collections.abc import Awaitable, Callable
+from datetime import datetime
+from typing import Annotated, TypeVar
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from courier.cli.context import run_with_db
+from courier.common import console_users
+from courier.common.console_users import AccessError
+from courier.common.db.engine import Database
+from courier.common.passwords import generate_password
+
+app = typer.Typer(no_args_is_help=True, help="Console users: roles, passwords, authenticators.")
+console = Console()
+err = Console(stderr=True)
+T = TypeVar("T")
+
+Role = Annotated[str, typer.Option(help="admin, support or customer.")]
+TenantOpt = Annotated[str | None, typer.Option(help="Tenant slug (customers only).")]
+PasswordStdin = Annotated[
+    bool, typer.Option("--password-stdin", help="Read the password from stdin, not generate one.")
+]
+
+
+def actor() -> str:
+    """Who the console audit names for a command: the operating-system user."""
+    return f"cli:{getpass.getuser()}"
+
+
+def run_access(fn: Callable[[Database], Awaitable[T]]) -> T:
+    """Run one change; a refused one (unknown tenant, name taken, …) exits 2 with the reason."""
+    try:
+        return run_with_db(fn)
+    except AccessError as exc:
+        err.print(f"[red]error:[/] {exc}", highlight=False)
+        raise typer.Exit(2) from exc
+
+
+def when(value: datetime | None) -> str:
+    return value.strftime("%Y-%m-%d %H:%M:%S") if value else "-"
+
+
+def _password(from_stdin: bool) -> tuple[str, bool]:
+    """The password to set, and whether it was generated here (and so must be shown)."""
+    if from_stdin:
+        return sys.stdin.readline().rstrip("\r\n"), False
+    return generate_password(), True
+
+
+def _show_once(label: str, value: str) -> None:
+    # Never wrapped: a password or link broken across lines does not paste.
+    console.print(f"{label} (shown once): {value}", highlight=False, soft_wrap=True)
+
+
+@app.command("create")
+def create(
+    username: str,
+    role: Role,
+    tenant: TenantOpt = None,
+    email: Annotated[str | None, typer.Option(help="Where to reach the person.")] = None,
+    totp: Annotated[bool, typer.Option("--totp", help="Enroll an authenticator app.")] = False,
+    password_stdin: PasswordStdin = False,
+) -> None:
+    """Create a user; a generated password (and --totp's set-up link) is printed once."""
+    password, generated = _password(password_stdin)
+
+    async def _create(db: Database) -> str | None:
+        async with db.transaction() as s:
+            user = await console_users.create_user(
+                s,
+                username=username,
+                role=role,
+                password=password,
+                tenant=tenant,
+                email=email,
+                totp=totp,
+                by=actor(),
+            )
+            return console_users.totp_uri(user) if user.totp_secret else None
+
+    uri = run_access(_create)
+    console.print(f"user {username} created: {role}" + (f" of {tenant}" if tenant else ""))
+    if generated:
+        _show_once("password", password)
+    if uri:
+        _show_once("authenticator link", uri)
+
+
+@app.command("list")
+def list_() -> None:
+    """Users with role, tenant and state; never a password or a secret."""
+    from courier.console.people import list_users
+
+    async def _list(db: Database):  # type: ignore[no-untyped-def]
+        async with db.session() as s:
+            return await list_users(s)
+
+    table = Table(
+        "username", "role", "tenant", "enabled", "totp", "last sign-in", "locked until"
+    )  # fmt: skip
+    for u in run_access(_list):
+        table.add_row(
+            u.username,
+            u.role,
+            u.tenant or "-",
+            "yes" if u.enabled else "no",
+            "yes" if u.totp else "no",
+            when(u.last_signin_at),
+            when(u.locked_until),
+        )
+    console.print(table)
+
+
+def _change(
+    username: str, fn: Callable[..., Awaitable[object]], *args: object, done: str
+) -> object:
+    async def _run(db: Database) -> object:
+        async with db.transaction() as s:
+            return await fn(s, username, *args, by=actor())
+
+    result = run_access(_run)
+    console.print(done)
+    return result
+
+
+@app.command("disable")
+def disable(username: str) -> None:
+    """Stop a user signing in; their open sessions end."""
+    _change(username, console_users.set_enabled, False, done=f"{username} disabled")
+
+
+@app.command("enable")
+def enable(username: str) -> None:
+    """Let a user sign in again (also lifts a lockout)."""
+    _change(username, console_users.set_enabled, True, done=f"{username} enabled")
+
+
+@app.command("reset-password")
+def reset_password(username: str, password_stdin: PasswordStdin = False) -> None:
+    """Set a new password (generated and printed once, unless read from stdin)."""
+    password, generated = _password(password_stdin)
+    _change(
+        username,
+        console_users.reset_password,
+        password,
+        done=f"password of {username} changed; their sessions ended",
+    )
+    if generated:
+        _show_once("password", password)
+
+
+@app.command("set-role")
+def set_role(username: str, role: str, tenant: TenantOpt = None) -> None:
+    """Change what a user may do (admin, support, or customer of --tenant)."""
+    _change(
+        username,
+        console_users.set_role,
+        role,
+        tenant,
+        done=f"{username} is now {role}" + (f" of {tenant}" if tenant else ""),
+    )
+
+
+@app.command("enroll-totp")
+def enroll_totp(username: str) -> None:
+    """Give a user a new authenticator; the set-up link is printed once."""
+
+    async def _enroll(db: Database) -> str:
+        async with db.transaction() as s:
+            await console_users.enroll_totp(s, username, by=actor())
+            user = await console_users.find_user(s, username)
+            assert user is not None
+            return console_users.totp_uri(user)
+
+    uri = run_access(_enroll)
+    console.print(f"{username} now signs in with an authenticator code")
+    _show_once("authenticator link", uri)

@@ -1,0 +1,51 @@
+"""Account pages: SFTP accounts with their allowlists, keys and password dates."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Annotated
+
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import HTMLResponse
+
+from courier.console import accounts, sessions
+from courier.console.access import CurrentViewer
+from courier.console.deps import Session
+from courier.console.render import page
+
+PAGE = 100
+# The account page shows this many of its latest gateway sessions.
+RECENT_SESSIONS = 20
+
+router = APIRouter(include_in_schema=False)
+
+
+@router.get("/accounts", response_class=HTMLResponse)
+async def account_list(
+    request: Request,
+    s: Session,
+    viewer: CurrentViewer,
+    tenant: str | None = None,
+    offset: Annotated[int, Query(ge=0)] = 0,
+) -> HTMLResponse:
+    rows = await accounts.list_accounts(s, viewer, tenant=tenant or None, limit=PAGE, offset=offset)
+    return page(
+        request,
+        "accounts/list.html",
+        viewer,
+        accounts=rows,
+        tenant=tenant or "",
+        offset=offset,
+        page_size=PAGE,
+    )
+
+
+@router.get("/accounts/{account_id}", response_class=HTMLResponse)
+async def account_page(
+    request: Request, account_id: uuid.UUID, s: Session, viewer: CurrentViewer
+) -> HTMLResponse:
+    account = await accounts.get_account(s, viewer, account_id)
+    recent = await sessions.list_sessions(
+        s, viewer=viewer, username=account.username, limit=RECENT_SESSIONS
+    )
+    return page(request, "accounts/detail.html", viewer, account=account, sessions=recent)
