@@ -14,7 +14,7 @@ import secrets
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 from fastapi import Depends, HTTPException, Request
 from fastapi.responses import JSONResponse, RedirectResponse, Response
@@ -237,7 +237,17 @@ def on_sign_in_required(request: Request, exc: Exception) -> Response:
             headers={"WWW-Authenticate": "Bearer"},
         )
     target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
-    return RedirectResponse(f"/signin?next={quote(target, safe='')}", status_code=303)
+    signin = f"/signin?next={quote(target, safe='')}"
+    if request.headers.get("hx-request") == "true":
+        # An htmx swap (a polled table) would put the sign-in form inside the page:
+        # ask htmx to load the sign-in page instead, returning to the page it was on.
+        current = request.headers.get("hx-current-url", "")
+        parts = urlsplit(current)
+        back = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+        return Response(
+            status_code=401, headers={"HX-Redirect": f"/signin?next={quote(back, safe='')}"}
+        )
+    return RedirectResponse(signin, status_code=303)
 
 
 __all__ = [

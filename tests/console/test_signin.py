@@ -91,3 +91,14 @@ async def test_api_token_reads_and_a_revoked_one_does_not(db, app) -> None:
         assert (await http.get("/api/imports")).status_code == 200
     async with api_client(app, token[:-2] + "xx") as http:
         assert (await http.get("/api/imports")).status_code == 401
+
+
+async def test_a_polled_table_after_the_session_ended_sends_the_whole_page_to_sign_in(app):
+    async with api_client(app) as http:
+        answer = await http.get(
+            "/imports/rows",
+            headers={"HX-Request": "true", "HX-Current-URL": "http://console/imports?feed=leave"},
+        )
+    # htmx loads the sign-in page in place of the page, instead of inside its table.
+    assert answer.status_code == 401
+    assert answer.headers["hx-redirect"] == "/signin?next=%2Fimports%3Ffeed%3Dleave"

@@ -6,7 +6,6 @@ import uuid
 from datetime import date, timedelta
 from decimal import Decimal
 
-import httpx
 import pytest
 from sqlalchemy import select, update
 
@@ -17,6 +16,7 @@ from courier.console.api import create_app
 from courier.importer import apply, approval
 from tests.importer.conftest import load_import, records
 from tests.support.cli import bus_down, cli_env, courier
+from tests.support.console import api_client, make_token
 from tests.support.fixtures_data import leave_csv
 from tests.support.services import eventually, running
 from tests.support.staged import staged
@@ -133,12 +133,12 @@ async def test_console_approval_is_carried_out_by_the_importer(
     settings, db, storage, held, send
 ) -> None:
     imp = await send("leave_1.csv", leave_csv("E1,annual,8,2026-11-01"))
-    transport = httpx.ASGITransport(app=create_app(db, storage))
+    token = await make_token(db, "support", name="ops@acme")
     async with (
         running("importer", settings),
-        httpx.AsyncClient(transport=transport, base_url="http://console") as http,
+        api_client(create_app(db, storage, settings), token) as http,
     ):
-        answer = await http.post(f"/api/imports/{imp.id}/approve", json={"by": "ops@acme"})
+        answer = await http.post(f"/api/imports/{imp.id}/approve")
         assert answer.status_code == 202, answer.text
 
         async def applied() -> str | None:
@@ -191,13 +191,14 @@ async def test_decisions_made_while_the_importer_is_stopped_are_applied_once_whe
     code, out = await courier(down, "imports", "show", str(leave.id))
     assert "decision pending: approve by cli@acme" in out and "queued" in out
     # The console, with no importer running; and a second click on the same import.
-    transport = httpx.ASGITransport(app=create_app(db, storage))
-    async with httpx.AsyncClient(transport=transport, base_url="http://console") as http:
-        for who in ("web@acme", "again@acme"):
-            answer = await http.post(f"/api/imports/{roles.id}/approve", json={"by": who})
+    app = create_app(db, storage, settings)
+    for who in ("web@acme", "again@acme"):
+        async with api_client(app, await make_token(db, "support", name=who)) as http:
+            answer = await http.post(f"/api/imports/{roles.id}/approve")
             assert answer.status_code == 202, answer.text
+    async with api_client(app, await make_token(db, "support")) as http:
         shown = (await http.get(f"/api/imports/{roles.id}")).json()
-        assert [p["by"] for p in shown["pending_decisions"]] == ["web@acme", "again@acme"]
+    assert [p["by"] for p in shown["pending_decisions"]] == ["token:web@acme", "token:again@acme"]
     assert await balances(db) == {}
 
     async with running("importer", settings):
@@ -209,9 +210,9 @@ async def test_decisions_made_while_the_importer_is_stopped_are_applied_once_whe
 
         leave_done, roles_done = await eventually(decided)
     assert (leave_done.status, leave_done.decided_by) == ("completed", "cli@acme")
-    assert (roles_done.status, roles_done.decided_by) == ("completed", "web@acme")
+    assert (roles_done.status, roles_done.decided_by) == ("completed", "token:web@acme")
     [refused] = roles_done.details["refused_decisions"]
-    assert refused["by"] == "again@acme" and "not awaiting approval" in refused["reason"]
+    assert refused["by"] == "token:again@acme" and "not awaiting approval" in refused["reason"]
     assert await balances(db) == {"E1": Decimal("8.00")}
     # Exactly once: one completion event each, one audit row each.
     for imp in (leave, roles):
