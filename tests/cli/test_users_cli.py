@@ -20,6 +20,10 @@ from tests.support.console import api_client
 
 SHOWN = re.compile(r"password \(shown once\): (\S+)")
 
+# Each command is a process of its own; the handlers under it are tested on both
+# databases in tests/console/test_admin_pages.py, so the command runs on one.
+pytestmark = pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+
 
 @pytest.fixture
 def env(settings: Settings) -> dict[str, str]:
