@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
+
 import pyotp
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, update
 
-from courier.common.db.models_console import ConsoleAuditEntry
+from courier.common.db.models_console import ConsoleAuditEntry, ConsoleSession
 from courier.console.api import create_app
 from tests.support.console import PASSWORD, api_client, csrf_of, make_token, make_user
 
@@ -102,3 +104,65 @@ async def test_a_polled_table_after_the_session_ended_sends_the_whole_page_to_si
     # htmx loads the sign-in page in place of the page, instead of inside its table.
     assert answer.status_code == 401
     assert answer.headers["hx-redirect"] == "/signin?next=%2Fimports%3Ffeed%3Dleave"
+
+
+async def _signed_in_client_age(db, app, *, idle: timedelta, age: timedelta) -> int:
+    """Sign in, make the session look `idle` since its last request and `age` old; the
+    status of the next request."""
+    await make_user(db, "ann", "admin")
+    async with api_client(app) as http:
+        await http.post("/signin", data={"username": "ann", "password": PASSWORD})
+        now = datetime.now(UTC)
+        async with db.transaction() as s:
+            await s.execute(
+                update(ConsoleSession).values(last_seen_at=now - idle, created_at=now - age)
+            )
+        return (await http.get("/api/imports")).status_code
+
+
+async def test_a_session_idle_longer_than_the_idle_timeout_has_ended(db, app, settings) -> None:
+    idle = timedelta(minutes=settings.console_session_idle_minutes + 1)
+    assert await _signed_in_client_age(db, app, idle=idle, age=idle) == 401
+
+
+async def test_a_busy_session_still_ends_at_the_absolute_timeout(db, app, settings) -> None:
+    age = timedelta(hours=settings.console_session_max_hours, minutes=1)
+    assert await _signed_in_client_age(db, app, idle=timedelta(0), age=age) == 401
+
+
+async def test_a_fresh_session_is_kept(db, app) -> None:
+    assert await _signed_in_client_age(db, app, idle=timedelta(0), age=timedelta(0)) == 200
+
+
+async def test_the_cookie_is_secure_when_the_console_is_served_over_tls(db, storage, settings):
+    tls = settings.model_copy(update={"console_base_url": "https://console.example"})
+    await make_user(db, "ann", "admin")
+    async with api_client(create_app(db, storage, tls)) as http:
+        answer = await http.post("/signin", data={"username": "ann", "password": PASSWORD})
+    assert "secure" in answer.headers["set-cookie"].lower()
+
+
+async def test_a_role_that_requires_an_authenticator_refuses_a_user_without_one(
+    db, storage, settings
+) -> None:
+    strict = settings.model_copy(update={"console_totp_roles": ["admin"]})
+    app = create_app(db, storage, strict)
+    await make_user(db, "ann", "admin")
+    await make_user(db, "sue", "support")
+    async with api_client(app) as http:
+        refused = await http.post("/signin", data={"username": "ann", "password": PASSWORD})
+        allowed = await http.post("/signin", data={"username": "sue", "password": PASSWORD})
+    assert (refused.status_code, allowed.status_code) == (401, 303)
+    async with db.session() as s:
+        reasons = [e.details.get("reason") for e in await s.scalars(select(ConsoleAuditEntry))]
+    assert "the role requires an authenticator and none is enrolled" in reasons
+
+
+async def test_the_openapi_document_declares_bearer_tokens(db, app) -> None:
+    async with api_client(app, await make_token(db, "support")) as http:
+        spec = (await http.get("/api/openapi.json")).json()
+        docs = await http.get("/api/docs")
+    schemes = spec["components"]["securitySchemes"]
+    assert {"type": "http", "scheme": "bearer"}.items() <= schemes["HTTPBearer"].items()
+    # Served from the console's own assets: no CDN on a machine without internet.
+    assert "/static/swagger-ui-bundle.js" in docs.text and "cdn" not in docs.text.lower()
