@@ -166,3 +166,22 @@ async def test_the_openapi_document_declares_bearer_tokens(db, app) -> None:
     assert {"type": "http", "scheme": "bearer"}.items() <= schemes["HTTPBearer"].items()
     # Served from the console's own assets: no CDN on a machine without internet.
     assert "/static/swagger-ui-bundle.js" in docs.text and "cdn" not in docs.text.lower()
+
+
+@pytest.mark.parametrize(
+    "target",
+    [
+        "https://evil.example/",
+        "//evil.example/",
+        "/\\evil.example/",
+        "/\\/evil.example",
+        "/x\r\nSet-Cookie: a=b",
+    ],
+)
+async def test_sign_in_never_sends_a_person_off_the_console(db, app, target) -> None:
+    await make_user(db, "ann", "admin")
+    async with api_client(app) as http:
+        answer = await http.post(
+            "/signin", data={"username": "ann", "password": PASSWORD, "next": target}
+        )
+    assert answer.status_code == 303 and answer.headers["location"] == "/"
