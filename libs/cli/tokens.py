@@ -11,10 +11,10 @@ from typing import Annotated
 import typer
 from rich.console import Console
 from rich.table import Table
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from courier.cli.users import Role, TenantOpt, actor, run_access, when
 from courier.common import console_users
-from courier.common.db.engine import Database
 
 app = typer.Typer(no_args_is_help=True, help="API tokens for the console's JSON API.")
 console = Console()
@@ -29,12 +29,11 @@ def create(
 ) -> None:
     """Create a token scoped by role (and tenant); it is printed once."""
 
-    async def _create(db: Database) -> tuple[str, str]:
-        async with db.transaction() as s:
-            token, secret = await console_users.create_token(
-                s, name=name, role=role, tenant=tenant, expires_days=expires_days, by=actor()
-            )
-            return str(token.id), secret
+    async def _create(s: AsyncSession) -> tuple[str, str]:
+        token, secret = await console_users.create_token(
+            s, name=name, role=role, tenant=tenant, expires_days=expires_days, by=actor()
+        )
+        return str(token.id), secret
 
     token_id, secret = run_access(_create)
     console.print(
@@ -51,14 +50,10 @@ def list_() -> None:
     """Tokens with their scope and use; never the token or its digest."""
     from courier.console.people import list_tokens
 
-    async def _list(db: Database):  # type: ignore[no-untyped-def]
-        async with db.session() as s:
-            return await list_tokens(s)
-
     table = Table(
         "id", "name", "prefix", "role", "tenant", "created", "last used", "expires", "revoked"
     )  # fmt: skip
-    for t in run_access(_list):
+    for t in run_access(list_tokens, change=False):
         table.add_row(
             str(t.id), t.name, t.prefix, t.role, t.tenant or "-",
             when(t.created_at), when(t.last_used_at), when(t.expires_at), when(t.revoked_at),
@@ -72,9 +67,8 @@ def revoke(
 ) -> None:
     """Revoke a token at once: the next request with it is refused."""
 
-    async def _revoke(db: Database) -> str:
-        async with db.transaction() as s:
-            found = await console_users.revoke_token(s, token, by=actor())
-            return f"{found.name} ({found.prefix}…)"
+    async def _revoke(s: AsyncSession) -> str:
+        found = await console_users.revoke_token(s, token, by=actor())
+        return f"{found.name} ({found.prefix}…)"
 
     console.print(f"token {run_access(_revoke)} revoked")

@@ -16,6 +16,7 @@ from typing import Annotated, TypeVar
 import typer
 from rich.console import Console
 from rich.table import Table
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from courier.cli.context import run_with_db
 from courier.common import console_users
@@ -40,10 +41,16 @@ def actor() -> str:
     return f"cli:{getpass.getuser()}"
 
 
-def run_access(fn: Callable[[Database], Awaitable[T]]) -> T:
-    """Run one change; a refused one (unknown tenant, name taken, …) exits 2 with the reason."""
+def run_access(fn: Callable[[AsyncSession], Awaitable[T]], *, change: bool = True) -> T:
+    """Run `fn` in one transaction (or, not a `change`, one session); a refused change
+    (unknown tenant, name taken, …) exits 2 with the reason."""
+
+    async def _run(db: Database) -> T:
+        async with db.transaction() if change else db.session() as s:
+            return await fn(s)
+
     try:
-        return run_with_db(fn)
+        return run_with_db(_run)
     except AccessError as exc:
         err.print(f"[red]error:[/] {exc}", highlight=False)
         raise typer.Exit(2) from exc
@@ -77,19 +84,18 @@ def create(
     """Create a user; a generated password (and --totp's set-up link) is printed once."""
     password, generated = _password(password_stdin)
 
-    async def _create(db: Database) -> str | None:
-        async with db.transaction() as s:
-            user = await console_users.create_user(
-                s,
-                username=username,
-                role=role,
-                password=password,
-                tenant=tenant,
-                email=email,
-                totp=totp,
-                by=actor(),
-            )
-            return console_users.totp_uri(user) if user.totp_secret else None
+    async def _create(s: AsyncSession) -> str | None:
+        user = await console_users.create_user(
+            s,
+            username=username,
+            role=role,
+            password=password,
+            tenant=tenant,
+            email=email,
+            totp=totp,
+            by=actor(),
+        )
+        return console_users.totp_uri(user) if user.totp_secret else None
 
     uri = run_access(_create)
     console.print(f"user {username} created: {role}" + (f" of {tenant}" if tenant else ""))
@@ -104,14 +110,10 @@ def list_() -> None:
     """Users with role, tenant and state; never a password or a secret."""
     from courier.console.people import list_users
 
-    async def _list(db: Database):  # type: ignore[no-untyped-def]
-        async with db.session() as s:
-            return await list_users(s)
-
     table = Table(
         "username", "role", "tenant", "enabled", "totp", "last sign-in", "locked until"
     )  # fmt: skip
-    for u in run_access(_list):
+    for u in run_access(list_users, change=False):
         table.add_row(
             u.username,
             u.role,
@@ -127,11 +129,7 @@ def list_() -> None:
 def _change(
     username: str, fn: Callable[..., Awaitable[object]], *args: object, done: str
 ) -> object:
-    async def _run(db: Database) -> object:
-        async with db.transaction() as s:
-            return await fn(s, username, *args, by=actor())
-
-    result = run_access(_run)
+    result = run_access(lambda s: fn(s, username, *args, by=actor()))
     console.print(done)
     return result
 
@@ -178,12 +176,11 @@ def set_role(username: str, role: str, tenant: TenantOpt = None) -> None:
 def enroll_totp(username: str) -> None:
     """Give a user a new authenticator; the set-up link is printed once."""
 
-    async def _enroll(db: Database) -> str:
-        async with db.transaction() as s:
-            await console_users.enroll_totp(s, username, by=actor())
-            user = await console_users.find_user(s, username)
-            assert user is not None
-            return console_users.totp_uri(user)
+    async def _enroll(s: AsyncSession) -> str:
+        await console_users.enroll_totp(s, username, by=actor())
+        user = await console_users.find_user(s, username)
+        assert user is not None
+        return console_users.totp_uri(user)
 
     uri = run_access(_enroll)
     console.print(f"{username} now signs in with an authenticator code")

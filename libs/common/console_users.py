@@ -13,6 +13,7 @@ import secrets
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pyotp
 from sqlalchemy import select
@@ -65,6 +66,29 @@ async def _tenant(session: AsyncSession, role: str, tenant: str | None) -> Tenan
     return None
 
 
+def audit(
+    session: AsyncSession,
+    target: ConsoleUser | ApiToken,
+    action: str,
+    summary: str,
+    *,
+    by: str,
+    **entry: Any,
+) -> None:
+    """The console audit line of a change to (or a sign-in of) a user or a token, by `by`,
+    in the caller's transaction."""
+    console_audit.record(
+        session,
+        actor=by,
+        action=action,
+        tenant_id=target.tenant_id,
+        target_type="user" if isinstance(target, ConsoleUser) else "token",
+        target_id=target.id,
+        summary=summary,
+        **entry,
+    )
+
+
 def check_password(password: str) -> None:
     if len(password) < MIN_PASSWORD:
         raise AccessError(f"a console password needs at least {MIN_PASSWORD} characters")
@@ -104,15 +128,8 @@ async def create_user(
         failed_signins=0,
     )
     session.add(user)
-    console_audit.record(
-        session,
-        actor=by,
-        action="user.create",
-        tenant_id=user.tenant_id,
-        target_type="user",
-        target_id=user.id,
-        summary=f"created {role} user {username}" + (f" of {tenant}" if tenant else ""),
-    )
+    summary = f"created {role} user {username}" + (f" of {tenant}" if tenant else "")
+    audit(session, user, "user.create", summary, by=by)
     return user
 
 
@@ -131,15 +148,7 @@ async def set_enabled(session: AsyncSession, username: str, enabled: bool, *, by
     else:
         await end_sessions(session, user.id)
     verb = "enable" if enabled else "disable"
-    console_audit.record(
-        session,
-        actor=by,
-        action=f"user.{verb}",
-        tenant_id=user.tenant_id,
-        target_type="user",
-        target_id=user.id,
-        summary=f"{verb}d user {username}",
-    )
+    audit(session, user, f"user.{verb}", f"{verb}d user {username}", by=by)
 
 
 async def reset_password(session: AsyncSession, username: str, password: str, *, by: str) -> None:
@@ -149,15 +158,7 @@ async def reset_password(session: AsyncSession, username: str, password: str, *,
     user.password_set_at = datetime.now(UTC)
     user.failed_signins, user.locked_until = 0, None
     await end_sessions(session, user.id)
-    console_audit.record(
-        session,
-        actor=by,
-        action="user.reset_password",
-        tenant_id=user.tenant_id,
-        target_type="user",
-        target_id=user.id,
-        summary=f"reset the password of {username}",
-    )
+    audit(session, user, "user.reset_password", f"reset the password of {username}", by=by)
 
 
 async def set_role(
@@ -168,30 +169,15 @@ async def set_role(
     before = user.role
     user.role, user.tenant_id = role, found.id if found else None
     await end_sessions(session, user.id)
-    console_audit.record(
-        session,
-        actor=by,
-        action="user.set_role",
-        tenant_id=user.tenant_id,
-        target_type="user",
-        target_id=user.id,
-        summary=f"{username}: {before} → {role}" + (f" of {tenant}" if tenant else ""),
-    )
+    summary = f"{username}: {before} → {role}" + (f" of {tenant}" if tenant else "")
+    audit(session, user, "user.set_role", summary, by=by)
 
 
 async def enroll_totp(session: AsyncSession, username: str, *, by: str) -> str:
     """A fresh TOTP secret for the user (returned once, to show as a provisioning URI)."""
     user = await _user(session, username)
     user.totp_secret = pyotp.random_base32()
-    console_audit.record(
-        session,
-        actor=by,
-        action="user.enroll_totp",
-        tenant_id=user.tenant_id,
-        target_type="user",
-        target_id=user.id,
-        summary=f"new authenticator for {username}",
-    )
+    audit(session, user, "user.enroll_totp", f"new authenticator for {username}", by=by)
     return user.totp_secret
 
 
@@ -275,27 +261,18 @@ async def authenticate(
         if user.failed_signins >= policy.max_failures:
             user.locked_until = now + policy.lockout
             user.failed_signins = 0
-            console_audit.record(
-                session,
-                actor=user.username,
-                role=user.role,
-                tenant_id=user.tenant_id,
-                action="signin.locked",
-                target_type="user",
-                target_id=user.id,
-                summary=f"{policy.max_failures} failed sign-ins: locked until "
-                f"{user.locked_until:%Y-%m-%d %H:%M} UTC",
-                ip=ip,
+            locked = (
+                f"{policy.max_failures} failed sign-ins: locked until "
+                f"{user.locked_until:%Y-%m-%d %H:%M} UTC"
             )
-    console_audit.record(
+            audit(session, user, "signin.locked", locked, by=user.username, role=user.role, ip=ip)
+    audit(
         session,
-        actor=user.username,
+        user,
+        "signin.failed",
+        "sign-in refused",
+        by=user.username,
         role=user.role,
-        tenant_id=user.tenant_id,
-        action="signin.failed",
-        target_type="user",
-        target_id=user.id,
-        summary="sign-in refused",
         details={"reason": reason},
         ip=ip,
     )
@@ -345,15 +322,7 @@ async def create_token(
         expires_at=datetime.now(UTC) + timedelta(days=expires_days) if expires_days else None,
     )
     session.add(token)
-    console_audit.record(
-        session,
-        actor=by,
-        action="token.create",
-        tenant_id=token.tenant_id,
-        target_type="token",
-        target_id=token.id,
-        summary=f"created {role} token {name} ({token.prefix}…)",
-    )
+    audit(session, token, "token.create", f"created {role} token {name} ({token.prefix}…)", by=by)
     return token, secret
 
 
@@ -368,15 +337,7 @@ async def revoke_token(session: AsyncSession, token_id_or_prefix: str, *, by: st
         raise AccessError(f"no single active token {token_id_or_prefix!r}")
     token = found[0]
     token.revoked_at = datetime.now(UTC)
-    console_audit.record(
-        session,
-        actor=by,
-        action="token.revoke",
-        tenant_id=token.tenant_id,
-        target_type="token",
-        target_id=token.id,
-        summary=f"revoked token {token.name} ({token.prefix}…)",
-    )
+    audit(session, token, "token.revoke", f"revoked token {token.name} ({token.prefix}…)", by=by)
     return token
 
 

@@ -8,12 +8,14 @@ tenant's object answers 404 exactly as a missing one does.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import hmac
 import secrets
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 from urllib.parse import quote, urlsplit
 
 from fastapi import Depends, HTTPException, Request
@@ -23,6 +25,7 @@ from itsdangerous import BadSignature, Signer
 from sqlalchemy import ColumnElement, true
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from courier.common import console_audit
 from courier.common.console_users import Principal, principal_for_token, principal_of
 from courier.common.db.models_console import ConsoleSession, ConsoleUser
 from courier.common.settings import Settings
@@ -33,6 +36,7 @@ CSRF_HEADER = "X-CSRF-Token"
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 # A session's last-seen time is written at most this often (reads stay reads).
 TOUCH_EVERY = timedelta(seconds=60)
+T = TypeVar("T")
 
 
 class SignInRequired(Exception):
@@ -109,6 +113,14 @@ def digest(raw: str) -> str:
 
 def client_ip(request: Request) -> str | None:
     return request.client.host if request.client else None
+
+
+def audit(session: AsyncSession, request: Request, viewer: Viewer, **entry: Any) -> None:
+    """The console audit line of what `viewer` did in `request` (`action`, `summary`, the
+    target, …), in the caller's transaction."""
+    console_audit.record(
+        session, actor=viewer.name, role=viewer.role, ip=client_ip(request), **entry
+    )
 
 
 async def start_session(db_session: AsyncSession, request: Request, user: ConsoleUser) -> str:
@@ -229,6 +241,25 @@ def not_found(what: str) -> HTTPException:
     return HTTPException(404, f"no {what} here")
 
 
+def found_or_404(found: T | None, what: str) -> T:
+    """`found`, or (None: missing, or not the viewer's) the 404 `not_found` answers."""
+    if found is None:
+        raise not_found(what)
+    return found
+
+
+@contextlib.contextmanager
+def refused_as_http(what: str, *refusals: type[Exception]) -> Iterator[None]:
+    """A command the owning service's rules refuse, as HTTP: 404 when the `what` is
+    missing (the refusal's `missing`), else 409 with the reason."""
+    try:
+        yield
+    except refusals as exc:
+        if getattr(exc, "missing", False):
+            raise not_found(what) from exc
+        raise HTTPException(409, str(exc)) from exc
+
+
 def on_sign_in_required(request: Request, exc: Exception) -> Response:
     if request.url.path.startswith("/api") or "authorization" in request.headers:
         return JSONResponse(
@@ -255,8 +286,11 @@ __all__ = [
     "CurrentViewer",
     "StaffViewer",
     "Viewer",
+    "audit",
     "current_viewer",
+    "found_or_404",
     "not_found",
+    "refused_as_http",
     "scope",
     "scope_slug",
 ]

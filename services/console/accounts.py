@@ -21,7 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from courier.common.db.models import SftpAccount, Tenant
 from courier.common.db.models_gateway import AccountKey, PasswordPolicy
-from courier.console.access import CurrentViewer, Viewer, not_found, scope
+from courier.console.access import CurrentViewer, Viewer, found_or_404, scope
 from courier.console.deps import Session
 
 
@@ -177,15 +177,12 @@ async def list_accounts(
 
 async def get_account(s: AsyncSession, viewer: Viewer, account_id: uuid.UUID) -> AccountView:
     """One account if the viewer may see it; another tenant's answers 404 as a missing one."""
-    account = (
-        await s.scalars(
-            select(SftpAccount).where(
-                SftpAccount.id == account_id, scope(viewer, SftpAccount.tenant_id)
-            )
+    found = await s.scalars(
+        select(SftpAccount).where(
+            SftpAccount.id == account_id, scope(viewer, SftpAccount.tenant_id)
         )
-    ).first()
-    if account is None:
-        raise not_found("account")
+    )
+    account = found_or_404(found.first(), "account")
     (view,) = await _views(s, [account], datetime.now(UTC))
     return view
 

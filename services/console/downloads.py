@@ -18,9 +18,8 @@ from urllib.parse import quote
 from fastapi import HTTPException, Request
 from fastapi.responses import StreamingResponse
 
-from courier.common import console_audit
 from courier.common.storage import NotFound, Storage
-from courier.console.access import Viewer, client_ip
+from courier.console.access import Viewer, audit
 
 # What a fallback name may keep: printable ASCII but quotes, backslash, `;` and `,`.
 _UNSAFE_ASCII = re.compile(r'[^\x20-\x7e]|["\\;,]')
@@ -68,17 +67,16 @@ async def audit_download(
 ) -> None:
     """Record who downloaded which file, committed before the file is streamed."""
     async with request.app.state.db.transaction() as s:
-        console_audit.record(
+        audit(
             s,
-            actor=viewer.name,
-            role=viewer.role,
+            request,
+            viewer,
             action="download",
             tenant_id=tenant_id,
             target_type=target_type,
             target_id=target_id,
             summary=f"downloaded the {what} file {file_name!r}",
             details={"what": what, "file_name": file_name},
-            ip=client_ip(request),
         )
 
 

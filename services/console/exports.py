@@ -13,19 +13,27 @@ import uuid
 from datetime import date, datetime
 from typing import Annotated
 
-from fastapi import APIRouter, HTTPException, Query, Request
+from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
 from pydantic import BaseModel
 from sqlalchemy import ColumnElement, select, true
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from courier.common import console_audit, export_requests
+from courier.common import export_requests
 from courier.common.db.models import Tenant
 from courier.common.db.models_exports import Export, ExportSpec
 from courier.common.db.models_incidents import PickupWatch
 from courier.common.db.models_outbox import OutboxEvent
 from courier.common.events import EXPORT_REDELIVER, ExportRedeliver
-from courier.console.access import CurrentViewer, StaffViewer, Viewer, client_ip, scope
+from courier.console.access import (
+    CurrentViewer,
+    StaffViewer,
+    Viewer,
+    audit,
+    found_or_404,
+    refused_as_http,
+    scope,
+)
 from courier.console.deps import Session
 from courier.console.downloads import stored_file
 
@@ -98,10 +106,6 @@ class RedeliverOut(BaseModel):
     export_id: uuid.UUID
     status: str
     message: str
-
-
-class ExportMissing(Exception):
-    pass
 
 
 def _destinations(attempts: list[AttemptView]) -> list[DestinationView]:
@@ -239,27 +243,25 @@ async def get_export_view(
 async def redeliver(request: Request, viewer: Viewer, export_id: uuid.UUID) -> RedeliverOut:
     """Stage the redelivery as the viewer, with its audit line, in one transaction.
 
-    Raises `ExportMissing` (missing or not the viewer's) and
-    `export_requests.ExportRefused` (never built).
+    404 when the export is missing (or not the viewer's); 409 with the reason when it
+    was never built.
     """
-    async with request.app.state.db.transaction() as s:
-        export = await find(s, export_id, viewer)
-        if export is None:
-            raise ExportMissing(f"no export {export_id}")
-        await export_requests.request_redeliver(s, export_id, viewer.name)
-        console_audit.record(
-            s,
-            actor=viewer.name,
-            role=viewer.role,
-            tenant_id=export.tenant_id,
-            action="export.redeliver",
-            target_type="export",
-            target_id=export_id,
-            summary=f"asked to deliver {export.spec.tenant.slug}/{export.spec.name} "
-            f"{export.period_start}..{export.period_end} again",
-            ip=client_ip(request),
-        )
-        status = export.status
+    with refused_as_http("export", export_requests.ExportRefused):
+        async with request.app.state.db.transaction() as s:
+            export = found_or_404(await find(s, export_id, viewer), "export")
+            await export_requests.request_redeliver(s, export_id, viewer.name)
+            audit(
+                s,
+                request,
+                viewer,
+                action="export.redeliver",
+                tenant_id=export.tenant_id,
+                target_type="export",
+                target_id=export_id,
+                summary=f"asked to deliver {export.spec.tenant.slug}/{export.spec.name} "
+                f"{export.period_start}..{export.period_end} again",
+            )
+            status = export.status
     return RedeliverOut(
         export_id=export_id,
         status=status,
@@ -271,9 +273,7 @@ async def redeliver(request: Request, viewer: Viewer, export_id: uuid.UUID) -> R
 async def download(request: Request, viewer: Viewer, export_id: uuid.UUID) -> Response:
     """The built file as the partner receives it; audited before it streams."""
     async with request.app.state.db.session() as s:
-        export = await find(s, export_id, viewer)
-    if export is None:
-        raise HTTPException(404, f"no export {export_id}")
+        export = found_or_404(await find(s, export_id, viewer), "export")
     name = export.file_name or f"export-{export.id}"
     return await stored_file(
         request,
@@ -306,10 +306,7 @@ async def get_exports(
 
 @router.get("/{export_id}", response_model=ExportView)
 async def get_export(export_id: uuid.UUID, s: Session, viewer: CurrentViewer) -> ExportView:
-    view = await get_export_view(s, export_id, viewer)
-    if view is None:
-        raise HTTPException(404, f"no export {export_id}")
-    return view
+    return found_or_404(await get_export_view(s, export_id, viewer), "export")
 
 
 @router.get("/{export_id}/file", response_class=Response)
@@ -323,9 +320,4 @@ async def get_export_file(
 async def api_redeliver(
     export_id: uuid.UUID, request: Request, viewer: StaffViewer
 ) -> RedeliverOut:
-    try:
-        return await redeliver(request, viewer, export_id)
-    except ExportMissing as exc:
-        raise HTTPException(404, str(exc)) from exc
-    except export_requests.ExportRefused as exc:
-        raise HTTPException(409, str(exc)) from exc
+    return await redeliver(request, viewer, export_id)

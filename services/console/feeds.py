@@ -20,7 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from courier.common.db.models import Feed, Import, Tenant
 from courier.common.db.models_incidents import ExpectationWindow
 from courier.console import timeline
-from courier.console.access import CurrentViewer, Viewer, not_found, scope
+from courier.console.access import CurrentViewer, Viewer, found_or_404, scope
 from courier.console.deps import Session
 
 # The span of the timeline picture and of the tables under it.
@@ -249,9 +249,7 @@ async def feed_detail(
             .where(Feed.id == feed_id, scope(viewer, Feed.tenant_id))
         )
     ).first()
-    if found is None:
-        raise not_found("feed")
-    feed, tenant = found
+    feed, tenant = found_or_404(found, "feed")
     since = now - HISTORY
     window_rows = list(
         await s.scalars(

@@ -17,10 +17,18 @@ from fastapi.responses import StreamingResponse
 from pydantic import BaseModel
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from courier.common import console_audit, decisions
+from courier.common import decisions
 from courier.common.db.models import Import
 from courier.console import downloads, views
-from courier.console.access import CurrentViewer, StaffViewer, Viewer, client_ip, not_found, scope
+from courier.console.access import (
+    CurrentViewer,
+    StaffViewer,
+    Viewer,
+    audit,
+    found_or_404,
+    refused_as_http,
+    scope,
+)
 from courier.console.deps import Session
 
 router = APIRouter(prefix="/api/imports", tags=["imports"])
@@ -51,10 +59,9 @@ async def list_imports(
 
 async def visible_import(s: AsyncSession, viewer: Viewer, import_id: uuid.UUID) -> Import:
     """The import if the viewer may see it; 404 alike for missing and another tenant's."""
-    imp = await views.get_import(s, import_id, scope(viewer, Import.tenant_id))
-    if imp is None:
-        raise not_found("import")
-    return imp
+    return found_or_404(
+        await views.get_import(s, import_id, scope(viewer, Import.tenant_id)), "import"
+    )
 
 
 def cursor(text: str | None, name: str) -> tuple[int, int] | None:
@@ -175,27 +182,26 @@ async def result_file(
 async def decide(
     request: Request, viewer: Viewer, import_id: uuid.UUID, decision: Decision
 ) -> DecisionOut:
-    """Stage the decision for the importer and audit it, in one transaction."""
-    try:
+    """Stage the decision for the importer and audit it, in one transaction.
+
+    404 when the import is missing (or not the viewer's); 409 with the reason when it is
+    not held for a decision.
+    """
+    with refused_as_http("import", decisions.DecisionRefused):
         async with request.app.state.db.transaction() as s:
             command = await decisions.request(
                 s, import_id, decision, viewer.name, tenant_id=viewer.tenant_id
             )
-            console_audit.record(
+            audit(
                 s,
-                actor=viewer.name,
-                role=viewer.role,
+                request,
+                viewer,
                 action=f"import.{decision}",
                 tenant_id=command.tenant_id,
                 target_type="import",
                 target_id=import_id,
                 summary=f"asked the importer to {decision} the held import",
-                ip=client_ip(request),
             )
-    except decisions.DecisionRefused as exc:
-        if exc.missing:
-            raise not_found("import") from exc
-        raise HTTPException(409, str(exc)) from exc
     verb = "approval" if decision == "approve" else "rejection"
     return DecisionOut(
         import_id=import_id,

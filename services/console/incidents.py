@@ -14,16 +14,25 @@ import uuid
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, HTTPException, Query, Request
+from fastapi import APIRouter, Query, Request
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from sqlalchemy import ColumnElement, select, true
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
 
-from courier.common import console_audit, incident_actions
+from courier.common import incident_actions
 from courier.common.db.models_incidents import Incident, IncidentOccurrence, Notification
 from courier.common.events import NoteKind
-from courier.console.access import CurrentViewer, StaffViewer, Viewer, client_ip, scope_slug
+from courier.console.access import (
+    CurrentViewer,
+    StaffViewer,
+    Viewer,
+    audit,
+    found_or_404,
+    not_found,
+    refused_as_http,
+    scope_slug,
+)
 
 # What a provider's error may quote of a recipient: an e-mail address, a phone number.
 _ADDRESS = re.compile(r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+")
@@ -180,19 +189,16 @@ async def list_incidents(
     return [IncidentSummary.model_validate(i) for i in await session.scalars(query)]
 
 
-async def _load(
+async def _find(
     session: AsyncSession, incident_id: uuid.UUID, viewer: Viewer | None = None
-) -> Incident:
+) -> Incident | None:
     """The incident (notes and timers loaded) if the viewer may see it; another tenant's
     reads exactly as a missing one."""
-    incident = await session.scalar(
+    return await session.scalar(
         select(Incident)
         .where(Incident.id == incident_id, _visible(viewer))
         .options(selectinload(Incident.notes), selectinload(Incident.timers))
     )
-    if incident is None:
-        raise IncidentError(f"no incident {incident_id}")
-    return incident
 
 
 async def _history(session: AsyncSession, incident: Incident) -> list[HistoryEntry]:
@@ -214,7 +220,10 @@ async def _history(session: AsyncSession, incident: Incident) -> list[HistoryEnt
 async def incident_detail(
     session: AsyncSession, incident_id: uuid.UUID, viewer: Viewer | None = None
 ) -> IncidentDetail:
-    incident = await _load(session, incident_id, viewer)
+    """Raises `IncidentError` when the incident is missing (or not the viewer's)."""
+    incident = await _find(session, incident_id, viewer)
+    if incident is None:
+        raise IncidentError(f"no incident {incident_id}")
     deliveries = await session.scalars(
         select(Notification)
         .where(Notification.incident_id == incident_id)
@@ -248,33 +257,45 @@ async def act(
 ) -> ActionOut:
     """Stage the command as the viewer, with its audit line, in one transaction.
 
-    Raises `IncidentError` (missing or not the viewer's) and
-    `incident_actions.ActionRefused` (the incident does not allow it now).
+    404 when the incident is missing (or not the viewer's); 409 with the reason when it
+    does not allow the action now.
     """
-    async with request.app.state.db.transaction() as session:
-        incident = await _load(session, incident_id, viewer)
-        await incident_actions.request(session, incident_id, action, viewer.name, text, note_kind)
-        what = incident_actions.WHAT[action]
-        console_audit.record(
-            session,
-            actor=viewer.name,
-            role=viewer.role,
-            tenant_id=incident.tenant_id,
-            action=f"incident.{action}",
-            target_type="incident",
-            target_id=incident_id,
-            summary=f"asked for the {what} of {incident.kind} incident"
-            + (f" of {incident.tenant}" if incident.tenant else ""),
-            details={"text": text, "note_kind": note_kind} if action != "ack" else {},
-            ip=client_ip(request),
-        )
-        state = incident.state
+    with refused_as_http("incident", incident_actions.ActionRefused):
+        async with request.app.state.db.transaction() as session:
+            incident = found_or_404(await _find(session, incident_id, viewer), "incident")
+            await incident_actions.request(
+                session, incident_id, action, viewer.name, text, note_kind
+            )
+            what = incident_actions.WHAT[action]
+            audit(
+                session,
+                request,
+                viewer,
+                action=f"incident.{action}",
+                tenant_id=incident.tenant_id,
+                target_type="incident",
+                target_id=incident_id,
+                summary=f"asked for the {what} of {incident.kind} incident"
+                + (f" of {incident.tenant}" if incident.tenant else ""),
+                details={"text": text, "note_kind": note_kind} if action != "ack" else {},
+            )
+            state = incident.state
     return ActionOut(
         incident_id=incident_id,
         action=action,
         state=state,
         message=f"{what} sent; the monitor carries it out (follow the incident)",
     )
+
+
+async def visible_detail(
+    session: AsyncSession, incident_id: uuid.UUID, viewer: Viewer
+) -> IncidentDetail:
+    """The incident's detail, or the 404 a missing one and another tenant's both answer."""
+    try:
+        return await incident_detail(session, incident_id, viewer)
+    except IncidentError as exc:
+        raise not_found("incident") from exc
 
 
 router = APIRouter(prefix="/api/incidents", tags=["incidents"])
@@ -307,42 +328,23 @@ async def api_show(
     request: Request, viewer: CurrentViewer, incident_id: uuid.UUID
 ) -> IncidentDetail:
     async with request.app.state.db.session() as session:
-        try:
-            return await incident_detail(session, incident_id, viewer)
-        except IncidentError as exc:
-            raise HTTPException(404, str(exc)) from exc
-
-
-async def _api_act(
-    request: Request,
-    viewer: Viewer,
-    incident_id: uuid.UUID,
-    action: incident_actions.Action,
-    text: str = "",
-    note_kind: str = "note",
-) -> ActionOut:
-    try:
-        return await act(request, viewer, incident_id, action, text, note_kind)
-    except IncidentError as exc:
-        raise HTTPException(404, str(exc)) from exc
-    except incident_actions.ActionRefused as exc:
-        raise HTTPException(404 if exc.missing else 409, str(exc)) from exc
+        return await visible_detail(session, incident_id, viewer)
 
 
 @router.post("/{incident_id}/ack", response_model=ActionOut, status_code=202)
 async def api_ack(request: Request, viewer: StaffViewer, incident_id: uuid.UUID) -> ActionOut:
-    return await _api_act(request, viewer, incident_id, "ack")
+    return await act(request, viewer, incident_id, "ack")
 
 
 @router.post("/{incident_id}/resolve", response_model=ActionOut, status_code=202)
 async def api_resolve(
     request: Request, viewer: StaffViewer, incident_id: uuid.UUID, body: ActionIn | None = None
 ) -> ActionOut:
-    return await _api_act(request, viewer, incident_id, "resolve", (body or ActionIn()).note or "")
+    return await act(request, viewer, incident_id, "resolve", (body or ActionIn()).note or "")
 
 
 @router.post("/{incident_id}/notes", response_model=ActionOut, status_code=202)
 async def api_note(
     request: Request, viewer: StaffViewer, incident_id: uuid.UUID, body: NoteIn
 ) -> ActionOut:
-    return await _api_act(request, viewer, incident_id, "note", body.text, body.kind)
+    return await act(request, viewer, incident_id, "note", body.text, body.kind)

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import uuid
-from typing import Annotated
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse
 
 from courier.console import accounts, sessions
 from courier.console.access import CurrentViewer
 from courier.console.deps import Session
+from courier.console.paging import ByTenant, tenant_list
 from courier.console.render import page
 
 PAGE = 100
@@ -22,21 +22,10 @@ router = APIRouter(include_in_schema=False)
 
 @router.get("/accounts", response_class=HTMLResponse)
 async def account_list(
-    request: Request,
-    s: Session,
-    viewer: CurrentViewer,
-    tenant: str | None = None,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    request: Request, s: Session, viewer: CurrentViewer, q: ByTenant
 ) -> HTMLResponse:
-    rows = await accounts.list_accounts(s, viewer, tenant=tenant or None, limit=PAGE, offset=offset)
-    return page(
-        request,
-        "accounts/list.html",
-        viewer,
-        accounts=rows,
-        tenant=tenant or "",
-        offset=offset,
-        page_size=PAGE,
+    return await tenant_list(
+        request, s, viewer, q, accounts.list_accounts, "accounts/list.html", PAGE
     )
 
 

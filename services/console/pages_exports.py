@@ -12,12 +12,11 @@ import uuid
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
-from courier.common import export_requests
 from courier.common.db.base import utcnow
 from courier.console import exports
-from courier.console.access import CurrentViewer, StaffViewer, not_found
-from courier.console.pages_incidents import PAGE_SIZE, back, countdown, pager, tenant_slugs
-from courier.console.render import page
+from courier.console.access import CurrentViewer, StaffViewer, found_or_404
+from courier.console.paging import PAGE_SIZE, pager, tenant_slugs
+from courier.console.render import Outcome, back_after, countdown, page
 
 router = APIRouter(include_in_schema=False)
 
@@ -74,13 +73,10 @@ async def export_page(
     request: Request,
     viewer: CurrentViewer,
     export_id: uuid.UUID,
-    notice: str | None = None,
-    error: str | None = None,
+    outcome: Outcome,
 ) -> Response:
     async with request.app.state.db.session() as s:
-        view = await exports.get_export_view(s, export_id, viewer)
-    if view is None:
-        raise not_found("export")
+        view = found_or_404(await exports.get_export_view(s, export_id, viewer), "export")
     now = utcnow()
     pickups = [
         (
@@ -102,8 +98,7 @@ async def export_page(
         pickups=pickups,
         delivery_clock=delivery_clock,
         collected=collection(view),
-        notice=notice,
-        error=error,
+        **outcome,
     )
 
 
@@ -114,11 +109,5 @@ async def export_file(request: Request, viewer: CurrentViewer, export_id: uuid.U
 
 @router.post("/exports/{export_id}/redeliver")
 async def redeliver(request: Request, viewer: StaffViewer, export_id: uuid.UUID) -> Response:
-    where = f"/exports/{export_id}"
-    try:
-        done = await exports.redeliver(request, viewer, export_id)
-    except exports.ExportMissing as exc:
-        raise not_found("export") from exc
-    except export_requests.ExportRefused as exc:
-        return back(where, error=str(exc))
-    return back(where, notice=done.message)
+    done = exports.redeliver(request, viewer, export_id)
+    return await back_after(f"/exports/{export_id}", done)

@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 import uuid
-from typing import Annotated
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse
 from markupsafe import Markup
 
 from courier.console import feeds, timeline
 from courier.console.access import CurrentViewer
 from courier.console.deps import Session
+from courier.console.paging import ByTenant, tenant_list
 from courier.console.render import page
 
 PAGE = 100
@@ -21,22 +21,10 @@ router = APIRouter(include_in_schema=False)
 
 @router.get("/feeds", response_class=HTMLResponse)
 async def feed_list(
-    request: Request,
-    s: Session,
-    viewer: CurrentViewer,
-    tenant: str | None = None,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    request: Request, s: Session, viewer: CurrentViewer, q: ByTenant
 ) -> HTMLResponse:
-    rows = await feeds.list_feeds(s, viewer, tenant=tenant or None, limit=PAGE, offset=offset)
-    return page(
-        request,
-        "feeds/list.html",
-        viewer,
-        feeds=rows,
-        tenant=tenant or "",
-        offset=offset,
-        page_size=PAGE,
-        local=timeline.local_text,
+    return await tenant_list(
+        request, s, viewer, q, feeds.list_feeds, "feeds/list.html", PAGE, local=timeline.local_text
     )
 
 

@@ -9,32 +9,21 @@ from __future__ import annotations
 
 import uuid
 from typing import Annotated
-from urllib.parse import urlencode
 
-from fastapi import APIRouter, HTTPException, Query, Request
-from fastapi.responses import HTMLResponse, RedirectResponse, Response, StreamingResponse
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import HTMLResponse, Response, StreamingResponse
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from courier.common.db.models import Import
 from courier.console import imports, views
 from courier.console.access import CurrentViewer, StaffViewer, Viewer, scope
 from courier.console.deps import Session
-from courier.console.render import page
+from courier.console.render import back_after, link, page, query
 
 router = APIRouter(include_in_schema=False)
 
 LIST_PAGE = 50
 RECORDS_PAGE = 50
-
-
-def _query(**params: object) -> str:
-    """A query string of the parameters that are set (filters carried across links)."""
-    return urlencode({k: v for k, v in params.items() if v not in (None, "", False)})
-
-
-def _url(path: str, **params: object) -> str:
-    query = _query(**params)
-    return f"{path}?{query}" if query else path
 
 
 async def _rows(
@@ -61,7 +50,7 @@ async def import_list(
 ) -> Response:
     rows, more = await _rows(s, viewer, filters, page_number)
     tenants, feeds = await views.filter_choices(s, viewer.tenant_id)
-    filter_query = _query(**filters.model_dump(mode="json"))
+    filter_query = query(**filters.model_dump(mode="json"))
     return page(
         request,
         "imports/list.html",
@@ -93,7 +82,7 @@ async def import_rows(
         "imports/_rows.html",
         viewer,
         rows=rows,
-        filter_query=_query(**filters.model_dump(mode="json")),
+        filter_query=query(**filters.model_dump(mode="json")),
         live=True,
     )
 
@@ -129,7 +118,7 @@ async def import_page(
         actions=views.ACTIONS,
         row=row,
         at_start=not (after or before or row or last),
-        link=lambda **cursor: _url(here, action=action, **cursor),
+        link=lambda **cursor: link(here, action=action, **cursor),
         held=imp.status == "awaiting_approval",
         notice=q.notice,
         problem=q.problem,
@@ -161,14 +150,8 @@ async def _decide(
     request: Request, viewer: Viewer, import_id: uuid.UUID, decision: imports.Decision
 ) -> Response:
     """Send the decision, then back to the import with what happened (303: no re-post)."""
-    try:
-        out = await imports.decide(request, viewer, import_id, decision)
-        message = {"notice": out.message}
-    except HTTPException as exc:
-        if exc.status_code != 409:
-            raise
-        message = {"problem": str(exc.detail)}
-    return RedirectResponse(f"/imports/{import_id}?{urlencode(message)}", status_code=303)
+    done = imports.decide(request, viewer, import_id, decision)
+    return await back_after(f"/imports/{import_id}", done, error="problem")
 
 
 @router.post("/imports/{import_id}/approve")

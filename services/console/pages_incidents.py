@@ -8,30 +8,24 @@ the JSON API's (`incidents.act`): staged as commands for the monitor and audited
 
 from __future__ import annotations
 
-import math
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Annotated
-from urllib.parse import urlencode
 
 from fastapi import APIRouter, Form, Request
-from fastapi.responses import RedirectResponse, Response
-from sqlalchemy import select
-from sqlalchemy.ext.asyncio import AsyncSession
+from fastapi.responses import Response
 
-from courier.common import incident_actions
 from courier.common.db.base import utcnow
-from courier.common.db.models import Tenant
 from courier.common.db.models_incidents import NOTE_KINDS, PARTNER_KINDS, PLATFORM_KINDS
 from courier.console import incidents
-from courier.console.access import CurrentViewer, StaffViewer, Viewer, not_found
+from courier.console.access import CurrentViewer, StaffViewer
 from courier.console.incidents import TimerView
-from courier.console.render import page
+from courier.console.paging import PAGE_SIZE, pager, tenant_slugs
+from courier.console.render import Countdown, Outcome, back_after, countdown, page
 
 router = APIRouter(include_in_schema=False)
 
-PAGE_SIZE = 50
 STATES = ("unresolved", "open", "acknowledged", "resolved", "all")
 KINDS = sorted(PLATFORM_KINDS | PARTNER_KINDS)
 TIMER_LABELS = {
@@ -46,72 +40,6 @@ NOTE_LABELS = {
     "reply": "We replied to the partner (stops the reply clock)",
 }
 Text = Annotated[str, Form(max_length=10_000)]
-
-
-# ---------------------------------------------------------------- shared by the pages
-
-
-@dataclass(frozen=True)
-class Countdown:
-    """A clock as the server renders it; console.js then ticks it from `due_at`."""
-
-    due_at: datetime
-    text: str
-    late: bool
-    stopped: bool
-    late_word: str = "breached"
-
-
-def span(seconds: float) -> str:
-    """`1d 2h 03m 04s`, as console.js writes it."""
-    s = math.floor(abs(seconds))
-    days, hours, minutes = s // 86400, s % 86400 // 3600, s % 3600 // 60
-    return (f"{days}d " if days else "") + f"{hours}h {minutes:02d}m {s % 60:02d}s"
-
-
-def countdown(
-    due_at: datetime,
-    now: datetime,
-    *,
-    stopped_at: datetime | None = None,
-    late_word: str = "breached",
-) -> Countdown:
-    if stopped_at is not None:
-        late = stopped_at > due_at
-        text = f"stopped {span((stopped_at - due_at).total_seconds())} "
-        text += "after the deadline" if late else "before the deadline"
-        return Countdown(due_at, text, late, True, late_word)
-    left = (due_at - now).total_seconds()
-    if left > 0:
-        return Countdown(due_at, f"{span(left)} left", False, False, late_word)
-    return Countdown(due_at, f"{late_word} {span(left)} ago", True, False, late_word)
-
-
-async def tenant_slugs(session: AsyncSession, viewer: Viewer) -> list[str]:
-    """The tenants a staff viewer may filter by (a customer has only theirs: no filter)."""
-    if not viewer.is_staff:
-        return []
-    return list(await session.scalars(select(Tenant.slug).order_by(Tenant.slug)))
-
-
-def back(path: str, *, notice: str | None = None, error: str | None = None) -> Response:
-    """303 to the page the form was on, with what became of the action."""
-    query = urlencode({k: v for k, v in (("notice", notice), ("error", error)) if v})
-    return RedirectResponse(f"{path}?{query}" if query else path, status_code=303)
-
-
-def pager(path: str, filters: dict[str, str | None], offset: int, shown: int) -> dict[str, str]:
-    """Links to the newer and older page of a list, keeping its filters."""
-    kept = {k: v for k, v in filters.items() if v}
-    links = {}
-    if offset > 0:
-        links["newer"] = f"{path}?{urlencode({**kept, 'offset': max(offset - PAGE_SIZE, 0)})}"
-    if shown == PAGE_SIZE:
-        links["older"] = f"{path}?{urlencode({**kept, 'offset': offset + PAGE_SIZE})}"
-    return links
-
-
-# ---------------------------------------------------------------- incidents
 
 
 @dataclass(frozen=True)
@@ -180,14 +108,10 @@ async def incident_page(
     request: Request,
     viewer: CurrentViewer,
     incident_id: uuid.UUID,
-    notice: str | None = None,
-    error: str | None = None,
+    outcome: Outcome,
 ) -> Response:
     async with request.app.state.db.session() as s:
-        try:
-            detail = await incidents.incident_detail(s, incident_id, viewer)
-        except incidents.IncidentError as exc:
-            raise not_found("incident") from exc
+        detail = await incidents.visible_detail(s, incident_id, viewer)
     now = utcnow()
     return page(
         request,
@@ -196,41 +120,22 @@ async def incident_page(
         incident=detail,
         timers=timer_rows(detail.timers, now),
         note_kinds=[(k, NOTE_LABELS.get(k, k)) for k in NOTE_KINDS],
-        notice=notice,
-        error=error,
+        **outcome,
     )
-
-
-async def _act(
-    request: Request,
-    viewer: Viewer,
-    incident_id: uuid.UUID,
-    action: incident_actions.Action,
-    text: str = "",
-    note_kind: str = "note",
-) -> Response:
-    where = f"/incidents/{incident_id}"
-    try:
-        done = await incidents.act(request, viewer, incident_id, action, text, note_kind)
-    except incidents.IncidentError as exc:
-        raise not_found("incident") from exc
-    except incident_actions.ActionRefused as exc:
-        if exc.missing:
-            raise not_found("incident") from exc
-        return back(where, error=str(exc))
-    return back(where, notice=done.message)
 
 
 @router.post("/incidents/{incident_id}/ack")
 async def ack(request: Request, viewer: StaffViewer, incident_id: uuid.UUID) -> Response:
-    return await _act(request, viewer, incident_id, "ack")
+    done = incidents.act(request, viewer, incident_id, "ack")
+    return await back_after(f"/incidents/{incident_id}", done)
 
 
 @router.post("/incidents/{incident_id}/resolve")
 async def resolve(
     request: Request, viewer: StaffViewer, incident_id: uuid.UUID, note: Text = ""
 ) -> Response:
-    return await _act(request, viewer, incident_id, "resolve", note.strip())
+    done = incidents.act(request, viewer, incident_id, "resolve", note.strip())
+    return await back_after(f"/incidents/{incident_id}", done)
 
 
 @router.post("/incidents/{incident_id}/notes")
@@ -241,4 +146,5 @@ async def add_note(
     text: Text = "",
     kind: Annotated[str, Form(max_length=24)] = "note",
 ) -> Response:
-    return await _act(request, viewer, incident_id, "note", text.strip(), kind)
+    done = incidents.act(request, viewer, incident_id, "note", text.strip(), kind)
+    return await back_after(f"/incidents/{incident_id}", done)

@@ -8,11 +8,10 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import HTMLResponse
 
 from courier.console import sessions
-from courier.console.access import CurrentViewer, not_found
+from courier.console.access import CurrentViewer, found_or_404
 from courier.console.deps import Session
+from courier.console.paging import PAGE_SIZE, pager
 from courier.console.render import page
-
-PAGE = 50
 
 router = APIRouter(include_in_schema=False)
 
@@ -34,7 +33,7 @@ async def session_list(
         tenant=tenant or None,
         username=username or None,
         peer=peer or None,
-        limit=PAGE,
+        limit=PAGE_SIZE,
         offset=offset,
     )
     return page(
@@ -43,8 +42,7 @@ async def session_list(
         viewer,
         sessions=rows,
         filters=filters,
-        offset=offset,
-        page_size=PAGE,
+        links=pager("/sessions", filters, offset, len(rows)),
     )
 
 
@@ -52,7 +50,5 @@ async def session_list(
 async def session_page(
     request: Request, session_id: str, s: Session, viewer: CurrentViewer
 ) -> HTMLResponse:
-    found = await sessions.get_session(s, session_id, viewer)
-    if found is None:
-        raise not_found("session")
+    found = found_or_404(await sessions.get_session(s, session_id, viewer), "session")
     return page(request, "sessions/detail.html", viewer, session=found)

@@ -28,7 +28,7 @@ from courier.common.db.models import Tenant
 from courier.common.db.models_console import ApiToken, ConsoleAuditEntry, ConsoleUser
 from courier.common.logging import get_logger
 from courier.common.passwords import generate_password
-from courier.console.access import AdminViewer, StaffViewer, Viewer, not_found
+from courier.console.access import AdminViewer, StaffViewer, Viewer, found_or_404
 from courier.console.deps import Session
 
 log = get_logger(__name__)
@@ -192,10 +192,6 @@ async def list_tokens(s: AsyncSession) -> list[TokenOut]:
     return [_token_out(token, slug) for token, slug in rows]
 
 
-async def tenant_slugs(s: AsyncSession) -> list[str]:
-    return list(await s.scalars(select(Tenant.slug).order_by(Tenant.slug)))
-
-
 @dataclass(frozen=True)
 class AuditFilter:
     """What the audit is narrowed to; `action` matches a prefix (`user` finds `user.create`)."""
@@ -276,9 +272,7 @@ async def read_audit(
 
 async def _username(s: AsyncSession, user_id: uuid.UUID) -> str:
     name = await s.scalar(select(ConsoleUser.username).where(ConsoleUser.id == user_id))
-    if name is None:
-        raise not_found("user")
-    return name
+    return found_or_404(name, "user")
 
 
 def _not_yourself(viewer: Viewer, user_id: uuid.UUID, what: str) -> None:
@@ -373,8 +367,7 @@ async def add_token(db: Database, viewer: Viewer, new: NewToken) -> TokenCreated
 
 async def revoke(db: Database, viewer: Viewer, token_id: uuid.UUID) -> TokenOut:
     async with db.transaction() as s:
-        if await s.get(ApiToken, token_id) is None:
-            raise not_found("token")
+        found_or_404(await s.get(ApiToken, token_id), "token")
         token = await console_users.revoke_token(s, str(token_id), by=viewer.name)
         slug = await s.scalar(select(Tenant.slug).where(Tenant.id == token.tenant_id))
         return _token_out(token, slug)
@@ -416,10 +409,7 @@ async def users(s: Session, viewer: AdminViewer) -> list[UserOut]:
 
 @router.get("/users/{user_id}", response_model=UserOut)
 async def user(user_id: uuid.UUID, s: Session, viewer: AdminViewer) -> UserOut:
-    found = await get_user(s, user_id)
-    if found is None:
-        raise not_found("user")
-    return found
+    return found_or_404(await get_user(s, user_id), "user")
 
 
 @router.post("/users", response_model=UserCreated, status_code=201)

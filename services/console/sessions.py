@@ -16,7 +16,7 @@ from sqlalchemy import ColumnElement, func, select, true
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from courier.common.db.models_gateway import SessionEvent
-from courier.console.access import CurrentViewer, Viewer, not_found, scope_slug
+from courier.console.access import CurrentViewer, Viewer, found_or_404, scope_slug
 from courier.console.deps import Session
 
 
@@ -149,7 +149,4 @@ async def sessions(
 
 @router.get("/sessions/{session_id}", response_model=SessionSummary)
 async def session_detail(session_id: str, s: Session, viewer: CurrentViewer) -> SessionSummary:
-    found = await get_session(s, session_id, viewer)
-    if found is None:
-        raise not_found("session")
-    return found
+    return found_or_404(await get_session(s, session_id, viewer), "session")

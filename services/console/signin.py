@@ -15,12 +15,12 @@ from urllib.parse import urlsplit
 from fastapi import APIRouter, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
-from courier.common import console_audit
+from courier.common import console_audit, console_users
 from courier.common.console_users import SigninPolicy, authenticate
 from courier.common.db.models_console import ConsoleSession
 from courier.common.logging import get_logger
 from courier.common.settings import Settings
-from courier.console.access import COOKIE, CurrentViewer, client_ip, start_session
+from courier.console.access import COOKIE, CurrentViewer, audit, client_ip, start_session
 from courier.console.render import page
 
 log = get_logger(__name__)
@@ -111,16 +111,8 @@ async def signin(
         user = await authenticate(s, username, password, code or None, app.signin_policy, ip=ip)
         if user is not None:
             cookie = await start_session(s, request, user)
-            console_audit.record(
-                s,
-                actor=user.username,
-                role=user.role,
-                tenant_id=user.tenant_id,
-                action="signin",
-                target_type="user",
-                target_id=user.id,
-                summary="signed in",
-                ip=ip,
+            console_users.audit(
+                s, user, "signin", "signed in", by=user.username, role=user.role, ip=ip
             )
     if user is None:
         log.info("console sign-in refused", ip=ip)
@@ -138,14 +130,8 @@ async def signout(request: Request, viewer: CurrentViewer) -> Response:
     async with app.db.transaction() as s:
         if id_hash is not None and (row := await s.get(ConsoleSession, id_hash)) is not None:
             row.ended_at = datetime.now(UTC)
-        console_audit.record(
-            s,
-            actor=viewer.name,
-            role=viewer.role,
-            tenant_id=viewer.tenant_id,
-            action="signout",
-            summary="signed out",
-            ip=client_ip(request),
+        audit(
+            s, request, viewer, action="signout", tenant_id=viewer.tenant_id, summary="signed out"
         )
     response = RedirectResponse("/signin", status_code=303)
     app.cookies.clear(response)

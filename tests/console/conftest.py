@@ -6,39 +6,45 @@ the pages show real imports, records and result files.
 
 from __future__ import annotations
 
-import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
 
 import pytest
+import structlog
 from fastapi import FastAPI
-from sqlalchemy import select
 
 from courier.cli import provision
-from courier.common.areas import area_key
 from courier.common.db.base import utcnow
 from courier.common.db.engine import Database
-from courier.common.db.models import Import, Tenant
+from courier.common.db.models import Feed, Import, Tenant
 from courier.common.db.models_exports import Export
 from courier.common.events import ExportDelivered
-from courier.common.received import event_for, record_file
 from courier.common.settings import Settings
 from courier.common.storage import Storage
-from courier.common.uow import UnitOfWork
 from courier.console.api import create_app
-from courier.importer.apply import handle
-from courier.importer.spec import FeedSpec
 from courier.monitor.pickups import watch_delivery
 from tests.support.staged import staged
-from tests.support.tenant_objects import build_export
+from tests.support.tenant_objects import build_export, declare_feed, import_file
 
 Send = Callable[..., Awaitable[Import]]
-DeclareFeed = Callable[..., Awaitable[None]]
+DeclareFeed = Callable[..., Awaitable[Feed]]
 
 
 @pytest.fixture
 def app(db: Database, storage: Storage, settings: Settings) -> FastAPI:
     return create_app(db, storage, settings)
+
+
+@pytest.fixture
+def logs(capfd: pytest.CaptureFixture[str]) -> Iterator[pytest.CaptureFixture[str]]:
+    """The services' JSON log lines as written to standard error (file descriptor 2)."""
+    saved = structlog.get_config()
+    with open(2, "w", closefd=False) as stderr:
+        structlog.configure(logger_factory=structlog.PrintLoggerFactory(file=stderr))
+        try:
+            yield capfd
+        finally:
+            structlog.configure(**saved)
 
 
 @pytest.fixture
@@ -52,11 +58,8 @@ def feed(db: Database, tenant: Tenant) -> DeclareFeed:
 
     async def _feed(
         name: str, kind: str, pattern: str, to: Tenant | None = None, **options: Any
-    ) -> None:
-        spec = FeedSpec.model_validate({"name": name, "kind": kind, "pattern": pattern, **options})
-        await provision.upsert_feed(
-            db, to or tenant, name, kind, pattern, spec.model_dump(mode="json")
-        )
+    ) -> Feed:
+        return await declare_feed(db, to or tenant, name, pattern, kind, **options)
 
     return _feed
 
@@ -66,16 +69,7 @@ def send(db: Database, storage: Storage, tenant: Tenant) -> Send:
     """Store and record a file as the gateway does, import it; returns the import."""
 
     async def _send(name: str, data: bytes, to: Tenant | None = None) -> Import:
-        owner = to or tenant
-        key = area_key(owner.slug, "inbound", f"{uuid.uuid4().hex[:6]}-{name}")
-        await storage.put(key, data)
-        row = await record_file(db, storage, owner, name, key, source="api")
-        event = event_for(row, owner)
-        await handle(event, UnitOfWork(db, storage))
-        async with db.session() as s:
-            imp = await s.scalar(select(Import).where(Import.file_id == event.file_id))
-        assert imp is not None, f"{name} was not imported"
-        return imp
+        return await import_file(db, storage, to or tenant, name, data)
 
     return _send
 

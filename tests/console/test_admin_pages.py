@@ -7,14 +7,10 @@ answer or a log line.
 from __future__ import annotations
 
 import re
-import sys
 import uuid
-from collections.abc import Iterator
 
 import httpx
 import pyotp
-import pytest
-import structlog
 from sqlalchemy import select
 
 from courier.common.db.engine import Database
@@ -25,31 +21,21 @@ from tests.support.fixtures_data import leave_csv
 _SECRET = re.compile(r'<code class="secret">([^<]+)</code>')
 
 
-class _Stderr:
-    """Whatever `sys.stderr` is when a line is written (pytest swaps it between phases)."""
-
-    def write(self, text: str) -> int:
-        return sys.stderr.write(text)
-
-    def flush(self) -> None:
-        sys.stderr.flush()
-
-
-@pytest.fixture
-def logs(capfd: pytest.CaptureFixture[str]) -> Iterator[pytest.CaptureFixture[str]]:
-    """The JSON log lines of this test, as the services write them, captured by `capfd`."""
-    before = structlog.get_config()["logger_factory"]
-    structlog.configure(logger_factory=structlog.PrintLoggerFactory(file=_Stderr()))  # type: ignore[arg-type]
-    try:
-        yield capfd
-    finally:
-        structlog.configure(logger_factory=before)
-
-
 async def _admin(http: httpx.AsyncClient, db: Database, name: str = "ann") -> str:
     """`http` signed in as a new admin; the CSRF token of their pages."""
     await make_user(db, name, "admin")
     return await sign_in(http, name)
+
+
+async def _add_carol(http: httpx.AsyncClient, csrf: str, **more: str) -> httpx.Response:
+    """The new-user form, filled in for carol, a customer of acme."""
+    form = {"csrf": csrf, "username": "carol", "role": "customer", "tenant": "acme", **more}
+    return await http.post("/users", data=form)
+
+
+async def _add_token(http: httpx.AsyncClient, csrf: str) -> httpx.Response:
+    """The new-token form, filled in for a support token named bi."""
+    return await http.post("/tokens", data={"csrf": csrf, "name": "bi", "role": "support"})
 
 
 def _shown_once(page: httpx.Response) -> list[str]:
@@ -66,13 +52,7 @@ async def test_admin_creates_a_customer_user_who_signs_in_and_sees_only_their_te
         await send(f"leave_{owner.slug}.csv", leave_csv("E1,annual,8,2026-11-01"), to=owner)
     async with api_client(app) as admin:
         csrf = await _admin(admin, db)
-        created = await admin.post(
-            "/users",
-            data={
-                "csrf": csrf, "username": "carol", "role": "customer", "tenant": "acme",
-                "email": "carol@acme.example",
-            },
-        )  # fmt: skip
+        created = await _add_carol(admin, csrf, email="carol@acme.example")
         username, password = _shown_once(created)
         assert username == "carol" and len(password) >= 20
         listed = await admin.get("/users")
@@ -108,10 +88,7 @@ async def test_support_gets_403_on_users_and_tokens_but_reads_the_audit(db, app)
 async def test_audit_page_lists_the_creation_with_its_actor_and_filters_it(db, app, tenant) -> None:
     async with api_client(app) as http:
         csrf = await _admin(http, db)
-        await http.post(
-            "/users",
-            data={"csrf": csrf, "username": "carol", "role": "customer", "tenant": "acme"},
-        )
+        await _add_carol(http, csrf)
         audit = await http.get("/audit")
         row = re.search(r"<tr>\s*<td[^>]*>[^<]*</td>\s*<td>ann.*?</tr>", audit.text, re.S)
         assert row and "user.create" in row.group(0)
@@ -150,13 +127,7 @@ async def test_passwords_totp_secrets_and_tokens_are_shown_once_and_never_again(
 ) -> None:
     async with api_client(app) as http:
         csrf = await _admin(http, db)
-        created = await http.post(
-            "/users",
-            data={
-                "csrf": csrf, "username": "carol", "role": "customer", "tenant": "acme",
-                "totp": "true",
-            },
-        )  # fmt: skip
+        created = await _add_carol(http, csrf, totp="true")
         _, first_password, uri = _shown_once(created)
         assert uri.startswith("otpauth://totp/") and "carol" in uri
         async with db.session() as s:
@@ -165,8 +136,7 @@ async def test_passwords_totp_secrets_and_tokens_are_shown_once_and_never_again(
 
         reset = await http.post(f"/users/{carol.id}/reset-password", data={"csrf": csrf})
         _, password = _shown_once(reset)
-        made = await http.post("/tokens", data={"csrf": csrf, "name": "bi", "role": "support"})
-        [token] = _shown_once(made)
+        [token] = _shown_once(await _add_token(http, csrf))
         assert token.startswith("ctk_")
 
         # The new password and the authenticator work; the first password no longer does.
@@ -263,9 +233,7 @@ async def test_a_bad_new_user_form_is_shown_again_with_the_reason(db, app) -> No
 async def test_a_revoked_token_opens_nothing(db, app) -> None:
     async with api_client(app) as http:
         csrf = await _admin(http, db)
-        [token] = _shown_once(
-            await http.post("/tokens", data={"csrf": csrf, "name": "bi", "role": "support"})
-        )
+        [token] = _shown_once(await _add_token(http, csrf))
         async with api_client(app, token) as bearer:
             assert (await bearer.get("/api/audit")).status_code == 200
         listed = (await http.get("/api/tokens")).json()

@@ -12,11 +12,11 @@ import httpx
 import pytest
 from sqlalchemy import func, select
 
-from courier.common.db.models_console import ApiToken, ConsoleAuditEntry
+from courier.common.db.models_console import ConsoleAuditEntry
 from courier.common.db.models_outbox import OutboxEvent
 from courier.console.access import CSRF_FIELD, CSRF_HEADER
-from tests.support.console import api_client, make_token, make_user, sign_in
-from tests.support.console_routes import Endpoint, Fill, endpoints, of_objects
+from tests.support.console import api_client, make_api_token, make_user, sign_in
+from tests.support.console_routes import Endpoint, Fill, endpoints
 from tests.support.tenant_objects import populate
 
 REFUSED = "this form has expired or did not come from the console"
@@ -95,26 +95,12 @@ class Admin:
 @pytest.fixture
 async def admin(db, app) -> Admin:
     objects = await populate(db, app.state.storage, "acme")
+    # Someone else: disabling oneself would end the test's session.
     other = await make_user(db, "otto", "support")
-    await make_token(db, "support", name="robot")
-    async with db.session() as s:
-        token = await s.scalar(select(ApiToken).where(ApiToken.name == "robot"))
-    assert token is not None
+    token, _ = await make_api_token(db, "support", name="robot")
     await make_user(db, "ann", "admin")
-    fill = of_objects(
-        {
-            # The held import, so its page shows the approve and reject forms.
-            "import": (objects.held.id, objects.held.file_name),
-            "export": (objects.export.id, str(objects.export.file_name)),
-            "incident": (objects.incident_id, str(objects.incident_id)),
-            "feed": (objects.feed.id, objects.feed.name),
-            "account": (objects.account.id, objects.account.username),
-            "session": (objects.session_id, objects.session_id),
-            # Someone else: disabling oneself would end the test's session.
-            "user": (other.id, other.username),
-            "token": (token.id, token.name),
-        }
-    )
+    # The held import, so its page shows the approve and reject forms.
+    fill = objects.fill(other, token, **{"import": (objects.held.id, objects.held.file_name)})
     async with api_client(app) as http:
         yield Admin(http, await sign_in(http, "ann"), fill)
 

@@ -17,10 +17,10 @@ import httpx
 import pytest
 from sqlalchemy import func, select
 
-from courier.common.db.models_console import ApiToken, ConsoleUser
+from courier.common.db.models_console import ConsoleUser
 from courier.common.db.models_outbox import OutboxEvent
 from courier.console.api import create_app
-from tests.support.console import api_client, make_token, make_user, sign_in
+from tests.support.console import api_client, make_api_token, make_token, make_user, sign_in
 from tests.support.console_routes import Endpoint, Fill, any_value, endpoints, of_objects
 from tests.support.tenant_objects import TenantObjects, populate
 
@@ -39,39 +39,21 @@ class World:
     token: str  # a customer token of "acme"
 
 
-async def _people(db, slug: str) -> dict[str, tuple[object, str]]:
-    """A customer user and a customer token of tenant `slug` (objects the users and tokens
-    pages name)."""
+async def _fill(db, objects: TenantObjects) -> Fill:
+    """Filling a URL with the tenant's objects, and a customer user and a customer token
+    of theirs (objects the users and tokens pages name)."""
+    slug = objects.tenant.slug
     user = await make_user(db, f"{slug}-reader", "customer", slug)
-    await make_token(db, "customer", slug, name=f"{slug}-robot")
-    async with db.session() as s:
-        token = await s.scalar(select(ApiToken).where(ApiToken.name == f"{slug}-robot"))
-    assert token is not None
-    return {"user": (user.id, user.username), "token": (token.id, token.name)}
-
-
-def _kinds(objects: TenantObjects, people: dict[str, tuple[object, str]]) -> Fill:
-    return of_objects(
-        {
-            "tenant": (objects.tenant.id, objects.tenant.slug),
-            "feed": (objects.feed.id, objects.feed.name),
-            "import": (objects.imported.id, objects.imported.file_name),
-            "held": (objects.held.id, objects.held.file_name),
-            "incident": (objects.incident_id, str(objects.incident_id)),
-            "export": (objects.export.id, str(objects.export.file_name)),
-            "account": (objects.account.id, objects.account.username),
-            "session": (objects.session_id, objects.session_id),
-            **people,
-        }
-    )
+    token, _ = await make_api_token(db, "customer", slug, name=f"{slug}-robot")
+    return objects.fill(user, token)
 
 
 @pytest.fixture
 async def world(db, storage, settings) -> World:
     ours = await populate(db, storage, "acme")
     theirs = await populate(db, storage, "globex")
-    own = _kinds(ours, await _people(db, "acme"))
-    foreign = _kinds(theirs, await _people(db, "globex"))
+    own = await _fill(db, ours)
+    foreign = await _fill(db, theirs)
     await make_user(db, "ann", "customer", "acme")
     token = await make_token(db, "customer", "acme", name="ann-robot")
     return World(create_app(db, storage, settings), ours, theirs, own, foreign, token)

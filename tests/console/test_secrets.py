@@ -4,44 +4,35 @@ no header and no log line, whoever looks, however they signed in."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pyotp
-import pytest
-import structlog
-from sqlalchemy import select
 
 from courier.common.db.models import SftpAccount
-from courier.common.db.models_console import ApiToken, ConsoleUser
-from tests.support.console import PASSWORD, api_client, make_token, make_user, sign_in
-from tests.support.console_routes import endpoints, of_objects
+from courier.common.db.models_console import ConsoleUser
+from tests.support.console import (
+    PASSWORD,
+    api_client,
+    make_api_token,
+    make_token,
+    make_user,
+    sign_in,
+)
+from tests.support.console_routes import endpoints
 from tests.support.tenant_objects import ACCOUNT_PASSWORD, populate
 
 SAMS_PASSWORD = "sam's own passphrase, 2026"
 MISTYPED = "sam's mistyped passphrase 7"
 
 
-@pytest.fixture
-def logs(capfd: pytest.CaptureFixture[str]) -> Iterator[pytest.CaptureFixture[str]]:
-    """The services' JSON log lines as written to standard error (file descriptor 2)."""
-    saved = structlog.get_config()
-    with open(2, "w", closefd=False) as stderr:
-        structlog.configure(logger_factory=structlog.PrintLoggerFactory(file=stderr))
-        yield capfd
-    structlog.configure(**saved)
-
-
 async def test_no_page_api_answer_or_log_line_shows_a_secret(db, app, logs) -> None:
     objects = await populate(db, app.state.storage, "acme")
     sam = await make_user(db, "sam", "support", password=SAMS_PASSWORD, totp=True)
-    sams_token = await make_token(db, "support", name="sam-robot")
+    token_row, sams_token = await make_api_token(db, "support", name="sam-robot")
     await make_user(db, "ann", "admin")
     admins_token = await make_token(db, "admin", name="ann-robot")
     async with db.session() as s:
-        token_row = await s.scalar(select(ApiToken).where(ApiToken.name == "sam-robot"))
         account = await s.get(SftpAccount, objects.account.id)
         kept = await s.get(ConsoleUser, sam.id)
-    assert token_row and account and account.password_hash and kept and kept.totp_secret
+    assert account and account.password_hash and kept and kept.totp_secret
     secrets = {
         "sam's password": SAMS_PASSWORD,
         "sam's mistyped password": MISTYPED,
@@ -54,18 +45,7 @@ async def test_no_page_api_answer_or_log_line_shows_a_secret(db, app, logs) -> N
         "the SFTP account's password": ACCOUNT_PASSWORD,
         "the SFTP account's password hash": account.password_hash,
     }
-    fill = of_objects(
-        {
-            "import": (objects.imported.id, objects.imported.file_name),
-            "export": (objects.export.id, str(objects.export.file_name)),
-            "incident": (objects.incident_id, str(objects.incident_id)),
-            "feed": (objects.feed.id, objects.feed.name),
-            "account": (objects.account.id, objects.account.username),
-            "session": (objects.session_id, objects.session_id),
-            "user": (sam.id, sam.username),
-            "token": (token_row.id, token_row.name),
-        }
-    )
+    fill = objects.fill(sam, token_row)
 
     shown: list[str] = []
     seen = 0

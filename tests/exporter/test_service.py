@@ -30,7 +30,13 @@ async def test_restart_between_schedule_and_build_still_makes_one_file(
     timesheets: list[Timesheet],
 ) -> None:
     now = datetime.now(UTC)
-    await make_spec(db, tenant, created=now - timedelta(hours=25))
+    # Exactly one daily firing in any 24 h of UTC, whatever the time of day the test runs.
+    await make_spec(
+        db,
+        tenant,
+        created=now - timedelta(hours=24),
+        schedule={"cron": "0 6 * * *", "timezone": "UTC"},
+    )
     # A replica scheduled yesterday's period, took the lease and died before building.
     [export] = await schedule_due(db, now)
     async with db.transaction() as s:

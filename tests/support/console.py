@@ -11,7 +11,7 @@ import httpx
 
 from courier.common import console_users
 from courier.common.db.engine import Database
-from courier.common.db.models_console import ConsoleUser
+from courier.common.db.models_console import ApiToken, ConsoleUser
 
 PASSWORD = "correct horse battery staple"
 _CSRF = re.compile(r'name="csrf" value="([^"]+)"')
@@ -32,13 +32,18 @@ async def make_user(
         )
 
 
+async def make_api_token(
+    db: Database, role: str = "admin", tenant: str | None = None, name: str = "tests"
+) -> tuple[ApiToken, str]:
+    """The token's row and the token itself (the bearer secret)."""
+    async with db.transaction() as s:
+        return await console_users.create_token(s, name=name, role=role, tenant=tenant, by="tests")
+
+
 async def make_token(
     db: Database, role: str = "admin", tenant: str | None = None, name: str = "tests"
 ) -> str:
-    async with db.transaction() as s:
-        _, secret = await console_users.create_token(
-            s, name=name, role=role, tenant=tenant, by="tests"
-        )
+    _, secret = await make_api_token(db, role, tenant, name)
     return secret
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
+from typing import Any
 
 from sqlalchemy import select
 
@@ -20,6 +21,7 @@ from courier.cli.section_exports import upsert_export_spec
 from courier.common.areas import area_key
 from courier.common.db.engine import Database
 from courier.common.db.models import Feed, Import, SftpAccount, Tenant
+from courier.common.db.models_console import ApiToken, ConsoleUser
 from courier.common.db.models_exports import Export
 from courier.common.db.models_incidents import SlaPolicy
 from courier.common.received import event_for, record_file
@@ -32,6 +34,7 @@ from courier.gateway.audit import AuditLog, SessionRef
 from courier.importer.apply import handle
 from courier.importer.spec import FeedSpec
 from courier.monitor.incidents import Signal, record_signals
+from tests.support.console_routes import Fill, of_objects
 from tests.support.fixtures_data import leave_csv
 
 ACCOUNT_PASSWORD = "sftp account password 1"
@@ -65,16 +68,39 @@ class TenantObjects:
             self.session_id,
         ]
 
+    def fill(self, user: ConsoleUser, token: ApiToken, **more: tuple[Any, str]) -> Fill:
+        """Fill a route's parameters with these objects (`import_id`: the imported file),
+        the console user and token given, and any `more` (which win)."""
+        return of_objects(
+            {
+                "tenant": (self.tenant.id, self.tenant.slug),
+                "feed": (self.feed.id, self.feed.name),
+                "import": (self.imported.id, self.imported.file_name),
+                "held": (self.held.id, self.held.file_name),
+                "incident": (self.incident_id, str(self.incident_id)),
+                "export": (self.export.id, str(self.export.file_name)),
+                "account": (self.account.id, self.account.username),
+                "session": (self.session_id, self.session_id),
+                "user": (user.id, user.username),
+                "token": (token.id, token.name),
+                **more,
+            }
+        )
+
 
 async def declare_feed(
-    db: Database, tenant: Tenant, name: str, pattern: str, **options: object
+    db: Database,
+    tenant: Tenant,
+    name: str,
+    pattern: str,
+    kind: str = "leave_balances",
+    **options: object,
 ) -> Feed:
-    """A leave-balances feed, as `courier feeds apply` declares it (validated spec)."""
-    spec = FeedSpec.model_validate(
-        {"name": name, "kind": "leave_balances", "pattern": pattern, **options}
-    )
+    """A feed (of leave balances unless told), as `courier feeds apply` declares it
+    (validated spec)."""
+    spec = FeedSpec.model_validate({"name": name, "kind": kind, "pattern": pattern, **options})
     return await provision.upsert_feed(
-        db, tenant, name, "leave_balances", pattern, spec.model_dump(mode="json")
+        db, tenant, name, kind, pattern, spec.model_dump(mode="json")
     )
 
 
