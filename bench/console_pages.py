@@ -17,8 +17,6 @@ Prints the median of several opens of each, and the ratios. Run:
 
 from __future__ import annotations
 
-import argparse
-import asyncio
 import statistics
 import time
 import uuid
@@ -29,7 +27,7 @@ import asyncpg
 import httpx
 from sqlalchemy.engine import make_url
 
-from bench.import_throughput import admin, connect
+from bench.import_throughput import admin, connect, main_on_server
 from courier.cli import provision
 from courier.common import console_users
 from courier.common.db.base import utcnow
@@ -241,11 +239,7 @@ async def run(rows: int, server: str) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rows", type=int, default=1_000_000)
-    parser.add_argument("--server", default="postgresql://postgres@127.0.0.1:5432/test")
-    args = parser.parse_args()
-    asyncio.run(run(args.rows, args.server))
+    main_on_server(run, __doc__ or "")
 
 
 if __name__ == "__main__":

@@ -16,6 +16,7 @@ import random
 import resource
 import tempfile
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import asyncpg
@@ -144,12 +145,17 @@ async def run(rows: int, server: str) -> None:
     print(f"peak RSS: {peak_mb:.0f} MB")
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def main_on_server(run: Callable[[int, str], Awaitable[None]], doc: str) -> None:
+    """`--rows N --server URL`, then `run(rows, server)`: the PostgreSQL benches' command line."""
+    parser = argparse.ArgumentParser(description=doc.splitlines()[0])
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--server", default="postgresql://postgres@127.0.0.1:5432/test")
     args = parser.parse_args()
     asyncio.run(run(args.rows, args.server))
+
+
+def main() -> None:
+    main_on_server(run, __doc__ or "")
 
 
 if __name__ == "__main__":
