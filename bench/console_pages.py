@@ -107,8 +107,11 @@ async def seed(db: Database, conn: asyncpg.Connection, rows: int, feed: Feed) ->
 
 
 def where(action: str | None, position: str, cursor: tuple[int, int] | None) -> tuple[str, str]:
-    """The bare query's WHERE and ORDER BY for one page (the same rows the app shows)."""
+    """The bare query's WHERE and ORDER BY for one page (the same rows the app shows,
+    bounded as the app bounds them: deleted records on row 0, the others after it)."""
     clause = "import_id = $1" + (" AND action = $2" if action else "")
+    if action:
+        clause += " AND row_number = 0" if action == "deleted" else " AND row_number > 0"
     n = 3 if action else 2
     if position == "middle":
         clause += f" AND (row_number, seq) > (${n}, ${n + 1})"
