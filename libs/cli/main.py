@@ -8,10 +8,10 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
-from rich.table import Table
 
 from courier.cli import (
     accounts,
+    backup,
     demo,
     dev,
     exports,
@@ -21,6 +21,7 @@ from courier.cli import (
     oncall,
     outbox,
     provision,
+    tenants,
     tokens,
     users,
 )
@@ -33,16 +34,15 @@ from courier.common.settings import get_settings
 app = typer.Typer(no_args_is_help=True, help="Courier: SFTP import/export for the platform.")
 dev_app = typer.Typer(no_args_is_help=True, help="Run everything on one machine.")
 db_app = typer.Typer(no_args_is_help=True, help="Database schema.")
-tenants_app = typer.Typer(no_args_is_help=True, help="Tenants (customers).")
 feeds_app = typer.Typer(no_args_is_help=True, help="Import feeds.")
 app.add_typer(sources_cli.app, name="sources")
 for sub, name in (
     (dev_app, "dev"),
     (db_app, "db"),
-    (tenants_app, "tenants"),
     (feeds_app, "feeds"),
 ):
     app.add_typer(sub, name=name)
+app.add_typer(tenants.app, name="tenants")
 app.add_typer(exports.app, name="exports")
 app.add_typer(demo.app, name="demo")
 app.add_typer(incidents.app, name="incidents")
@@ -53,6 +53,7 @@ app.add_typer(imports.app, name="imports")
 app.add_typer(outbox.app, name="outbox")
 app.add_typer(users.app, name="users")
 app.add_typer(tokens.app, name="tokens")
+app.add_typer(backup.app, name="backup")
 
 console = Console()
 err = Console(stderr=True)
@@ -106,31 +107,6 @@ def asyncapi() -> None:
     from courier.common.asyncapi import document
 
     print(json.dumps(document(), indent=2))
-
-
-# ------------------------------------------------------------------ tenants
-
-
-@tenants_app.command("create")
-def tenants_create(slug: str, name: str = "", timezone: str = "UTC") -> None:
-    tenant = _run(lambda db: provision.ensure_tenant(db, slug, name or slug, timezone))
-    console.print(f"tenant {tenant.slug} ({tenant.id})")
-
-
-@tenants_app.command("list")
-def tenants_list() -> None:
-    from sqlalchemy import select
-
-    from courier.common.db.models import Tenant
-
-    async def _list(db: Database) -> list[Tenant]:
-        async with db.session() as s:
-            return list(await s.scalars(select(Tenant).order_by(Tenant.slug)))
-
-    table = Table("slug", "name", "timezone", "id")
-    for t in _run(_list):
-        table.add_row(t.slug, t.name, t.timezone, str(t.id))
-    console.print(table)
 
 
 # ------------------------------------------------------------------ feeds

@@ -11,6 +11,7 @@ from sqlalchemy import select
 from courier.common.db.engine import Database
 from courier.common.db.models import Feed, SftpAccount, Tenant
 from courier.common.passwords import hash_password
+from courier.common.regions import Regions
 
 _SLUG = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
 
@@ -27,16 +28,60 @@ async def get_tenant(db: Database, slug: str) -> Tenant:
     return tenant
 
 
-async def ensure_tenant(db: Database, slug: str, name: str, timezone: str = "UTC") -> Tenant:
+async def ensure_tenant(
+    db: Database,
+    slug: str,
+    name: str,
+    timezone: str = "UTC",
+    *,
+    region: str | None = None,
+    regions: Regions | None = None,
+) -> Tenant:
+    """The tenant `slug`, created if new. With `regions`, its region (default: the
+    default region) must have a configured store: RegionNotConfigured otherwise."""
     if not _SLUG.match(slug):
         raise ProvisionError(
             f"tenant slug {slug!r}: use lower-case letters, digits and '-', at most 63"
         )
+    if regions is not None:
+        region = regions.check(region or regions.default)
     async with db.transaction() as session:
         tenant = await session.scalar(select(Tenant).where(Tenant.slug == slug))
         if tenant is None:
             tenant = Tenant(slug=slug, name=name, timezone=timezone)
+            if region is not None:
+                tenant.region = region
             session.add(tenant)
+        elif region is not None and tenant.region != region:
+            raise ProvisionError(
+                f"tenant {slug!r} exists already, in region {tenant.region!r} "
+                "(`courier tenants set-region` moves it)"
+            )
+    return tenant
+
+
+async def set_region(
+    db: Database, slug: str, region: str, regions: Regions, *, force: bool = False
+) -> Tenant:
+    """Place tenant `slug` in `region` (which must have a configured store).
+
+    Files are not moved: while the tenant's current region still holds any, the
+    change is refused unless `force` (the files stay behind, unread, until moved).
+    """
+    regions.check(region)
+    tenant = await get_tenant(db, slug)
+    if tenant.region == region:
+        return tenant
+    if not force and regions.is_configured(tenant.region):
+        held = await regions.primary(tenant.region).list(f"tenants/{slug}")
+        if held:
+            raise ProvisionError(
+                f"tenant {slug!r} has {len(held)} files in region {tenant.region!r}; "
+                "they are not moved: move them first, or pass --force"
+            )
+    async with db.transaction() as session:
+        tenant = await session.get_one(Tenant, tenant.id)
+        tenant.region = region
     return tenant
 
 

@@ -59,3 +59,22 @@ NOTIFICATIONS = Counter(
     "Messages handed to a provider or given up on",
     ["channel", "outcome"],
 )
+BACKUP_BACKLOG = Gauge(
+    "courier_backup_backlog_objects",
+    "Stored objects not yet confirmed in their region's backup store (pending or failed)",
+    ["region"],
+)
+BACKUP_OLDEST_SECONDS = Gauge(
+    "courier_backup_oldest_unconfirmed_seconds",
+    "Age of the oldest object not yet confirmed in its backup store (0 when none waits)",
+    ["region"],
+)
+BACKUP_FAILURES = Counter(
+    "courier_backup_failures_total", "Backup copies that failed, by reason", ["reason"]
+)
+BACKUP_BYTES = Counter(
+    "courier_backup_bytes_total", "Bytes copied to backup stores and verified", ["region"]
+)
+BACKUP_CONFIRMED = Counter(
+    "courier_backup_objects_total", "Objects copied to a backup store and verified", ["region"]
+)

@@ -19,8 +19,9 @@ from courier.common.heartbeat import beat
 from courier.common.identity import instance_name
 from courier.common.logging import configure_logging, get_logger
 from courier.common.outbox import relay
+from courier.common.regions import RegionalStorage, Regions
 from courier.common.settings import Settings
-from courier.common.storage import Storage, open_storage
+from courier.common.storage import Storage
 from courier.common.tasks import uninterrupted
 
 Step = Callable[[], Awaitable[object]]
@@ -34,7 +35,9 @@ class Runtime:
         self.settings = settings
         self.db = Database(settings.database_url)
         self.bus = Bus(settings, client_name=f"courier-{name}")
-        self.storage: Storage = open_storage(settings.storage_url)
+        # Every file goes to its tenant's region: services write through this unchanged.
+        self.regional = RegionalStorage(Regions(settings), self.db)
+        self.storage: Storage = self.regional
         self.stopping = asyncio.Event()
         self.clock: Clock = SystemClock()
         self.instance = instance_name(name)
@@ -120,6 +123,8 @@ class Runtime:
     async def close(self) -> None:
         with contextlib.suppress(Exception):
             await self.bus.stop()
+        with contextlib.suppress(Exception):
+            await self.regional.close()
         await self.db.dispose()
 
 

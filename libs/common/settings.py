@@ -4,9 +4,22 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
-from pydantic import Field, SecretStr
+from pydantic import BaseModel, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class RegionStores(BaseModel):
+    """Where one region keeps its tenants' files: every byte of a tenant stays here."""
+
+    storage_url: str
+    # None: no backup store is configured for the region.
+    backup_url: str | None = None
+    # Server-side encryption of every object written to this region's `s3://` stores.
+    sse: Literal["AES256", "aws:kms"] | None = None
+    # The KMS key of `aws:kms` (None: the account's default `aws/s3` key).
+    kms_key_id: str | None = None
 
 
 class Settings(BaseSettings):
@@ -19,6 +32,13 @@ class Settings(BaseSettings):
     database_url: str = "sqlite+aiosqlite:///courier.db"
     storage_url: str = "file://./courier-data/storage"
     backup_url: str | None = None
+    # Data sovereignty: region name -> its stores, as JSON in `COURIER_REGIONS`, e.g.
+    # {"eu-west-2": {"storage_url": "s3://eu-primary", "backup_url": "s3://eu-backup",
+    #  "sse": "aws:kms", "kms_key_id": "alias/courier-eu"}}. Unset: one region named
+    # `default_region` with `storage_url` and `backup_url` (see `region_stores()`).
+    regions: dict[str, RegionStores] = {}
+    # The region of a tenant created without one (and of tenants older than regions).
+    default_region: str = "local"
     smtp_url: SecretStr | None = None
 
     gateway_host: str = "127.0.0.1"
@@ -106,6 +126,16 @@ class Settings(BaseSettings):
     log_level: str = "INFO"
     log_json: bool = True
     service_name: str = Field(default="courier")
+
+    def region_stores(self) -> dict[str, RegionStores]:
+        """The configured regions; without `COURIER_REGIONS`, the one default region."""
+        if self.regions:
+            return dict(self.regions)
+        return {
+            self.default_region: RegionStores(
+                storage_url=self.storage_url, backup_url=self.backup_url
+            )
+        }
 
 
 @lru_cache

@@ -423,6 +423,7 @@ class _S3Writer:
                 self.storage.client.create_multipart_upload,
                 Bucket=self.storage.bucket,
                 Key=self.storage.full(self.key),
+                **self.storage.encryption,
             )
             self._upload_id = created["UploadId"]
         number, start = self._next_part, self._sent
@@ -438,6 +439,7 @@ class _S3Writer:
             Bucket=self.storage.bucket,
             Key=self.storage.full(self.key),
             Body=os.pread(self._fd, self.size, 0),
+            **self.storage.encryption,
         )
 
     def _upload_part(self, upload_id: str, number: int, start: int, length: int) -> dict[str, Any]:
@@ -574,8 +576,41 @@ def _retrieve(task: asyncio.Task[bytes]) -> None:
         task.exception()
 
 
+SSE_MODES = ("AES256", "aws:kms")
+
+
+def sse_args(sse: str | None, kms_key_id: str | None) -> dict[str, str]:
+    """The S3 request arguments of a server-side encryption setting (none: {})."""
+    if sse is None:
+        if kms_key_id:
+            raise StorageError("a KMS key id needs server-side encryption 'aws:kms'")
+        return {}
+    if sse not in SSE_MODES:
+        raise StorageError(f"server-side encryption {sse!r}: use one of {', '.join(SSE_MODES)}")
+    args = {"ServerSideEncryption": sse}
+    if kms_key_id:
+        if sse != "aws:kms":
+            raise StorageError("a KMS key id needs server-side encryption 'aws:kms'")
+        args["SSEKMSKeyId"] = kms_key_id
+    return args
+
+
 class S3Storage:
-    def __init__(self, url: str, client: Any | None = None) -> None:
+    """An S3 bucket (under an optional prefix).
+
+    `sse` ("AES256" or "aws:kms") and `kms_key_id` encrypt every object this store
+    writes (puts, multipart uploads, copies); they come from the region's settings or
+    from the URL's `?sse=…&kms_key_id=…`, the arguments winning.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        client: Any | None = None,
+        *,
+        sse: str | None = None,
+        kms_key_id: str | None = None,
+    ) -> None:
         import boto3
 
         self.url = url
@@ -585,6 +620,10 @@ class S3Storage:
         query = {k: v[-1] for k, v in parse_qs(parsed.query).items()}
         endpoint = query.get("endpoint") or os.environ.get("COURIER_S3_ENDPOINT_URL")
         region = query.get("region") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1"
+        self.sse = sse or query.get("sse") or None
+        self.kms_key_id = kms_key_id or query.get("kms_key_id") or None
+        # Checked here, so a wrong setting stops a service at start, not at its first write.
+        self.encryption: dict[str, str] = sse_args(self.sse, self.kms_key_id)
         self.client = client or boto3.client("s3", endpoint_url=endpoint, region_name=region)
 
     def full(self, key: str) -> str:
@@ -596,7 +635,11 @@ class S3Storage:
 
     async def put(self, key: str, data: bytes) -> ObjectInfo:
         await asyncio.to_thread(
-            self.client.put_object, Bucket=self.bucket, Key=self.full(key), Body=data
+            self.client.put_object,
+            Bucket=self.bucket,
+            Key=self.full(key),
+            Body=data,
+            **self.encryption,
         )
         return await self.stat(key)
 
@@ -710,6 +753,8 @@ class S3Storage:
             {"Bucket": self.bucket, "Key": self.full(src)},
             self.bucket,
             self.full(dst),
+            # A copy is encrypted by what the request asks, not by its source's setting.
+            ExtraArgs=dict(self.encryption) or None,
         )
         return await self.stat(dst)
 
@@ -717,12 +762,14 @@ class S3Storage:
         return None
 
 
-def open_storage(url: str) -> Storage:
+def open_storage(url: str, *, sse: str | None = None, kms_key_id: str | None = None) -> Storage:
+    """The store at `url`; `sse`/`kms_key_id` encrypt an `s3://` store's objects (a local
+    directory has no server-side encryption and ignores them)."""
     scheme = urlparse(url).scheme
     if scheme == "file":
         return FileStorage(url)
     if scheme == "s3":
-        return S3Storage(url)
+        return S3Storage(url, sse=sse, kms_key_id=kms_key_id)
     raise StorageError(f"unsupported storage URL scheme {scheme!r} (use file:// or s3://)")
 
 

@@ -27,6 +27,8 @@ class Tenant(IdMixin, CreatedMixin, Base):
     slug: Mapped[str] = mapped_column(String(63), unique=True)
     name: Mapped[str] = mapped_column(String(200))
     timezone: Mapped[str] = mapped_column(String(64), default="UTC")
+    # Where every file of the tenant lives (its region's primary and backup stores).
+    region: Mapped[str] = mapped_column(String(32), default="local", server_default="local")
 
 
 class SftpAccount(IdMixin, CreatedMixin, Base):

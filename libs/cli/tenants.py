@@ -1,0 +1,112 @@
+"""`courier tenants …`: customers, and the region where each one's files live."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+from sqlalchemy import select
+
+from courier.cli import provision
+from courier.cli.context import run_with_db
+from courier.common.db.engine import Database
+from courier.common.db.models import Tenant
+from courier.common.regions import RegionNotConfigured, Regions, encryption_of, public_url
+from courier.common.settings import get_settings
+
+app = typer.Typer(no_args_is_help=True, help="Tenants (customers) and their regions.")
+console = Console()
+err = Console(stderr=True)
+
+RegionOption = Annotated[
+    str | None,
+    typer.Option(help="Where the tenant's files live (a region of COURIER_REGIONS)."),
+]
+
+
+def _run(fn: Any) -> Any:
+    return run_with_db(fn, refusals=(provision.ProvisionError,))
+
+
+def _regions() -> Regions:
+    return Regions(get_settings())
+
+
+def _refuse_region(exc: RegionNotConfigured) -> typer.Exit:
+    """An unconfigured region is a configuration mistake, told apart by exit code 2."""
+    err.print(f"[red]error:[/] {exc}")
+    return typer.Exit(2)
+
+
+@app.command("create")
+def create(slug: str, name: str = "", timezone: str = "UTC", region: RegionOption = None) -> None:
+    """Create a tenant in a region (default: COURIER_DEFAULT_REGION)."""
+    regions = _regions()
+    try:
+        regions.check(region or regions.default)
+    except RegionNotConfigured as exc:
+        raise _refuse_region(exc) from exc
+    tenant = _run(
+        lambda db: provision.ensure_tenant(
+            db, slug, name or slug, timezone, region=region, regions=regions
+        )
+    )
+    console.print(f"tenant {tenant.slug} ({tenant.id}) in region {tenant.region}")
+
+
+@app.command("set-region")
+def set_region(
+    slug: str,
+    region: str,
+    force: Annotated[
+        bool, typer.Option(help="Change it even though files stay in the old region.")
+    ] = False,
+) -> None:
+    """Move a tenant to another configured region (its files are not moved)."""
+    regions = _regions()
+    try:
+        regions.check(region)
+    except RegionNotConfigured as exc:
+        raise _refuse_region(exc) from exc
+    tenant = _run(lambda db: provision.set_region(db, slug, region, regions, force=force))
+    console.print(f"tenant {tenant.slug} is in region {tenant.region}")
+
+
+@app.command("list")
+def list_() -> None:
+    async def _list(db: Database) -> list[Tenant]:
+        async with db.session() as s:
+            return list(await s.scalars(select(Tenant).order_by(Tenant.slug)))
+
+    table = Table("slug", "name", "timezone", "region", "id")
+    for t in _run(_list):
+        table.add_row(t.slug, t.name, t.timezone, t.region, str(t.id))
+    console.print(table)
+
+
+@app.command("show")
+def show(slug: str) -> None:
+    """Where the tenant's data lives: region, primary and backup store, encryption.
+
+    Store URLs are shown without credentials or secret query parameters.
+    """
+    tenant: Tenant = _run(lambda db: provision.get_tenant(db, slug))
+    regions = _regions()
+    console.print(f"tenant:     {tenant.slug} ({tenant.name})")
+    console.print(f"id:         {tenant.id}")
+    console.print(f"timezone:   {tenant.timezone}")
+    console.print(f"region:     {tenant.region}")
+    if not regions.is_configured(tenant.region):
+        err.print(
+            f"[red]region {tenant.region!r} has no configured store:[/] the tenant's files "
+            f"cannot be written (configured regions: {', '.join(regions.names())})"
+        )
+        raise typer.Exit(1)
+    stores = regions.stores(tenant.region)
+    console.print(f"primary:    {public_url(stores.storage_url)}")
+    console.print(f"encryption: {encryption_of(stores.storage_url, stores)}")
+    console.print(f"backup:     {public_url(stores.backup_url) or 'none configured'}")
+    if stores.backup_url:
+        console.print(f"backup encryption: {encryption_of(stores.backup_url, stores)}")
