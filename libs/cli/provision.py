@@ -12,6 +12,7 @@ from courier.common.db.engine import Database
 from courier.common.db.models import Feed, SftpAccount, Tenant
 from courier.common.passwords import hash_password
 from courier.common.regions import Regions
+from courier.common.settings import get_settings
 
 _SLUG = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
 
@@ -43,15 +44,23 @@ async def ensure_tenant(
         raise ProvisionError(
             f"tenant slug {slug!r}: use lower-case letters, digits and '-', at most 63"
         )
+    asked = region
     if regions is not None:
         region = regions.check(region or regions.default)
     async with db.transaction() as session:
         tenant = await session.scalar(select(Tenant).where(Tenant.slug == slug))
         if tenant is None:
-            tenant = Tenant(slug=slug, name=name, timezone=timezone)
-            if region is not None:
-                tenant.region = region
+            # Without the regions at hand, still the configured default, not the column's.
+            tenant = Tenant(
+                slug=slug,
+                name=name,
+                timezone=timezone,
+                region=region or get_settings().default_region,
+            )
             session.add(tenant)
+            return tenant
+        if asked is None:
+            return tenant
         elif region is not None and tenant.region != region:
             raise ProvisionError(
                 f"tenant {slug!r} exists already, in region {tenant.region!r} "

@@ -74,6 +74,55 @@ def set_region(
     console.print(f"tenant {tenant.slug} is in region {tenant.region}")
 
 
+def _days(days: int | None) -> str:
+    return "kept forever" if days is None else f"{days} days"
+
+
+async def _set_retention(
+    db: Database, slug: str, primary: int | None, backup: int | None, forever: bool
+) -> Tenant:
+    async with db.transaction() as session:
+        tenant = await session.scalar(select(Tenant).where(Tenant.slug == slug))
+        if tenant is None:
+            raise provision.ProvisionError(f"no tenant {slug!r}")
+        if forever:
+            tenant.retention_days_primary = tenant.retention_days_backup = None
+        if primary is not None:
+            tenant.retention_days_primary = primary
+        if backup is not None:
+            tenant.retention_days_backup = backup
+    return tenant
+
+
+DaysOption = Annotated[
+    int | None, typer.Option(min=1, help="Days to keep files; unset: unchanged.")
+]
+
+
+@app.command("set-retention")
+def set_retention(
+    slug: str,
+    primary_days: DaysOption = None,
+    backup_days: DaysOption = None,
+    forever: Annotated[
+        bool, typer.Option("--forever", help="Keep everything (clears both; then the options).")
+    ] = False,
+) -> None:
+    """How many days the tenant's files stay in the primary and in the backup store.
+
+    The backup service's retention job deletes older files, except what a held import
+    or an unresolved incident still needs, and (primary store) what is not backed up.
+    """
+    if primary_days is None and backup_days is None and not forever:
+        err.print("[red]error:[/] give --primary-days, --backup-days or --forever")
+        raise typer.Exit(2)
+    tenant = _run(lambda db: _set_retention(db, slug, primary_days, backup_days, forever))
+    console.print(
+        f"tenant {tenant.slug}: primary {_days(tenant.retention_days_primary)}, "
+        f"backup {_days(tenant.retention_days_backup)}"
+    )
+
+
 @app.command("list")
 def list_() -> None:
     async def _list(db: Database) -> list[Tenant]:
@@ -98,6 +147,8 @@ def show(slug: str) -> None:
     console.print(f"id:         {tenant.id}")
     console.print(f"timezone:   {tenant.timezone}")
     console.print(f"region:     {tenant.region}")
+    console.print(f"retention:  primary {_days(tenant.retention_days_primary)}")
+    console.print(f"            backup {_days(tenant.retention_days_backup)}")
     if not regions.is_configured(tenant.region):
         err.print(
             f"[red]region {tenant.region!r} has no configured store:[/] the tenant's files "

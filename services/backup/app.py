@@ -8,6 +8,7 @@ from datetime import timedelta
 from courier.backup.copier import Copier
 from courier.backup.handlers import on_export_delivered, on_file_received, on_import_result
 from courier.backup.reconcile import leased_pass, measure
+from courier.backup.retention import retention_loop
 from courier.backup.tuning import BackupSettings
 from courier.common.events import (
     ExportDelivered,
@@ -73,4 +74,4 @@ async def main(runtime: Runtime, settings: BackupSettings | None = None) -> None
                 runtime.log.exception("backup backlog not measured")
             await asyncio.sleep(MEASURE_SECONDS)
 
-    await runtime.run(_reconcile_loop(), _measure_loop())
+    await runtime.run(_reconcile_loop(), _measure_loop(), retention_loop(runtime, settings))

@@ -15,6 +15,8 @@ class BackupSettings(BaseSettings):
     # How often the reconciliation pass lists every region's primary store, copies what
     # has no confirmed backup and retries failed copies whose backoff has run out.
     reconcile_seconds: float = 300.0
+    # How often the retention job deletes what tenants' retention lets go (one replica).
+    retention_seconds: float = 3600.0
     # Backoff of a failed copy: doubling from the first to at most the second.
     retry_min_seconds: float = 5.0
     retry_max_seconds: float = 900.0

@@ -13,7 +13,16 @@ from prometheus_client import REGISTRY
 CHART = Path(__file__).resolve().parents[2] / "deploy" / "k8s" / "courier"
 METRIC = re.compile(r"\b(courier_[a-z_]+)")
 HISTOGRAM_PARTS = ("_bucket", "_count", "_sum")
-SERVICES = ("gateway", "poller", "importer", "exporter", "monitor", "notifier", "console")
+SERVICES = (
+    "gateway",
+    "poller",
+    "importer",
+    "exporter",
+    "monitor",
+    "notifier",
+    "backup",
+    "console",
+)
 
 
 def exported_metrics() -> set[str]:

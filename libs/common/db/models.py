@@ -29,6 +29,10 @@ class Tenant(IdMixin, CreatedMixin, Base):
     timezone: Mapped[str] = mapped_column(String(64), default="UTC")
     # Where every file of the tenant lives (its region's primary and backup stores).
     region: Mapped[str] = mapped_column(String(32), default="local", server_default="local")
+    # Retention in days of the tenant's files in the primary and in the backup store
+    # (None: kept forever), applied by the backup service's retention job.
+    retention_days_primary: Mapped[int | None] = mapped_column(default=None)
+    retention_days_backup: Mapped[int | None] = mapped_column(default=None)
 
 
 class SftpAccount(IdMixin, CreatedMixin, Base):

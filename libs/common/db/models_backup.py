@@ -46,6 +46,13 @@ class BackupEntry(IdMixin, Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
     confirmed_at: Mapped[datetime | None] = mapped_column(default=None)
+    # Retention: when and why this version was removed from the backup store (status
+    # `deleted`), and when and why the object left the primary store (the backup stays
+    # confirmed and restorable until its own retention runs out).
+    deleted_at: Mapped[datetime | None] = mapped_column(default=None)
+    deleted_reason: Mapped[str | None] = mapped_column(Text, default=None)
+    primary_deleted_at: Mapped[datetime | None] = mapped_column(default=None)
+    primary_deleted_reason: Mapped[str | None] = mapped_column(Text, default=None)
 
 
 class BackupPass(Base):
