@@ -2,11 +2,16 @@
 
     python bench/sftp_throughput.py throughput [--size-mib 1024]
     python bench/sftp_throughput.py concurrent [--sessions 200] [--size-mib 1]
+    python bench/sftp_throughput.py storage [--size-mib 256]
 
 `throughput` uploads and downloads one file with OpenSSH's `sftp` client through the
 gateway (password + key, as partners log in) and through sshd on a loopback port, and
 prints MB/s and the ratio. `concurrent` opens N asyncssh sessions at once, each logging
 in with password + key and uploading one file, and prints errors and p50/p99 times.
+`storage` runs two gateways side by side, one with its primary storage on `file://`
+and one on `s3://` (a moto server on a loopback port, started here), uploads and
+downloads the same file through each with OpenSSH's `sftp`, and prints MB/s and the
+ratio S3 / file.
 
 The gateway runs as its own process (`courier service gateway`) against SQLite,
 file:// storage and a NATS server from the environment or an embedded one. Run from
@@ -18,6 +23,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import logging
 import os
 import statistics
 import subprocess
@@ -68,8 +74,10 @@ async def _prepare_db(url: str, key_path: Path) -> None:
 
 
 @contextlib.contextmanager
-def gateway(work: Path, key_path: Path, nats: str) -> Iterator[int]:
-    """The gateway as a separate process, the way a container runs it."""
+def gateway(work: Path, key_path: Path, nats: str, storage_url: str | None = None) -> Iterator[int]:
+    """The gateway as a separate process, the way a container runs it (its primary
+    storage `storage_url`, by default a folder in `work`)."""
+    work.mkdir(parents=True, exist_ok=True)
     database = f"sqlite+aiosqlite:///{work / 'courier.db'}"
     upgrade_sync(database)
     asyncio.run(_prepare_db(database, key_path))
@@ -79,7 +87,7 @@ def gateway(work: Path, key_path: Path, nats: str) -> Iterator[int]:
         COURIER_DATABASE_URL=database,
         COURIER_NATS_URL=nats,
         COURIER_NATS_NAMESPACE="bench",
-        COURIER_STORAGE_URL=file_url(work / "storage"),
+        COURIER_STORAGE_URL=storage_url or file_url(work / "storage"),
         COURIER_GATEWAY_PORT=str(port),
         COURIER_GATEWAY_HOST_KEY_DIR=str(work / "hostkeys"),
         COURIER_LOG_LEVEL="WARNING",
@@ -173,6 +181,73 @@ def throughput(size_mib: int, repeat: int) -> None:
     )
 
 
+def _cpu() -> tuple[float, float]:
+    """CPU seconds used so far by the gateway processes, and by this one (moto's threads)."""
+    import psutil
+
+    me = psutil.Process()
+    children = sum(sum(c.cpu_times()[:2]) for c in me.children() if c.is_running())
+    return children, sum(me.cpu_times()[:2])
+
+
+def storage(size_mib: int, repeat: int) -> None:
+    """The same transfers through a gateway on `file://` and one on `s3://` (moto)."""
+    from tests.support.s3 import S3_REGION, moto_s3, new_bucket
+
+    size = size_mib * MiB
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)  # moto's request log
+    os.environ.setdefault("AWS_ACCESS_KEY_ID", "test")
+    os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "test")
+    best = {name: {"upload": float("inf"), "download": float("inf")} for name in ("file", "s3")}
+    cpu: dict[str, list[tuple[float, ...]]] = {"file": [], "s3": []}
+    with (
+        tempfile.TemporaryDirectory(prefix="courier-bench-") as tmp,
+        infra.nats_url() as nats,
+        moto_s3() as endpoint,
+    ):
+        work = Path(tmp)
+        source, back = work / "source.bin", work / "back.bin"
+        _write_file(source, size)
+        key = work / "client_ed25519"
+        asyncssh.generate_private_key("ssh-ed25519").write_private_key(key)
+        key.chmod(0o600)
+        s3_url = f"s3://{new_bucket(endpoint)}/courier?endpoint={endpoint}&region={S3_REGION}"
+        with (
+            gateway(work / "file", key, nats) as file_port,
+            gateway(work / "s3", key, nats, s3_url) as s3_port,
+        ):
+            # Interleaved rounds, best of each: the machine may be shared.
+            for _ in range(repeat):
+                for name, port in (("file", file_port), ("s3", s3_port)):
+                    before = _cpu()
+                    up = _sftp(port, USER, key, [f"put {source} /inbound/bench.bin"], PASSWORD)
+                    down = _sftp(port, USER, key, [f"get /inbound/bench.bin {back}"], PASSWORD)
+                    if back.read_bytes() != source.read_bytes():
+                        raise RuntimeError(f"download through the {name} gateway differs")
+                    back.unlink()
+                    cpu[name].append(tuple(b - a for a, b in zip(before, _cpu(), strict=True)))
+                    best[name]["upload"] = min(best[name]["upload"], up)
+                    best[name]["download"] = min(best[name]["download"], down)
+    mb = size / 1e6
+    print(
+        f"file: {size_mib} MiB, OpenSSH sftp client, password + key, best of {repeat}; "
+        "s3 = moto on loopback"
+    )
+    print(f"{'primary storage':<18}{'upload MB/s':>14}{'download MB/s':>16}")
+    for name, times in best.items():
+        print(f"{name:<18}{mb / times['upload']:>14.1f}{mb / times['download']:>16.1f}")
+    for name, rounds in cpu.items():
+        gw, moto = min(r[0] for r in rounds), min(r[1] for r in rounds)
+        print(
+            f"CPU per upload + download, {name}: gateway (and NATS) {gw:.1f} s, moto {moto:.1f} s"
+        )
+    local, s3 = best["file"], best["s3"]
+    print(
+        f"ratio s3/file: upload {local['upload'] / s3['upload']:.2f}x, "
+        f"download {local['download'] / s3['download']:.2f}x"
+    )
+
+
 async def _one_session(port: int, key: asyncssh.SSHKey, index: int, body: bytes) -> float:
     started = time.perf_counter()
     async with (
@@ -238,9 +313,14 @@ def main() -> None:
     c = sub.add_parser("concurrent", help="many sessions at once")
     c.add_argument("--sessions", type=int, default=200)
     c.add_argument("--size-mib", type=int, default=1)
+    st = sub.add_parser("storage", help="one large file, gateway on s3:// (moto) vs file://")
+    st.add_argument("--size-mib", type=int, default=256)
+    st.add_argument("--repeat", type=int, default=3)
     args = parser.parse_args()
     if args.mode == "throughput":
         throughput(args.size_mib, args.repeat)
+    elif args.mode == "storage":
+        storage(args.size_mib, args.repeat)
     else:
         concurrent(args.sessions, args.size_mib)
 

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, TypeVar
 
 import asyncssh
 from asyncssh import SFTPAttrs, SFTPName
@@ -15,6 +17,7 @@ from courier.common.events import FileDownloaded
 from courier.common.metrics import SFTP_BYTES, SFTP_UPLOAD_SECONDS
 from courier.common.outbox import stage
 from courier.common.received import record_file
+from courier.common.regions import RegionViolation
 from courier.common.storage import NotFound, Reader, Storage, Writer
 from courier.gateway.accounts import Principal
 from courier.gateway.metrics import SFTP_DOWNLOAD_SECONDS
@@ -22,6 +25,9 @@ from courier.gateway.vfs import Entry, Location, TenantTree, VfsError, resolve
 
 if TYPE_CHECKING:
     from courier.gateway.server import GatewayContext, Session
+
+P = ParamSpec("P")
+R = TypeVar("R")
 
 _DIR_MODE = 0o40750
 _FILE_MODE = 0o100640
@@ -37,6 +43,38 @@ _ERRORS = {
 
 def _sftp_error(exc: VfsError) -> asyncssh.SFTPError:
     return _ERRORS.get(exc.code, asyncssh.SFTPFailure)(str(exc))
+
+
+def _region_refused(server: CourierSFTPServer, exc: RegionViolation) -> asyncssh.SFTPError:
+    """What a partner is told when storage refuses a call to keep data in its region: a
+    plain permission denied. The reason names regions and the configuration; it is for
+    our log (and the alert the storage raised), never for the client."""
+    server.session.log.warning("refused to keep data in its region", reason=str(exc))
+    return asyncssh.SFTPPermissionDenied("permission denied")
+
+
+def _in_region(
+    method: Callable[Concatenate[CourierSFTPServer, P], Awaitable[R]],
+) -> Callable[Concatenate[CourierSFTPServer, P], Awaitable[R]]:
+    """A handler whose RegionViolation reaches the client as `_region_refused`, and
+    whose unexpected failure reaches it as a plain failure (the detail is logged)."""
+
+    @functools.wraps(method)
+    async def handler(self: CourierSFTPServer, *args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return await method(self, *args, **kwargs)
+        except RegionViolation as exc:
+            raise _region_refused(self, exc) from None
+        except asyncssh.SFTPError:
+            raise
+        except Exception as exc:
+            # asyncssh would send the exception's text, which can name buckets or hosts.
+            self.session.log.exception("sftp request failed", request=method.__name__)
+            raise asyncssh.SFTPFailure(
+                "the server could not complete this request; it was logged for support"
+            ) from exc
+
+    return handler
 
 
 def _attrs(entry: Entry) -> SFTPAttrs:
@@ -98,6 +136,7 @@ class CourierSFTPServer(asyncssh.SFTPServer):
     def realpath(self, path: bytes) -> bytes:
         return self._resolve(path).path.encode()
 
+    @_in_region
     async def stat(self, path: bytes) -> SFTPAttrs:
         loc = self._resolve(path)
         try:
@@ -113,6 +152,8 @@ class CourierSFTPServer(asyncssh.SFTPServer):
             entries = await self.tree.listdir(loc)
         except VfsError as exc:
             raise _sftp_error(exc) from exc
+        except RegionViolation as exc:
+            raise _region_refused(self, exc) from None
         yield SFTPName(b".", attrs=_attrs(Entry(".", True)))
         yield SFTPName(b"..", attrs=_attrs(Entry("..", True)))
         for entry in entries:
@@ -120,6 +161,7 @@ class CourierSFTPServer(asyncssh.SFTPServer):
 
     # ------------------------------------------------------------ files
 
+    @_in_region
     async def open(self, path: bytes, pflags: int, attrs: SFTPAttrs) -> Upload | Download:
         loc = self._resolve(path)
         if loc.is_root or loc.is_area:
@@ -256,6 +298,7 @@ class CourierSFTPServer(asyncssh.SFTPServer):
 
     # ------------------------------------------------------------ names
 
+    @_in_region
     async def remove(self, path: bytes) -> None:
         loc = self._resolve(path)
         if loc.is_root or loc.is_area:
@@ -271,6 +314,7 @@ class CourierSFTPServer(asyncssh.SFTPServer):
         self.session.log.info("file deleted", path=loc.path)
         self._audit("delete", loc.path)
 
+    @_in_region
     async def rename(self, oldpath: bytes, newpath: bytes) -> None:
         old, new = self._resolve(oldpath), self._resolve(newpath)
         if old.area != "inbound" or new.area != "inbound" or old.is_area or new.is_area:
