@@ -127,6 +127,8 @@ def up(data_dir: Path, sftp_port: int, console_port: int, console: Console) -> N
             "COURIER_NATS_URL": f"nats://127.0.0.1:{nats_port}",
             "COURIER_DATABASE_URL": database_url,
             "COURIER_STORAGE_URL": storage_url,
+            # The embedded stand-in for the region's backup bucket.
+            "COURIER_BACKUP_URL": file_url(data_dir / "backup"),
             "COURIER_GATEWAY_PORT": str(sftp_port),
             "COURIER_GATEWAY_HOST_KEY_DIR": str(data_dir / "hostkeys"),
             "COURIER_CONSOLE_PORT": str(console_port),

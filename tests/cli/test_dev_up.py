@@ -71,7 +71,8 @@ async def test_dev_up_prints_connect_line_accepts_uploads_and_stops_everything(
         children = _children(proc)
         assert any("nats-server" in c.name() for c in children)
 
-        (tmp_path / "leave_1.csv").write_bytes(leave_csv("E1,annual,8,2026-11-01"))
+        uploaded = leave_csv("E1,annual,8,2026-11-01")
+        (tmp_path / "leave_1.csv").write_bytes(uploaded)
         result = await openssh_sftp(
             sftp_port, "demo", [f"put {tmp_path / 'leave_1.csv'} /inbound/"], password=password
         )
@@ -102,6 +103,13 @@ async def test_dev_up_prints_connect_line_accepts_uploads_and_stops_everything(
         imports = await eventually(imported)
         assert [i["file_name"] for i in imports] == ["leave_1.csv"]
         assert imports[0]["created"] == 1
+
+        async def backed_up() -> list[Path] | None:
+            found = [p for p in (data_dir / "backup").rglob("*") if p.is_file()]
+            return found if any(p.read_bytes() == uploaded for p in found) else None
+
+        # The dev stack backs files up too, into the data dir's stand-in bucket.
+        await eventually(backed_up, within=30)
     finally:
         await browser.aclose()
         proc.send_signal(signal.SIGINT)
