@@ -18,6 +18,7 @@ from courier.common.db.models import ReceivedFile, Tenant
 from courier.common.logging import get_logger
 from courier.common.metrics import RECONCILED
 from courier.common.received import record_file
+from courier.common.regions import RegionViolation
 from courier.common.storage import Storage
 
 log = get_logger(__name__)
@@ -33,7 +34,15 @@ async def reconcile(
         tenants = (await session.scalars(select(Tenant))).all()
     for tenant in tenants:
         prefix = area_key(tenant.slug, "inbound")
-        objects = await storage.list(prefix)
+        try:
+            objects = await storage.list(prefix)
+        except RegionViolation as exc:
+            # One tenant's missing region configuration (already alerted by the write
+            # path) must not hold up every tenant after it.
+            log.warning(
+                "tenant skipped: its region has no store", tenant=tenant.slug, reason=str(exc)
+            )
+            continue
         if not objects:
             continue
         async with db.session() as session:

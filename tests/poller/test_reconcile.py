@@ -10,6 +10,7 @@ from courier.common.areas import area_key
 from courier.common.db.engine import Database
 from courier.common.db.models import Import, ReceivedFile, Tenant
 from courier.common.received import record_file
+from courier.common.regions import RegionalStorage, Regions
 from courier.common.settings import Settings
 from courier.common.storage import Storage
 from courier.poller.reconcile import reconcile
@@ -74,3 +75,17 @@ async def test_file_recorded_while_the_bus_was_down_is_imported_once_a_relay_run
     async with db.session() as s:
         # The ledger row was reused, not duplicated by the storage scan.
         assert await s.scalar(select(func.count()).select_from(ReceivedFile)) == 1
+
+
+async def test_a_tenant_whose_region_has_no_store_does_not_hold_up_the_others(
+    settings: Settings, db: Database, storage: Storage, tenant: Tenant
+) -> None:
+    # A tenant listed first whose region was taken out of the configuration.
+    async with db.transaction() as s:
+        s.add(Tenant(slug="aaa-stranded", name="Stranded", region="nowhere"))
+    await storage.put(area_key(tenant.slug, "inbound", "leave_20261104.csv"), b"x")
+    regional = RegionalStorage(Regions(settings), db)
+    try:
+        assert await reconcile(db, regional, min_age=timedelta(0)) == 1
+    finally:
+        await regional.close()
