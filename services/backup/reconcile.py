@@ -15,16 +15,16 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from sqlalchemy import select, update
+from sqlalchemy import select
 
 from courier.backup import ledger
 from courier.backup.copier import Copier, Item
+from courier.backup.passes import once_per
 from courier.common.areas import is_temporary_name
 from courier.common.db.base import utcnow
-from courier.common.db.engine import Database, upsert_insert
+from courier.common.db.engine import Database
 from courier.common.db.models import Tenant
-from courier.common.db.models_backup import BackupEntry, BackupPass
-from courier.common.lease import hold
+from courier.common.db.models_backup import BackupEntry
 from courier.common.logging import get_logger
 from courier.common.metrics import BACKUP_BACKLOG, BACKUP_OLDEST_SECONDS
 from courier.common.regions import tenant_of_key
@@ -111,27 +111,4 @@ async def leased_pass(
     db: Database, uow: UnitOfWork, copier: Copier, owner: str, every: timedelta
 ) -> int | None:
     """Run the pass if no replica ran it within `every`; None when it was not our turn."""
-    now = utcnow()
-    async with db.transaction() as session:
-        await session.execute(
-            upsert_insert(session, BackupPass.__table__)
-            .values(id=PASS_ID)
-            .on_conflict_do_nothing(index_elements=["id"])
-        )
-    ran_recently = BackupPass.last_finished_at > now - every
-    async with hold(
-        db,
-        BackupPass,
-        PASS_ID,
-        owner,
-        max(every, timedelta(minutes=1)),
-        where=[~ran_recently | BackupPass.last_finished_at.is_(None)],
-    ) as lease:
-        if lease is None:
-            return None
-        found = await reconcile(uow, copier)
-        async with db.transaction() as session:
-            await session.execute(
-                update(BackupPass).where(BackupPass.id == PASS_ID).values(last_finished_at=utcnow())
-            )
-    return found
+    return await once_per(db, PASS_ID, owner, every, lambda: reconcile(uow, copier))

@@ -8,7 +8,6 @@ that were backed up, or none at all.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import tempfile
 import uuid
@@ -21,7 +20,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from courier.backup import ledger
-from courier.backup.transfer import BackupFailed, read_backup
+from courier.backup.transfer import BackupFailed, read_backup, write_spool
 from courier.common.db.engine import Database
 from courier.common.db.models import Tenant
 from courier.common.db.models_backup import BackupEntry
@@ -262,17 +261,7 @@ async def _to_primary(
     regions: Regions, region: str, key: str, spool: IO[bytes], size: int, sha256: str
 ) -> None:
     primary = regions.primary(region)
-    writer = await primary.open_write(key)
-    try:
-        offset = 0
-        while chunk := os.pread(spool.fileno(), CHUNK, offset):
-            await writer.write(chunk, offset)
-            offset += len(chunk)
-        await writer.finalize()
-    except BaseException:
-        with contextlib.suppress(Exception):
-            await writer.abort()
-        raise
+    await write_spool(primary, key, spool)
     written, written_size = await sha256_of(primary, key)
     if written != sha256 or written_size != size:
         raise RestoreError(f"{key}: the primary store holds sha256 {written} after the restore")

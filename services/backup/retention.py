@@ -31,15 +31,15 @@ from typing import Any
 
 from sqlalchemy import or_, select, update
 
+from courier.backup.passes import once_per
 from courier.backup.transfer import is_s3
 from courier.backup.tuning import BackupSettings
 from courier.common.areas import is_temporary_name
 from courier.common.db.base import utcnow
-from courier.common.db.engine import Database, upsert_insert
+from courier.common.db.engine import Database
 from courier.common.db.models import Import, Tenant
-from courier.common.db.models_backup import BackupEntry, BackupPass
+from courier.common.db.models_backup import BackupEntry
 from courier.common.db.models_incidents import Incident
-from courier.common.lease import hold
 from courier.common.logging import get_logger
 from courier.common.regions import RegionalStorage
 from courier.common.storage import NotFound, Storage
@@ -326,30 +326,7 @@ async def leased_run(
 ) -> Report | None:
     """Apply retention (ages as of `now`) if no replica did within `every`; None when it
     was not our turn."""
-    started = utcnow()
-    async with db.transaction() as session:
-        await session.execute(
-            upsert_insert(session, BackupPass.__table__)
-            .values(id=PASS_ID)
-            .on_conflict_do_nothing(index_elements=["id"])
-        )
-    ran_recently = BackupPass.last_finished_at > started - every
-    async with hold(
-        db,
-        BackupPass,
-        PASS_ID,
-        owner,
-        max(every, timedelta(minutes=1)),
-        where=[~ran_recently | BackupPass.last_finished_at.is_(None)],
-    ) as lease:
-        if lease is None:
-            return None
-        report = await retention.run(db, now)
-        async with db.transaction() as session:
-            await session.execute(
-                update(BackupPass).where(BackupPass.id == PASS_ID).values(last_finished_at=utcnow())
-            )
-    return report
+    return await once_per(db, PASS_ID, owner, every, lambda: retention.run(db, now))
 
 
 async def retention_loop(runtime: Any, settings: BackupSettings) -> None:

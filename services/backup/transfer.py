@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import IO, Any
 
 from courier.common.logging import get_logger
-from courier.common.storage import CHUNK, MiB, NotFound, Storage
+from courier.common.storage import CHUNK, MiB, NotFound, Storage, sha256_of
 
 log = get_logger(__name__)
 
@@ -109,17 +109,27 @@ async def copy_object(
 
 
 async def _spool(source: Storage, key: str, spool: IO[bytes]) -> tuple[str, int]:
+    sha256, size = await _copy_hashing(
+        source, key, spool, "source_missing", f"{key} is not in the primary store"
+    )
+    spool.flush()
+    spool.seek(0)
+    return sha256, size
+
+
+async def _copy_hashing(
+    store: Storage, key: str, sink: IO[bytes], missing: str, message: str
+) -> tuple[str, int]:
+    """Stream `key` into `sink`; its sha256 and size. Absent: BackupFailed(`missing`)."""
     digest = hashlib.sha256()
     size = 0
     try:
-        async for chunk in source.get(key):
+        async for chunk in store.get(key):
             digest.update(chunk)
-            spool.write(chunk)
+            sink.write(chunk)
             size += len(chunk)
     except NotFound as exc:
-        raise BackupFailed("source_missing", f"{key} is not in the primary store") from exc
-    spool.flush()
-    spool.seek(0)
+        raise BackupFailed(missing, message) from exc
     return digest.hexdigest(), size
 
 
@@ -223,10 +233,8 @@ def _hash_s3(client: Any, bucket: str, full: str, version_id: str | None) -> str
     return digest.hexdigest()
 
 
-async def _to_storage(
-    spool: IO[bytes], target: Storage, key: str, sha256: str, size: int
-) -> Copied:
-    """Through the Storage interface (a `file://` backup): write, then read back and hash."""
+async def write_spool(target: Storage, key: str, spool: IO[bytes]) -> None:
+    """Write the whole of `spool` to `key` through the Storage interface (all or nothing)."""
     writer = await target.open_write(key)
     try:
         offset = 0
@@ -238,21 +246,19 @@ async def _to_storage(
         with contextlib.suppress(Exception):
             await writer.abort()
         raise
-    stored, stored_size = await _hash_storage(target, key)
+
+
+async def _to_storage(
+    spool: IO[bytes], target: Storage, key: str, sha256: str, size: int
+) -> Copied:
+    """Through the Storage interface (a `file://` backup): write, then read back and hash."""
+    await write_spool(target, key, spool)
+    stored, stored_size = await sha256_of(target, key)
     if stored != sha256 or stored_size != size:
         raise BackupFailed(
             "checksum_mismatch", f"{key}: backup sha256 {stored}, Courier recorded {sha256}"
         )
     return Copied(size, sha256, None, None)
-
-
-async def _hash_storage(store: Storage, key: str) -> tuple[str, int]:
-    digest = hashlib.sha256()
-    size = 0
-    async for chunk in store.get(key):
-        digest.update(chunk)
-        size += len(chunk)
-    return digest.hexdigest(), size
 
 
 async def read_backup(
@@ -262,16 +268,9 @@ async def read_backup(
     if not is_s3(target):
         if version_id:
             raise BackupFailed("no_versions", "the backup store keeps no earlier versions")
-        digest = hashlib.sha256()
-        size = 0
-        try:
-            async for chunk in target.get(key):
-                digest.update(chunk)
-                sink.write(chunk)
-                size += len(chunk)
-        except NotFound as exc:
-            raise BackupFailed("backup_missing", f"{key} is not in the backup store") from exc
-        return digest.hexdigest(), size
+        return await _copy_hashing(
+            target, key, sink, "backup_missing", f"{key} is not in the backup store"
+        )
     return await asyncio.to_thread(_read_s3, target, key, version_id, sink)
 
 
