@@ -85,6 +85,8 @@ class FileRejected(Event):
     feed_id: uuid.UUID | None = None
     feed: str | None = None
     received_at: datetime | None = None
+    # A test file (/inbound/test/ or a feed marked `test: true`): checked, never applied.
+    test: bool = False
 
     def dedupe_key(self) -> str:
         return f"{self.file_id}|{self.reason}"
@@ -112,6 +114,7 @@ class ImportCompleted(Event):
     feed_id: uuid.UUID | None = None
     # When the file arrived (not when its import finished).
     received_at: datetime | None = None
+    test: bool = False
 
     def dedupe_key(self) -> str:
         return f"{self.import_id}|{self.status}"
@@ -130,6 +133,7 @@ class ImportFailed(Event):
     details: dict[str, Any] = Field(default_factory=dict)
     feed_id: uuid.UUID | None = None
     received_at: datetime | None = None
+    test: bool = False
 
     def dedupe_key(self) -> str:
         return f"{self.file_id}|{self.import_id}"
@@ -239,6 +243,9 @@ class ExportRun(Event):
     tenant_id: uuid.UUID
     day: date
     by: str
+    # A sample for a partner's testing: built into /outbound/test/, never the period's
+    # export, never pushed to the partner's own server.
+    test: bool = False
 
 
 class ExportRedeliver(Event):

@@ -11,10 +11,13 @@ from sqlalchemy import (
     JSON,
     BigInteger,
     ForeignKey,
+    Index,
     Numeric,
     String,
     Text,
     UniqueConstraint,
+    false,
+    text,
 )
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
@@ -33,6 +36,12 @@ class Tenant(IdMixin, CreatedMixin, Base):
     # (None: kept forever), applied by the backup service's retention job.
     retention_days_primary: Mapped[int | None] = mapped_column(default=None)
     retention_days_backup: Mapped[int | None] = mapped_column(default=None)
+    # Business calendar: public holidays of a country (ISO 3166 code, `holidays` library)
+    # and subdivision, plus the tenant's own closure dates (ISO dates), skipped by every
+    # window and schedule set to business days. See `courier.common.calendar`.
+    holiday_country: Mapped[str | None] = mapped_column(String(8), default=None)
+    holiday_subdivision: Mapped[str | None] = mapped_column(String(16), default=None)
+    closure_dates: Mapped[list[str]] = mapped_column(JSON, default=list)
 
 
 class SftpAccount(IdMixin, CreatedMixin, Base):
@@ -73,6 +82,9 @@ class Feed(IdMixin, CreatedMixin, Base):
     spec: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     enabled: Mapped[bool] = mapped_column(default=True)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+    # When the feed's first live (non-test) file arrived: starts `hold_for_approval:
+    # {live_days: N}`.
+    live_started_at: Mapped[datetime | None] = mapped_column(default=None)
 
 
 class ReceivedFile(IdMixin, Base):
@@ -98,6 +110,14 @@ class Import(IdMixin, Base):
     """One processed file. `file_id` is unique so a redelivered event cannot import twice."""
 
     __tablename__ = "imports"
+    __table_args__ = (
+        Index(
+            "ix_imports_scheduled",
+            "apply_at",
+            postgresql_where=text("apply_at IS NOT NULL"),
+            sqlite_where=text("apply_at IS NOT NULL"),
+        ),
+    )
 
     tenant_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"))
     feed_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("feeds.id", ondelete="SET NULL"))
@@ -125,6 +145,11 @@ class Import(IdMixin, Base):
     decision: Mapped[str | None] = mapped_column(String(16), default=None)
     decided_by: Mapped[str | None] = mapped_column(String(100), default=None)
     decided_at: Mapped[datetime | None] = mapped_column(default=None)
+    # A test import (/inbound/test/ or a feed marked `test: true`): checked in full,
+    # audited as a preview, never applied.
+    test: Mapped[bool] = mapped_column(default=False, server_default=false())
+    # A checked file waiting for its feed's `apply_window`: applied at or after this time.
+    apply_at: Mapped[datetime | None] = mapped_column(default=None)
 
     tenant: Mapped[Tenant] = relationship(lazy="joined")
     feed: Mapped[Feed | None] = relationship(lazy="joined")

@@ -21,6 +21,8 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    false,
+    text,
 )
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
@@ -89,7 +91,15 @@ class Export(IdMixin, CreatedMixin, Base):
 
     __tablename__ = "exports"
     __table_args__ = (
-        UniqueConstraint("spec_id", "period_start"),
+        # One live export per spec and period; test samples (`test`) are not counted.
+        Index(
+            "uq_exports_live_period",
+            "spec_id",
+            "period_start",
+            unique=True,
+            postgresql_where=text("NOT test"),
+            sqlite_where=text("NOT test"),
+        ),
         Index("ix_exports_status", "status"),
     )
 
@@ -98,6 +108,8 @@ class Export(IdMixin, CreatedMixin, Base):
     period_start: Mapped[date]
     period_end: Mapped[date]
     scheduled_for: Mapped[datetime]
+    # A sample built on request for a partner's testing, delivered to /outbound/test/.
+    test: Mapped[bool] = mapped_column(default=False, server_default=false())
     # pending | delivering | delivered | failed (build) | undeliverable
     status: Mapped[str] = mapped_column(String(16), default="pending")
     file_name: Mapped[str | None] = mapped_column(String(255))

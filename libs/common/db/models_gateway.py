@@ -26,6 +26,10 @@ class AccountKey(IdMixin, CreatedMixin, Base):
     fingerprint: Mapped[str] = mapped_column(String(128))
     public_key: Mapped[str] = mapped_column(Text)
     comment: Mapped[str | None] = mapped_column(String(255))
+    # After this moment the key is refused; None: it does not expire.
+    expires_at: Mapped[datetime | None] = mapped_column(default=None)
+    # The last reminder staged for this key's expiry, in days before it (30, 7, 1).
+    reminded_days: Mapped[int | None] = mapped_column(default=None)
 
 
 class PasswordPolicy(IdMixin, Base):
@@ -45,6 +49,8 @@ class PasswordPolicy(IdMixin, Base):
     max_age_days: Mapped[int] = mapped_column(default=90)
     # `password_expiring` alerts start this many days before expiry.
     warn_days: Mapped[int] = mapped_column(default=14)
+    # Default lifetime of a newly added SSH key; 0 = keys do not expire unless told.
+    key_max_age_days: Mapped[int] = mapped_column(default=0, server_default="0")
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 
 
