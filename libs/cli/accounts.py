@@ -6,28 +6,52 @@ A generated password is printed once, to the terminal only; no password is logge
 from __future__ import annotations
 
 import sys
+from datetime import date, datetime
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.console import Console
-from rich.table import Table
 
-from courier.cli import provision
+from courier.cli import output, provision
 from courier.cli.gateway import run_db
+from courier.cli.users import actor
 from courier.common.db.engine import Database
 from courier.common.db.models import SftpAccount
+from courier.common.db.models_gateway import AccountKey
 from courier.gateway import admin
 
+if TYPE_CHECKING:
+    from courier.console.accounts import AccountView
+
 app = typer.Typer(no_args_is_help=True, help="SFTP accounts.")
-console = Console()
-err = Console(stderr=True)
+console = output.Output()
+err = output.Output(stderr=True)
+AsJson = Annotated[
+    bool, typer.Option("--json", help="Print what the console's API answers (ids in full).")
+]
 
 
 def _key_text(value: str) -> str:
     """A key given as a file name (`~/.ssh/id_ed25519.pub`) or as the key line itself."""
     path = Path(value).expanduser()
     return path.read_text() if len(value) < 4096 and path.is_file() else value
+
+
+Expires = Annotated[
+    datetime | None,
+    typer.Option(
+        formats=["%Y-%m-%d"],
+        help="Last day the key works (tenant's time zone); default: the tenant's key policy.",
+    ),
+]
+
+
+def _expiry(when: datetime | None) -> str:
+    return f"expires {when:%Y-%m-%d %H:%M} UTC" if when else "does not expire"
+
+
+def _day(value: datetime | None) -> date | None:
+    return value.date() if value else None
 
 
 def _show_password(username: str, password: str | None) -> None:
@@ -96,26 +120,54 @@ def create(
         console.print("no address may connect yet: add one with `courier accounts allow-ip`")
 
 
+async def _views(
+    db: Database, *, tenant: str | None = None, username: str | None = None
+) -> list[AccountView]:
+    """Accounts as the console's API shows them to support (never a password hash)."""
+    from courier.common.console_users import Principal
+    from courier.console import accounts as views
+    from courier.console.access import Viewer
+
+    viewer = Viewer(Principal(name=actor(), role="support"))
+    async with db.session() as s:
+        if username is None:
+            return await views.list_accounts(s, viewer, tenant=tenant, limit=100_000)
+        account = await admin.get_account(s, username)
+        return [await views.get_account(s, viewer, account.id)]
+
+
 @app.command("list")
-def list_(tenant: str | None = None) -> None:
+def list_(tenant: str | None = None, as_json: AsJson = False) -> None:
     """Accounts with their tenant, auth policy, rights and state."""
-    table = Table("username", "tenant", "auth", "rights", "allowed from", "expires", "state")
-    for a in run_db(lambda db: admin.list_accounts(db, tenant)):
-        table.add_row(
-            a.username,
-            a.tenant.slug,
-            a.auth_policy,
-            _rights(a),
-            ", ".join(a.allowed_cidrs or []) or "-",
-            a.password_expires_at.strftime("%Y-%m-%d") if a.password_expires_at else "-",
-            "enabled" if a.enabled else "disabled",
-        )
-    console.print(table)
+    accounts = run_db(lambda db: _views(db, tenant=tenant))
+    if as_json:
+        output.print_json(console, accounts)
+        return
+    output.table(
+        console,
+        ("username", "tenant", "auth", "rights", "allowed from", "expires", "state", "id"),
+        [
+            (
+                a.username,
+                a.tenant,
+                a.auth_policy,
+                ",".join(a.permissions) or "none",
+                a.allowed_cidrs,
+                a.password_expires_at.strftime("%Y-%m-%d") if a.password_expires_at else None,
+                "enabled" if a.enabled else "disabled",
+                a.id,
+            )
+            for a in accounts
+        ],
+    )
 
 
 @app.command("show")
-def show(username: str) -> None:
+def show(username: str, as_json: AsJson = False) -> None:
     """One account: policy, rights, quota, allowlist, password dates and keys."""
+    if as_json:
+        output.print_json(console, run_db(lambda db: _views(db, username=username))[0])
+        return
 
     async def _show(db: Database) -> tuple[SftpAccount, list]:  # type: ignore[type-arg]
         async with db.session() as s:
@@ -131,7 +183,10 @@ def show(username: str) -> None:
     console.print(f"  password set: {account.password_set_at or '-'}")
     console.print(f"  password expires: {account.password_expires_at or 'never'}")
     for k in keys:
-        console.print(f"  key: {k.algorithm} {k.fingerprint} {k.comment or ''}", highlight=False)
+        console.print(
+            f"  key: {k.algorithm} {k.fingerprint} {k.comment or ''} ({_expiry(k.expires_at)})",
+            highlight=False,
+        )
 
 
 @app.command("set-password")
@@ -157,11 +212,53 @@ def rotate_password(username: str) -> None:
 
 @app.command("add-key")
 def add_key(
-    username: str, key: Annotated[str, typer.Argument(help="Public key file or line.")]
+    username: str,
+    key: Annotated[str, typer.Argument(help="Public key file or line.")],
+    expires: Expires = None,
 ) -> None:
-    """Authorize a public key (ed25519, ECDSA, RSA ≥ 3072)."""
-    fingerprint = run_db(lambda db: admin.add_key(db, username, _key_text(key)))
-    console.print(f"key {fingerprint} added to {username}", highlight=False)
+    """Authorize a public key (ed25519, ECDSA, RSA ≥ 3072) until it expires."""
+    added: AccountKey = run_db(
+        lambda db: admin.add_key(db, username, _key_text(key), expires=_day(expires))
+    )
+    console.print(
+        f"key {added.fingerprint} added to {username}; it {_expiry(added.expires_at)}",
+        highlight=False,
+    )
+
+
+@app.command("rotate-key")
+def rotate_key(
+    username: str,
+    key: Annotated[str, typer.Argument(help="The new public key, file or line.")],
+    overlap_days: Annotated[
+        int, typer.Option(help="Days the old key(s) keep working alongside the new one.")
+    ] = 14,
+    expires: Expires = None,
+) -> None:
+    """Add a new key; the account's other keys expire after the overlap (never later
+    than they would anyway)."""
+    rotation = run_db(
+        lambda db: admin.rotate_key(
+            db,
+            username,
+            _key_text(key),
+            overlap_days=overlap_days,
+            expires=_day(expires),
+            actor=actor(),
+        )
+    )
+    added = rotation.added
+    console.print(
+        f"key {added.fingerprint} added to {username}; it {_expiry(added.expires_at)}",
+        highlight=False,
+    )
+    for old in rotation.retired:
+        was = f"was {_expiry(old.was)}" if old.was else "did not expire"
+        console.print(
+            f"key {old.fingerprint} now {_expiry(old.expires_at)} ({was})", highlight=False
+        )
+    if not rotation.retired:
+        console.print("no older key to retire: every other key ends within the overlap")
 
 
 @app.command("remove-key")
@@ -209,6 +306,9 @@ def policy(
     history: Annotated[int | None, typer.Option(help="Earlier passwords refused.")] = None,
     max_age_days: Annotated[int | None, typer.Option(help="0 = never expire.")] = None,
     warn_days: Annotated[int | None, typer.Option(help="Alert this early.")] = None,
+    key_max_age_days: Annotated[
+        int | None, typer.Option(help="Default lifetime of a new SSH key; 0 = none.")
+    ] = None,
 ) -> None:
     """Show or change a tenant's password policy (applies to passwords set from now on)."""
 
@@ -225,11 +325,13 @@ def policy(
             history=history,
             max_age_days=max_age_days,
             warn_days=warn_days,
+            key_max_age_days=key_max_age_days,
         )
 
     p = run_db(_policy)
     console.print(
         f"{tenant}: at least {p.min_length} characters and {p.min_classes} character classes; "
         f"last {p.history} passwords refused; "
-        f"expire after {p.max_age_days or 'no'} days; alert {p.warn_days} days ahead"
+        f"expire after {p.max_age_days or 'no'} days; alert {p.warn_days} days ahead; "
+        f"new SSH keys expire after {p.key_max_age_days or 'no'} days"
     )

@@ -2,17 +2,14 @@
 
 from __future__ import annotations
 
-import json
-from dataclasses import asdict
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
-from rich.table import Table
 
 from courier.backup import restore as backups
+from courier.cli import output
 from courier.cli.context import run_with_db
 from courier.common.db.base import utcnow
 from courier.common.db.engine import Database
@@ -20,8 +17,8 @@ from courier.common.regions import Regions
 from courier.common.settings import get_settings
 
 app = typer.Typer(no_args_is_help=True, help="Backups: status, verification and restores.")
-console = Console()
-err = Console(stderr=True)
+console = output.Output()
+err = output.Output(stderr=True)
 
 TenantOption = Annotated[str | None, typer.Option("--tenant", help="Only this tenant (slug).")]
 
@@ -44,15 +41,19 @@ def status(
 
     report = run_with_db(_status, refusals=(backups.RestoreError,))
     if as_json:
-        console.print_json(json.dumps(asdict(report), default=str))
+        output.print_json(console, report)
         return
     waiting = sum(b.pending + b.failed for b in report.backlog)
     console.print(f"confirmed backups: {report.confirmed}; waiting: {waiting}")
-    table = Table("region", "pending", "failed", "oldest waiting")
-    for b in report.backlog:
-        table.add_row(b.region, str(b.pending), str(b.failed), _age(b.oldest) if b.oldest else "-")
     if report.backlog:
-        console.print(table)
+        output.table(
+            console,
+            ("region", "pending", "failed", "oldest waiting"),
+            [
+                (b.region, b.pending, b.failed, _age(b.oldest) if b.oldest else None)
+                for b in report.backlog
+            ],
+        )
     if report.oldest:
         o = report.oldest
         console.print(
@@ -61,10 +62,11 @@ def status(
             highlight=False,
         )
     if report.failures:
-        failures = Table("key", "region", "attempts", "last error")
-        for f in report.failures:
-            failures.add_row(f.key, f.region, str(f.attempts), f.last_error or "-")
-        console.print(failures)
+        output.table(
+            console,
+            ("key", "region", "attempts", "last error"),
+            [(f.key, f.region, f.attempts, f.last_error) for f in report.failures],
+        )
 
 
 @app.command("verify")

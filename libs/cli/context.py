@@ -6,21 +6,26 @@ import asyncio
 import contextlib
 import time
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import TypeVar
 
 import typer
-from rich.console import Console
 from sqlalchemy import select
+from sqlalchemy.engine import make_url
 
+from courier.cli import stack
+from courier.cli.errors import CommandFailed, database_label
+from courier.cli.output import Output
 from courier.common import outbox
 from courier.common.bus import Bus
 from courier.common.db.engine import Database
 from courier.common.db.models_outbox import OutboxEvent
 from courier.common.events import Event
+from courier.common.regions import public_url
 from courier.common.settings import get_settings
 
 T = TypeVar("T")
-err = Console(stderr=True)
+err = Output(stderr=True)
 BUS_CONNECT_SECONDS = 10
 # How long a command waits for the bus before leaving its staged events to a relay.
 RELAY_CONNECT_SECONDS = 3
@@ -28,6 +33,19 @@ RELAY_CONNECT_SECONDS = 3
 
 class BusUnreachable(Exception):
     """The bus did not answer; the command changed nothing."""
+
+
+def require_database(url: str) -> None:
+    """A SQLite file that does not exist is not created by a command that only reads it."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "sqlite" or parsed.database in (None, "", ":memory:"):
+        return
+    if not Path(parsed.database).exists():
+        raise CommandFailed(
+            f"no Courier database at {database_label(url)}: start `courier dev up` (commands "
+            "run next to it find its data), set COURIER_DATABASE_URL, or create this one "
+            "with `courier db upgrade`"
+        )
 
 
 def run_with_db(
@@ -38,7 +56,9 @@ def run_with_db(
     """Run `fn(db)` on its own event loop; a listed refusal prints its reason and exits 1."""
 
     async def _main() -> T:
-        db = Database(get_settings().database_url)
+        url = get_settings().database_url
+        require_database(url)
+        db = Database(url)
         try:
             return await fn(db)
         finally:
@@ -66,13 +86,15 @@ def run_with_bus(
     async def _main(db: Database) -> T:
         settings = get_settings()
         bus = Bus(settings, client_name="courier-cli")
+        # A stopped dev stack's bus is gone with it: no use waiting for it.
+        wait = 0.5 if stack.current and not stack.current.running else BUS_CONNECT_SECONDS
         try:
-            await asyncio.wait_for(bus.connect(), BUS_CONNECT_SECONDS)
+            await asyncio.wait_for(bus.connect(), wait)
         except Exception as exc:
             await bus.stop()
             raise BusUnreachable(
-                f"cannot reach the bus at {settings.nats_url} ({exc or type(exc).__name__}); "
-                "nothing was changed"
+                f"cannot reach the bus at {public_url(settings.nats_url)} "
+                f"({str(exc) or type(exc).__name__}){stack.hint()}; nothing was changed"
             ) from exc
         try:
             return await fn(db, bus)

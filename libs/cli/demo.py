@@ -11,16 +11,16 @@ from typing import Annotated, Any
 from zoneinfo import ZoneInfo
 
 import typer
-from rich.console import Console
 from sqlalchemy import insert
 
 from courier.cli import provision
 from courier.cli.context import run_with_db
+from courier.cli.output import Output
 from courier.common.db.engine import Database
 from courier.common.db.models_exports import Actual, Timesheet
 
 app = typer.Typer(no_args_is_help=True, help="Demo data.")
-console = Console()
+console = Output()
 
 FIRST = ("Amira", "Ben", "Chloé", "Dev", "Eilidh", "Femi", "Grace", "Hamza", "Ines", "Jakub")
 LAST = ("Ahmed", "Brown", "Campbell", "Dubois", "Evans", "Ferreira", "Garcia", "Hughes")

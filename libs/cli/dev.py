@@ -13,7 +13,7 @@ from pathlib import Path
 
 from rich.console import Console
 
-from courier.cli import processes, provision
+from courier.cli import processes, provision, stack
 from courier.cli.service import SERVICES
 from courier.cli.users import actor
 from courier.common import console_users
@@ -97,25 +97,49 @@ async def _seed(database_url: str, data_dir: Path) -> tuple[str, list[tuple[str,
     return sftp, signins
 
 
+class ServiceDied(RuntimeError):
+    """A service ended without being asked to: which one, how, and its log's last lines."""
+
+    def __init__(self, name: str, proc: subprocess.Popen[bytes], log: Path) -> None:
+        self.tail = processes.log_tail(log)
+        said = f"the last lines of {log}:" if self.tail else f"nothing in {log}"
+        super().__init__(
+            f"{name} stopped on its own: it {processes.ended(proc.returncode)}; {said}"
+        )
+
+
+def _interrupt(*_: object) -> None:
+    """SIGTERM stops the stack as Ctrl-C does (and Ctrl-C does even where a shell that
+    started it in the background set SIGINT to be ignored)."""
+    raise KeyboardInterrupt
+
+
 def up(data_dir: Path, sftp_port: int, console_port: int, console: Console) -> None:
+    """Run the stack until Ctrl-C (or SIGTERM): ServiceDied if a child ends on its own."""
     started = time.monotonic()
     data_dir = data_dir.resolve()
     data_dir.mkdir(parents=True, exist_ok=True)
     logs = data_dir / "logs"
     logs.mkdir(exist_ok=True)
     database_url = f"sqlite+aiosqlite:///{data_dir / 'courier.db'}"
-    storage_url = file_url(data_dir / "storage")
+    nats_port = processes.free_port()
+    env = {
+        "COURIER_NATS_URL": f"nats://127.0.0.1:{nats_port}",
+        "COURIER_DATABASE_URL": database_url,
+        "COURIER_STORAGE_URL": file_url(data_dir / "storage"),
+        # The embedded stand-in for the region's backup bucket.
+        "COURIER_BACKUP_URL": file_url(data_dir / "backup"),
+        "COURIER_GATEWAY_PORT": str(sftp_port),
+        "COURIER_GATEWAY_HOST_KEY_DIR": str(data_dir / "hostkeys"),
+        "COURIER_CONSOLE_PORT": str(console_port),
+        "COURIER_CONSOLE_BASE_URL": f"http://127.0.0.1:{console_port}",
+        "COURIER_POLL_RECONCILE_SECONDS": "30",
+    }
+    # Every `courier` command run next to the stack reads these (see `courier.cli.stack`).
+    held = stack.hold(data_dir, env)
     procs: list[subprocess.Popen[bytes]] = []
-
-    stopping = False
-
-    def _stop(*_: object) -> None:
-        nonlocal stopping
-        stopping = True
-
-    signal.signal(signal.SIGTERM, _stop)
+    previous = {sig: signal.signal(sig, _interrupt) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
-        nats_port = processes.free_port()
         nats = processes.start_nats(data_dir / "jetstream", nats_port, logs / "nats-server.log")
         procs.append(nats)
         upgrade_sync(database_url)
@@ -123,18 +147,6 @@ def up(data_dir: Path, sftp_port: int, console_port: int, console: Console) -> N
         # Kept, so a browser stays signed in across restarts of the stack.
         secret_key = _kept(data_dir / "console-secret-key", lambda: secrets.token_urlsafe(32))
 
-        env = {
-            "COURIER_NATS_URL": f"nats://127.0.0.1:{nats_port}",
-            "COURIER_DATABASE_URL": database_url,
-            "COURIER_STORAGE_URL": storage_url,
-            # The embedded stand-in for the region's backup bucket.
-            "COURIER_BACKUP_URL": file_url(data_dir / "backup"),
-            "COURIER_GATEWAY_PORT": str(sftp_port),
-            "COURIER_GATEWAY_HOST_KEY_DIR": str(data_dir / "hostkeys"),
-            "COURIER_CONSOLE_PORT": str(console_port),
-            "COURIER_CONSOLE_BASE_URL": f"http://127.0.0.1:{console_port}",
-            "COURIER_POLL_RECONCILE_SECONDS": "30",
-        }
         services: list[tuple[str, subprocess.Popen[bytes], str]] = []
         for name in available_services():
             port = console_port if name == "console" else processes.free_port()
@@ -146,6 +158,8 @@ def up(data_dir: Path, sftp_port: int, console_port: int, console: Console) -> N
             services.append((name, proc, f"http://127.0.0.1:{port}/readyz"))
         for name, proc, url in services:
             if not processes.wait_ready(url, proc):
+                if proc.poll() is not None:
+                    raise ServiceDied(name, proc, logs / f"{name}.log")
                 raise RuntimeError(f"{name} did not become ready; see {logs / (name + '.log')}")
 
         elapsed = time.monotonic() - started
@@ -169,12 +183,20 @@ def up(data_dir: Path, sftp_port: int, console_port: int, console: Console) -> N
             highlight=False,
         )
         console.print(
+            "  cli:      `courier imports list` (any command) run from here uses this stack;",
+            "`courier dev env` prints its settings",
+            highlight=False,
+        )
+        console.print(
             "  then:     put leave_balances.csv /inbound/   (Ctrl-C here stops everything)"
         )
-        while not stopping:
-            for name, proc, _ in services:
+        watched = [("nats-server", nats, logs / "nats-server.log")] + [
+            (name, proc, logs / f"{name}.log") for name, proc, _ in services
+        ]
+        while True:
+            for name, proc, log in watched:
                 if proc.poll() is not None:
-                    raise RuntimeError(f"{name} exited with {proc.returncode}; see its log")
+                    raise ServiceDied(name, proc, log)
             time.sleep(0.5)
     except KeyboardInterrupt:
         pass
@@ -183,3 +205,7 @@ def up(data_dir: Path, sftp_port: int, console_port: int, console: Console) -> N
         # Services first so they drain, then the bus they drain into.
         processes.stop_all(list(reversed(procs[1:])))
         processes.stop_all(procs[:1])
+        stack.release(held)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    console.print("stopped")

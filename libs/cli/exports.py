@@ -7,17 +7,15 @@ command waits a little to show what became of it.
 from __future__ import annotations
 
 import getpass
-import json
 import uuid
 from collections.abc import Awaitable, Callable
 from datetime import date
 from typing import Annotated
 
 import typer
-from rich.console import Console
-from rich.table import Table
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from courier.cli import output
 from courier.cli.context import queued, relay_once, run_with_db, wait_for
 from courier.common import export_requests
 from courier.common.db.base import utcnow
@@ -27,14 +25,15 @@ from courier.common.events import ExportRedeliver, ExportRun
 from courier.console.exports import ExportView, get_export_view, list_exports
 
 app = typer.Typer(no_args_is_help=True, help="Timesheet and actuals exports.")
-console = Console()
-err = Console(stderr=True)
+console = output.Output()
+err = output.Output(stderr=True)
 FINISHED = ("delivered", "failed", "undeliverable")
 
 
 def _print(view: ExportView) -> None:
     console.print(
-        f"export {view.id} {view.tenant}/{view.spec} {view.period_start}..{view.period_end}: "
+        f"{'sample (test) export' if view.test else 'export'} {view.id} "
+        f"{view.tenant}/{view.spec} {view.period_start}..{view.period_end}: "
         f"[bold]{view.status}[/]",
         highlight=False,
     )
@@ -66,13 +65,16 @@ def _tried_everywhere(export: Export) -> bool:
         return False
     started = export.delivery_started_at
     tried = {a.destination for a in export.attempts if a.attempted_at >= started}
-    return len(tried) >= len(export.spec.spec.get("destinations") or [])
+    # A sample goes to /outbound/test/ alone.
+    return len(tried) >= (1 if export.test else len(export.spec.spec.get("destinations") or []))
 
 
 async def _answer(db: Database, command: ExportRun | ExportRedeliver) -> Export | None:
     """The export `command` asked for, once the exporter tried to deliver it (None: not yet)."""
     async with db.session() as s:
-        if isinstance(command, ExportRun):
+        if isinstance(command, ExportRun) and command.test:
+            export = await s.get(Export, command.event_id)  # a sample has its request's id
+        elif isinstance(command, ExportRun):
             export = await export_requests.export_holding(s, command.spec_id, command.day)
         else:
             export = await s.get(Export, command.export_id)
@@ -121,8 +123,19 @@ def run(
     spec: Annotated[str, typer.Argument(help="Export spec name.")],
     tenant: Annotated[str, typer.Option(help="Tenant slug.")],
     period: Annotated[
-        str | None, typer.Option(help="A date (YYYY-MM-DD) in the period; default: the one due.")
+        str | None,
+        typer.Option(
+            "--period", "--day", help="A date (YYYY-MM-DD) in the period; default: the one due."
+        ),
     ] = None,
+    test: Annotated[
+        bool,
+        typer.Option(
+            "--test",
+            help="Build a sample for the partner's testing into /outbound/test/ (TEST_ name); "
+            "it is not the period's export and is never pushed.",
+        ),
+    ] = False,
     by: By = None,
     wait: Wait = 30.0,
 ) -> None:
@@ -131,8 +144,8 @@ def run(
     day = date.fromisoformat(period) if period else None
     who = by or getpass.getuser()
     _send(
-        lambda s: export_requests.request_run(s, tenant, spec, day, who, utcnow()),
-        f"run of {tenant}/{spec}",
+        lambda s: export_requests.request_run(s, tenant, spec, day, who, utcnow(), test=test),
+        f"{'sample' if test else 'run'} of {tenant}/{spec}",
         f"courier exports list --tenant {tenant}",
         wait,
     )
@@ -165,18 +178,18 @@ def list_command(
 
     rows = run_with_db(_list)
     if as_json:
-        console.print_json(json.dumps([r.model_dump(mode="json") for r in rows]))
+        output.print_json(console, rows)
         return
-    table = Table(
-        "id", "tenant", "spec", "period", "status", "file", "rows", "attempts", "collected"
-    )
-    for r in rows:
-        table.add_row(
-            str(r.id), r.tenant, r.spec, f"{r.period_start}..{r.period_end}", r.status,
-            r.file_name or "-", str(r.rows if r.rows is not None else "-"), str(len(r.attempts)),
-            _collected(r),
-        )  # fmt: skip
-    console.print(table)
+    output.table(
+        console,
+        ("id", "tenant", "spec", "period", "status", "file", "rows", "attempts", "collected"),
+        [
+            (r.id, r.tenant, f"{r.spec} (test)" if r.test else r.spec,
+             f"{r.period_start}..{r.period_end}", r.status, r.file_name, r.rows,
+             len(r.attempts), _collected(r))
+            for r in rows
+        ],
+    )  # fmt: skip
 
 
 def _collected(view: ExportView) -> str:
@@ -203,6 +216,6 @@ def show_command(
         err.print(f"[red]error:[/] no export {export_id}")
         raise typer.Exit(1)
     if as_json:
-        console.print_json(view.model_dump_json())
+        output.print_json(console, view)
         return
     _print(view)

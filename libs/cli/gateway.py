@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Awaitable, Callable
-from typing import Annotated, Any, TypeVar
+from datetime import datetime
+from typing import Annotated, TypeVar
 
 import typer
-from rich.console import Console
-from rich.table import Table
+from pydantic import BaseModel
 
+from courier.cli import output
 from courier.cli.context import run_with_db
 from courier.common.db.engine import Database
 from courier.common.settings import get_settings
@@ -19,8 +19,17 @@ from courier.gateway.admin import AdminError
 T = TypeVar("T")
 
 app = typer.Typer(no_args_is_help=True, help="The SFTP gateway: bans, host keys, sessions.")
-console = Console()
-err = Console(stderr=True)
+console = output.Output()
+err = output.Output(stderr=True)
+AsJson = Annotated[bool, typer.Option("--json", help="Print JSON (stable keys).")]
+
+
+class BanView(BaseModel):
+    address: str
+    failures: int
+    reason: str
+    banned_at: datetime
+    until: datetime
 
 
 def run_db(fn: Callable[[Database], Awaitable[T]]) -> T:
@@ -28,14 +37,11 @@ def run_db(fn: Callable[[Database], Awaitable[T]]) -> T:
     return run_with_db(fn, refusals=(AdminError,))
 
 
-def _when(value: Any) -> str:
-    return value.strftime("%Y-%m-%d %H:%M:%S") if value else "-"
-
-
 @app.command("bans")
 def bans_cmd(
     lift: Annotated[str | None, typer.Option(help="Lift the ban on this address.")] = None,
     include_expired: Annotated[bool, typer.Option("--all", help="Show ended bans too.")] = False,
+    as_json: AsJson = False,
 ) -> None:
     """List banned source addresses, or lift one with --lift ADDRESS."""
     from courier.gateway import bans
@@ -46,12 +52,24 @@ def bans_cmd(
             raise typer.Exit(1)
         console.print(f"ban on {lift} lifted")
         return
-    table = Table("address", "failures", "reason", "banned at", "until")
-    for ban in run_db(lambda db: bans.list_bans(db, include_expired)):
-        table.add_row(
-            ban.address, str(ban.failures), ban.reason, _when(ban.banned_at), _when(ban.until)
+    found = [
+        BanView(
+            address=b.address,
+            failures=b.failures,
+            reason=b.reason,
+            banned_at=b.banned_at,
+            until=b.until,
         )
-    console.print(table)
+        for b in run_db(lambda db: bans.list_bans(db, include_expired))
+    ]
+    if as_json:
+        output.print_json(console, found)
+        return
+    output.table(
+        console,
+        ("address", "failures", "reason", "banned at", "until"),
+        [(b.address, b.failures, b.reason, b.banned_at, b.until) for b in found],
+    )
 
 
 @app.command("hostkey")
@@ -69,7 +87,7 @@ def sessions_cmd(
     peer: str | None = None,
     session: Annotated[str | None, typer.Option(help="Show one session's audit lines.")] = None,
     limit: int = 50,
-    as_json: Annotated[bool, typer.Option("--json")] = False,
+    as_json: AsJson = False,
 ) -> None:
     """Recent SFTP sessions: who, from where, outcome, transfers and bytes."""
     from courier.console import sessions
@@ -85,20 +103,21 @@ def sessions_cmd(
 
     rows = run_db(_list)
     if as_json:
-        console.print_json(json.dumps([r.model_dump(mode="json") for r in rows]))
+        output.print_json(console, rows)
         return
-    table = Table(
-        "session", "started", "peer", "user", "tenant", "outcome", "up", "down", "in", "out"
-    )
-    for r in rows:
-        outcome = r.outcome + (f" ({r.failure})" if r.failure else "")
-        table.add_row(
-            r.session, _when(r.started_at), r.peer, r.username or "-", r.tenant or "-", outcome,
-            str(r.uploads), str(r.downloads), str(r.bytes_in), str(r.bytes_out),
-        )  # fmt: skip
-    console.print(table)
+    output.table(
+        console,
+        ("session", "started", "peer", "user", "tenant", "outcome", "up", "down", "in", "out"),
+        [
+            (r.session, r.started_at, r.peer, r.username, r.tenant,
+             r.outcome + (f" ({r.failure})" if r.failure else ""),
+             r.uploads, r.downloads, r.bytes_in, r.bytes_out)
+            for r in rows
+        ],
+    )  # fmt: skip
     if session and rows:
-        lines = Table("at", "event", "path", "bytes", "reason")
-        for e in rows[0].events:
-            lines.add_row(_when(e.at), e.kind, e.path or "", str(e.bytes or ""), e.reason or "")
-        console.print(lines)
+        output.table(
+            console,
+            ("at", "event", "path", "bytes", "reason"),
+            [(e.at, e.kind, e.path, e.bytes, e.reason) for e in rows[0].events],
+        )

@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import getpass
-import json
 import uuid
 from typing import Annotated, Any, Literal, TypeVar
 
 import typer
-from rich.console import Console
-from rich.table import Table
 
+from courier.cli import output
 from courier.cli.context import queued, relay_once, run_with_db, wait_for
 from courier.common import decisions
 from courier.common.db.engine import Database
@@ -18,8 +16,8 @@ from courier.common.db.models import Import
 from courier.common.events import ImportDecide
 
 app = typer.Typer(no_args_is_help=True, help="The import audit and approvals.")
-console = Console()
-err = Console(stderr=True)
+console = output.Output()
+err = output.Output(stderr=True)
 T = TypeVar("T")
 
 
@@ -27,37 +25,42 @@ T = TypeVar("T")
 def imports_list(
     tenant: str | None = None,
     status: str | None = None,
+    test: Annotated[
+        bool | None,
+        typer.Option("--test/--live", help="Only test files, or only live files (default: both)."),
+    ] = None,
     limit: int = 50,
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
-    """Recent imports, newest first."""
+    """Recent imports, newest first (a test file's status reads "(test)": nothing applied)."""
     from courier.console import views
 
     async def _list(db: Database) -> list[views.ImportSummary]:
         async with db.session() as s:
-            return await views.list_imports(s, tenant=tenant, status=status, limit=limit)
+            return await views.list_imports(s, tenant=tenant, status=status, test=test, limit=limit)
 
     rows = run_with_db(_list)
     if as_json:
-        console.print_json(json.dumps([r.model_dump(mode="json") for r in rows]))
+        output.print_json(console, rows)
         return
-    table = Table(
-        "id", "tenant", "feed", "file", "status",
-        "created", "updated", "unchanged", "deleted", "errored", "received",
+    output.table(
+        console,
+        ("id", "tenant", "feed", "file", "status",
+         "created", "updated", "unchanged", "deleted", "errored", "received"),
+        [
+            (r.id, r.tenant, r.feed, r.file_name, f"{r.status} (test)" if r.test else r.status,
+             r.created, r.updated, r.unchanged, r.deleted, r.errored, r.received_at)
+            for r in rows
+        ],
     )  # fmt: skip
-    for r in rows:
-        table.add_row(
-            str(r.id), r.tenant, r.feed or "-", r.file_name, r.status,
-            str(r.created), str(r.updated), str(r.unchanged), str(r.deleted), str(r.errored),
-            r.received_at.strftime("%Y-%m-%d %H:%M:%S"),
-        )  # fmt: skip
-    console.print(table)
 
 
 def _print_detail(detail: Any) -> None:
     console.print(
         f"[bold]{detail.file_name}[/] ({detail.tenant}/{detail.feed or '-'}): {detail.status}"
     )
+    if detail.test:
+        console.print("  [yellow]TEST file:[/] checked in full, nothing applied (a preview)")
     if detail.error:
         console.print(f"  reason: {detail.error}")
     if detail.decided_by:
@@ -74,13 +77,20 @@ def _print_detail(detail: Any) -> None:
         f"  created {detail.created}, updated {detail.updated}, unchanged {detail.unchanged}, "
         f"deleted {detail.deleted}, errored {detail.errored}; sha256 {detail.sha256}"
     )
-    table = Table("row", "key", "action", "changes / error")
-    for rec in detail.records:
-        info = rec.error or ", ".join(
-            f"{k}: {v[0]} → {v[1]}" for k, v in (rec.changes or {}).items()
-        )
-        table.add_row(str(rec.row_number or "-"), rec.record_key or "-", rec.action, info)
-    console.print(table)
+    output.table(
+        console,
+        ("row", "key", "action", "changes / error"),
+        [
+            (
+                rec.row_number,
+                rec.record_key,
+                rec.action,
+                rec.error
+                or ", ".join(f"{k}: {v[0]} → {v[1]}" for k, v in (rec.changes or {}).items()),
+            )
+            for rec in detail.records
+        ],
+    )
 
 
 async def _detail(db: Database, import_id: uuid.UUID, action: str | None = None) -> Any:
@@ -103,7 +113,7 @@ def imports_show(
         err.print(f"[red]error:[/] no import {import_id}")
         raise typer.Exit(1)
     if as_json:
-        console.print_json(detail.model_dump_json())
+        output.print_json(console, detail)
         return
     _print_detail(detail)
 
@@ -120,6 +130,8 @@ async def _outcome(db: Database, command: ImportDecide) -> tuple[str, str] | Non
             return "refused", refused.get("reason", "refused")
     if imp.status == "discarded":
         return "discarded", "change set discarded; nothing applied"
+    if imp.status == "scheduled" and imp.decision == "approve":
+        return "scheduled", f"approved: {imp.details.get('scheduled')}"
     if imp.status != "awaiting_approval":
         return "applied", f"applied: {imp.status}"
     if imp.finished_at is not None and imp.finished_at > command.occurred_at:

@@ -7,14 +7,12 @@ Acknowledging, resolving and notes are sent to the monitor as the console sends 
 from __future__ import annotations
 
 import getpass
-import json
 import uuid
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
-from rich.table import Table
 
+from courier.cli import output
 from courier.cli.context import queued, relay_once, run_with_db, wait_for
 from courier.common import incident_actions
 from courier.common.db.engine import Database
@@ -22,8 +20,8 @@ from courier.common.events import IncidentAct
 from courier.console import incidents as views
 
 app = typer.Typer(no_args_is_help=True, help="Incidents: list, inspect, acknowledge, resolve.")
-console = Console()
-err = Console(stderr=True)
+console = output.Output()
+err = output.Output(stderr=True)
 
 
 def _run(fn: Any) -> Any:
@@ -32,7 +30,7 @@ def _run(fn: Any) -> Any:
 
 def _print(detail: views.IncidentDetail, as_json: bool) -> None:
     if as_json:
-        console.print_json(detail.model_dump_json())
+        output.print_json(console, detail)
         return
     console.print(
         f"[bold]{detail.kind}[/] ({detail.incident_class}) {detail.state} "
@@ -80,15 +78,17 @@ def list_(
 
     rows = _run(_list)
     if as_json:
-        console.print_json(json.dumps([r.model_dump(mode="json") for r in rows]))
+        output.print_json(console, rows)
         return
-    table = Table("id", "kind", "class", "state", "tenant", "feed", "seen", "last seen", "summary")
-    for r in rows:
-        table.add_row(
-            str(r.id), r.kind, r.incident_class, r.state, r.tenant or "-", r.feed or "-",
-            str(r.occurrences), f"{r.last_seen_at:%Y-%m-%d %H:%M}", r.summary,
-        )  # fmt: skip
-    console.print(table)
+    output.table(
+        console,
+        ("id", "kind", "class", "state", "tenant", "feed", "seen", "last seen", "summary"),
+        [
+            (r.id, r.kind, r.incident_class, r.state, r.tenant, r.feed,
+             r.occurrences, f"{r.last_seen_at:%Y-%m-%d %H:%M}", r.summary)
+            for r in rows
+        ],
+    )  # fmt: skip
 
 
 @app.command("show")

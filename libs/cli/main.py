@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import json
+import shlex
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
 
 from courier.cli import (
     accounts,
@@ -21,20 +21,31 @@ from courier.cli import (
     oncall,
     outbox,
     provision,
+    stack,
     tenants,
     tokens,
     users,
 )
+from courier.cli import feeds as feeds_cli
 from courier.cli import sources as sources_cli
 from courier.cli.context import run_with_db
+from courier.cli.errors import CourierGroup
+from courier.cli.output import Output
 from courier.common.db.engine import Database
 from courier.common.db.migrate import upgrade_sync
 from courier.common.settings import get_settings
 
-app = typer.Typer(no_args_is_help=True, help="Courier: SFTP import/export for the platform.")
+app = typer.Typer(
+    cls=CourierGroup,
+    no_args_is_help=True,
+    help="Courier: SFTP import/export for the platform.",
+    # A traceback's locals could hold a password or a database URL.
+    pretty_exceptions_show_locals=False,
+)
 dev_app = typer.Typer(no_args_is_help=True, help="Run everything on one machine.")
 db_app = typer.Typer(no_args_is_help=True, help="Database schema.")
-feeds_app = typer.Typer(no_args_is_help=True, help="Import feeds.")
+# `list` and `show` live with the feed views; `apply` (every section) is below.
+feeds_app = feeds_cli.app
 app.add_typer(sources_cli.app, name="sources")
 for sub, name in (
     (dev_app, "dev"),
@@ -55,8 +66,32 @@ app.add_typer(users.app, name="users")
 app.add_typer(tokens.app, name="tokens")
 app.add_typer(backup.app, name="backup")
 
-console = Console()
-err = Console(stderr=True)
+console = Output()
+err = Output(stderr=True)
+
+DataDir = Annotated[
+    Path | None,
+    typer.Option(
+        "--data-dir",
+        envvar=stack.DIR_VARIABLE,
+        help="The dev stack to use (default: the nearest ./.courier-dev with a running or "
+        "stopped `courier dev up`). COURIER_* settings, when set, win.",
+        show_default=False,
+    ),
+]
+
+
+@app.callback()
+def main(
+    ctx: typer.Context,
+    debug: Annotated[
+        bool, typer.Option("--debug", help="Show the traceback of a failed command.")
+    ] = False,
+    data_dir: DataDir = None,
+) -> None:
+    """Courier: SFTP import/export for the platform."""
+    if ctx.invoked_subcommand != "dev":
+        stack.use(data_dir)
 
 
 def _run(fn: Any) -> Any:
@@ -80,18 +115,40 @@ def service(name: Annotated[str, typer.Argument(help="gateway, importer, poller,
 
 @dev_app.command("up")
 def dev_up(
-    data_dir: Annotated[Path, typer.Option(help="Where data, logs and keys live.")] = Path(
-        ".courier-dev"
-    ),
+    data_dir: Annotated[
+        Path, typer.Option(envvar=stack.DIR_VARIABLE, help="Where data, logs and keys live.")
+    ] = stack.DEFAULT_DIR,
     sftp_port: int = 2222,
     console_port: int = 8080,
 ) -> None:
-    """Start nats-server, migrate SQLite, seed a demo tenant and run every service."""
+    """Start nats-server, migrate SQLite, seed a demo tenant and run every service.
+
+    Ctrl-C stops everything. Other `courier` commands run from this directory (or with
+    --data-dir) use this stack's database, bus and storage.
+    """
     try:
         dev.up(data_dir, sftp_port, console_port, console)
-    except RuntimeError as exc:
-        err.print(f"[red]error:[/] {exc}")
+    except dev.ServiceDied as exc:
+        err.print(f"[red]error:[/] {exc}", highlight=False)
+        for line in exc.tail:
+            err.print(f"  {line}", markup=False, highlight=False)
         raise typer.Exit(1) from exc
+    except RuntimeError as exc:
+        err.print(f"[red]error:[/] {exc}", highlight=False)
+        raise typer.Exit(1) from exc
+
+
+@dev_app.command("env")
+def dev_env(data_dir: DataDir = None) -> None:
+    """The dev stack's settings as shell exports: `eval "$(courier dev env)"`."""
+    found = stack.read(data_dir) if data_dir is not None else stack.find(Path.cwd())
+    if found is None:
+        err.print("[red]error:[/] no dev stack here: start one with `courier dev up`")
+        raise typer.Exit(1)
+    for name, value in sorted(found.settings.items()):
+        print(f"export {name}={shlex.quote(value)}")
+    if not found.running:
+        err.print(f"[yellow]note:[/] the dev stack in {found.data_dir} is not running")
 
 
 @db_app.command("upgrade")

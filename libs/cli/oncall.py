@@ -9,9 +9,8 @@ from typing import Annotated
 import typer
 import yaml
 from pydantic import ValidationError
-from rich.console import Console
-from rich.table import Table
 
+from courier.cli import output
 from courier.cli.context import run_with_db
 from courier.cli.specs import format_errors
 from courier.common.db.base import utcnow
@@ -20,8 +19,8 @@ from courier.common.settings import get_settings
 from courier.notifier.rota import Rota, load_rota, save_rota
 
 app = typer.Typer(no_args_is_help=True, help="The on-call rota that every page goes to.")
-console = Console()
-err = Console(stderr=True)
+console = output.Output()
+err = output.Output(stderr=True)
 
 
 @app.command("apply")
@@ -49,6 +48,7 @@ def show(
     at: Annotated[
         datetime | None, typer.Option(help="ISO time to look at (default: now, UTC if naive)")
     ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON (stable keys).")] = False,
 ) -> None:
     """Who is on call now (or at --at), and the order pages escalate in."""
 
@@ -63,13 +63,27 @@ def show(
     when = at or utcnow()
     if when.tzinfo is None:
         when = when.replace(tzinfo=UTC)
-    table = Table("rotation", "on call", "phone", "email")
-    for rotation in rota.rotations:
-        p = rota.on_call(rotation, when)
-        table.add_row(rotation.name, p.name, p.phone, p.email or "-")
-    console.print(f"on call at {when:%Y-%m-%d %H:%M %Z} (rota time zone {rota.timezone})")
-    console.print(table)
+    on_call = [(rotation.name, rota.on_call(rotation, when)) for rotation in rota.rotations]
     after = rota.escalate_after(get_settings().escalation_minutes)
+    if as_json:
+        output.print_json(
+            console,
+            {
+                "at": when,
+                "timezone": rota.timezone,
+                "on_call": [{"rotation": name, **p.model_dump(mode="json")} for name, p in on_call],
+                "escalation_minutes": after.total_seconds() / 60,
+                "escalation_chain": [p.name for p in rota.chain(when)],
+                "escalation_rounds": rota.escalation_rounds,
+            },
+        )
+        return
+    console.print(f"on call at {when:%Y-%m-%d %H:%M %Z} (rota time zone {rota.timezone})")
+    output.table(
+        console,
+        ("rotation", "on call", "phone", "email"),
+        [(name, p.name, p.phone, p.email) for name, p in on_call],
+    )
     chain = " → ".join(p.name for p in rota.chain(when))
     console.print(
         f"escalation, every {after.total_seconds() / 60:g} min unacknowledged: {chain}"

@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-import json
 from datetime import datetime
 from typing import Annotated
 
 import typer
 from pydantic import BaseModel
-from rich.console import Console
-from rich.table import Table
 from sqlalchemy import select
 
+from courier.cli import output
 from courier.cli.context import run_with_bus, run_with_db
 from courier.common import outbox
 from courier.common.bus import Bus
@@ -20,7 +18,7 @@ from courier.common.db.engine import Database
 from courier.common.db.models_outbox import OutboxEvent
 
 app = typer.Typer(no_args_is_help=True, help="Events waiting to be published.")
-console = Console()
+console = output.Output()
 
 
 class Waiting(BaseModel):
@@ -62,18 +60,20 @@ def pending_command(
 
     waiting = run_with_db(_list)
     if as_json:
-        console.print_json(json.dumps([w.model_dump(mode="json") for w in waiting]))
+        output.print_json(console, waiting)
         return
     if not waiting:
         console.print("nothing waiting: every event reached the bus")
         return
-    table = Table("id", "subject", "waiting since", "attempts", "last error")
-    for w in waiting:
-        table.add_row(
-            str(w.id), w.subject, f"{w.created_at:%Y-%m-%d %H:%M:%S} ({w.age_seconds:.0f} s)",
-            str(w.attempts), w.last_error or "-",
-        )  # fmt: skip
-    console.print(table)
+    output.table(
+        console,
+        ("id", "subject", "waiting since", "attempts", "last error"),
+        [
+            (w.id, w.subject, f"{w.created_at:%Y-%m-%d %H:%M:%S} ({w.age_seconds:.0f} s)",
+             w.attempts, w.last_error)
+            for w in waiting
+        ],
+    )  # fmt: skip
 
 
 @app.command("flush")

@@ -1,4 +1,8 @@
-"""Child processes of `courier dev up`: nats-server and one process per service."""
+"""Child processes of `courier dev up`: nats-server and one process per service.
+
+Each child runs in a process group of its own, so the terminal's Ctrl-C reaches `dev up`
+alone, which then stops the services before the bus they drain into.
+"""
 
 from __future__ import annotations
 
@@ -54,7 +58,7 @@ def start_nats(store_dir: Path, port: int, log_file: Path) -> subprocess.Popen[b
         "-sd", str(store_dir),
         "-l", str(log_file),
     ]  # fmt: skip
-    proc = subprocess.Popen(cmd, preexec_fn=_die_with_parent)
+    proc = subprocess.Popen(cmd, preexec_fn=_die_with_parent, process_group=0)
     deadline = time.monotonic() + 15
     while time.monotonic() < deadline:
         if proc.poll() is not None:
@@ -74,6 +78,7 @@ def start_service(name: str, env: dict[str, str], log_file: Path) -> subprocess.
         stdout=out,
         stderr=out,
         preexec_fn=_die_with_parent,
+        process_group=0,
     )
 
 
@@ -89,15 +94,41 @@ def wait_ready(url: str, proc: subprocess.Popen[bytes], timeout: float = 30) -> 
     return False
 
 
+def ended(returncode: int) -> str:
+    """How a child ended, in words: `exited with 3`, `was killed by SIGKILL`."""
+    if returncode < 0:
+        try:
+            return f"was killed by {signal.Signals(-returncode).name}"
+        except ValueError:
+            return f"was killed by signal {-returncode}"
+    return f"exited with {returncode}"
+
+
+def log_tail(path: Path, lines: int = 12) -> list[str]:
+    """The last `lines` lines of a child's log (what it said before it ended)."""
+    try:
+        with open(path, "rb") as f:
+            f.seek(max(0, f.seek(0, os.SEEK_END) - 64 * 1024))
+            text = f.read().decode("utf-8", "replace")
+    except OSError:
+        return []
+    return [line for line in text.splitlines() if line.strip()][-lines:]
+
+
 def stop_all(procs: list[subprocess.Popen[bytes]], timeout: float = 10) -> None:
+    """SIGTERM each, wait up to `timeout` for them to drain, then kill; a second Ctrl-C
+    while waiting kills at once."""
     for proc in procs:
         if proc.poll() is None:
             proc.send_signal(signal.SIGTERM)
     deadline = time.monotonic() + timeout
+    try:
+        for proc in procs:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                proc.wait(max(0.1, deadline - time.monotonic()))
+    except KeyboardInterrupt:
+        pass
     for proc in procs:
-        remaining = max(0.1, deadline - time.monotonic())
-        try:
-            proc.wait(remaining)
-        except subprocess.TimeoutExpired:
+        if proc.poll() is None:
             proc.kill()
             proc.wait()

@@ -13,6 +13,7 @@ from courier.common.db.models import Feed, SftpAccount, Tenant
 from courier.common.passwords import hash_password
 from courier.common.regions import Regions
 from courier.common.settings import get_settings
+from courier.common.specs import check_timezone
 
 _SLUG = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
 
@@ -44,6 +45,11 @@ async def ensure_tenant(
         raise ProvisionError(
             f"tenant slug {slug!r}: use lower-case letters, digits and '-', at most 63"
         )
+    try:
+        # Every window and schedule of the tenant falls back to this zone.
+        check_timezone(timezone)
+    except ValueError as exc:
+        raise ProvisionError(f"{exc}, e.g. Europe/London") from exc
     asked = region
     if regions is not None:
         region = regions.check(region or regions.default)

@@ -46,7 +46,9 @@ async def apply_exports(db: Database, tenant: Tenant, items: list[Item]) -> list
     for spec in specs:
         await upsert_export_spec(db, tenant, spec)
     return [
-        f"export {tenant.slug}/{s.name} ({s.kind}, {s.schedule.cron} {s.schedule.timezone}, "
+        f"export {tenant.slug}/{s.name} ({s.kind}, {s.schedule.cron} "
+        f"{s.schedule.timezone or tenant.timezone}"
+        f"{', business days' if s.schedule.days == 'business' else ''}, "
         f"to {', '.join(d.label for d in s.destinations)}) applied"
         for s in specs
     ]

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
+import uuid
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
-from rich.table import Table
+from pydantic import BaseModel
 from sqlalchemy import select
 
-from courier.cli import provision
+from courier.cli import output, provision, tenant_calendar
 from courier.cli.context import run_with_db
 from courier.common.db.engine import Database
 from courier.common.db.models import Tenant
@@ -17,8 +17,60 @@ from courier.common.regions import RegionNotConfigured, Regions, encryption_of, 
 from courier.common.settings import get_settings
 
 app = typer.Typer(no_args_is_help=True, help="Tenants (customers) and their regions.")
-console = Console()
-err = Console(stderr=True)
+app.command("calendar")(tenant_calendar.calendar)
+console = output.Output()
+err = output.Output(stderr=True)
+AsJson = Annotated[bool, typer.Option("--json", help="Print JSON (stable keys, ids in full).")]
+
+
+class StoresView(BaseModel):
+    """Where a region keeps the tenant's files, as printable URLs (no credentials)."""
+
+    primary: str
+    encryption: str
+    backup: str | None
+    backup_encryption: str | None
+
+
+class TenantView(BaseModel):
+    id: uuid.UUID
+    slug: str
+    name: str
+    timezone: str
+    region: str
+    retention_days_primary: int | None
+    retention_days_backup: int | None
+    holiday_country: str | None
+    holiday_subdivision: str | None
+    closure_dates: list[str]
+    # None: the tenant's region has no configured store here.
+    stores: StoresView | None = None
+
+
+def _view(tenant: Tenant, regions: Regions | None = None) -> TenantView:
+    stores = None
+    if regions is not None and regions.is_configured(tenant.region):
+        found = regions.stores(tenant.region)
+        stores = StoresView(
+            primary=public_url(found.storage_url) or "",
+            encryption=encryption_of(found.storage_url, found),
+            backup=public_url(found.backup_url),
+            backup_encryption=encryption_of(found.backup_url, found) if found.backup_url else None,
+        )
+    return TenantView(
+        id=tenant.id,
+        slug=tenant.slug,
+        name=tenant.name,
+        timezone=tenant.timezone,
+        region=tenant.region,
+        retention_days_primary=tenant.retention_days_primary,
+        retention_days_backup=tenant.retention_days_backup,
+        holiday_country=tenant.holiday_country,
+        holiday_subdivision=tenant.holiday_subdivision,
+        closure_dates=list(tenant.closure_dates or []),
+        stores=stores,
+    )
+
 
 RegionOption = Annotated[
     str | None,
@@ -124,28 +176,41 @@ def set_retention(
 
 
 @app.command("list")
-def list_() -> None:
+def list_(as_json: AsJson = False) -> None:
+    """Tenants by slug, with their time zone, region and id."""
+
     async def _list(db: Database) -> list[Tenant]:
         async with db.session() as s:
             return list(await s.scalars(select(Tenant).order_by(Tenant.slug)))
 
-    table = Table("slug", "name", "timezone", "region", "id")
-    for t in _run(_list):
-        table.add_row(t.slug, t.name, t.timezone, t.region, str(t.id))
-    console.print(table)
+    tenants = [_view(t) for t in _run(_list)]
+    if as_json:
+        output.print_json(console, tenants)
+        return
+    output.table(
+        console,
+        ("slug", "name", "timezone", "region", "id"),
+        [(t.slug, t.name, t.timezone, t.region, t.id) for t in tenants],
+    )
 
 
 @app.command("show")
-def show(slug: str) -> None:
+def show(slug: str, as_json: AsJson = False) -> None:
     """Where the tenant's data lives: region, primary and backup store, encryption.
 
     Store URLs are shown without credentials or secret query parameters.
     """
     tenant: Tenant = _run(lambda db: provision.get_tenant(db, slug))
     regions = _regions()
+    if as_json:
+        output.print_json(console, _view(tenant, regions))
+        if not regions.is_configured(tenant.region):
+            raise typer.Exit(1)
+        return
     console.print(f"tenant:     {tenant.slug} ({tenant.name})")
     console.print(f"id:         {tenant.id}")
     console.print(f"timezone:   {tenant.timezone}")
+    console.print(f"calendar:   {tenant_calendar.describe(tenant)}", highlight=False)
     console.print(f"region:     {tenant.region}")
     console.print(f"retention:  primary {_days(tenant.retention_days_primary)}")
     console.print(f"            backup {_days(tenant.retention_days_backup)}")

@@ -9,15 +9,14 @@ from __future__ import annotations
 from typing import Annotated
 
 import typer
-from rich.console import Console
-from rich.table import Table
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from courier.cli.users import Role, TenantOpt, actor, run_access, when
+from courier.cli import output
+from courier.cli.users import AsJson, Role, TenantOpt, actor, run_access
 from courier.common import console_users
 
 app = typer.Typer(no_args_is_help=True, help="API tokens for the console's JSON API.")
-console = Console()
+console = output.Output()
 
 
 @app.command("create")
@@ -46,19 +45,23 @@ def create(
 
 
 @app.command("list")
-def list_() -> None:
+def list_(as_json: AsJson = False) -> None:
     """Tokens with their scope and use; never the token or its digest."""
     from courier.console.people import list_tokens
 
-    table = Table(
-        "id", "name", "prefix", "role", "tenant", "created", "last used", "expires", "revoked"
+    tokens = run_access(list_tokens, change=False)
+    if as_json:
+        output.print_json(console, tokens)
+        return
+    output.table(
+        console,
+        ("id", "name", "prefix", "role", "tenant", "created", "last used", "expires", "revoked"),
+        [
+            (t.id, t.name, t.prefix, t.role, t.tenant,
+             t.created_at, t.last_used_at, t.expires_at, t.revoked_at)
+            for t in tokens
+        ],
     )  # fmt: skip
-    for t in run_access(list_tokens, change=False):
-        table.add_row(
-            str(t.id), t.name, t.prefix, t.role, t.tenant or "-",
-            when(t.created_at), when(t.last_used_at), when(t.expires_at), when(t.revoked_at),
-        )  # fmt: skip
-    console.print(table)
 
 
 @app.command("revoke")

@@ -10,14 +10,12 @@ from __future__ import annotations
 import getpass
 import sys
 from collections.abc import Awaitable, Callable
-from datetime import datetime
 from typing import Annotated, TypeVar
 
 import typer
-from rich.console import Console
-from rich.table import Table
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from courier.cli import output
 from courier.cli.context import run_with_db
 from courier.common import console_users
 from courier.common.console_users import AccessError
@@ -25,9 +23,12 @@ from courier.common.db.engine import Database
 from courier.common.passwords import generate_password
 
 app = typer.Typer(no_args_is_help=True, help="Console users: roles, passwords, authenticators.")
-console = Console()
-err = Console(stderr=True)
+console = output.Output()
+err = output.Output(stderr=True)
 T = TypeVar("T")
+AsJson = Annotated[
+    bool, typer.Option("--json", help="Print what the console's API answers (ids in full).")
+]
 
 Role = Annotated[str, typer.Option(help="admin, support or customer.")]
 TenantOpt = Annotated[str | None, typer.Option(help="Tenant slug (customers only).")]
@@ -54,10 +55,6 @@ def run_access(fn: Callable[[AsyncSession], Awaitable[T]], *, change: bool = Tru
     except AccessError as exc:
         err.print(f"[red]error:[/] {exc}", highlight=False)
         raise typer.Exit(2) from exc
-
-
-def when(value: datetime | None) -> str:
-    return value.strftime("%Y-%m-%d %H:%M:%S") if value else "-"
 
 
 def _password(from_stdin: bool) -> tuple[str, bool]:
@@ -106,24 +103,22 @@ def create(
 
 
 @app.command("list")
-def list_() -> None:
+def list_(as_json: AsJson = False) -> None:
     """Users with role, tenant and state; never a password or a secret."""
     from courier.console.people import list_users
 
-    table = Table(
-        "username", "role", "tenant", "enabled", "totp", "last sign-in", "locked until"
-    )  # fmt: skip
-    for u in run_access(list_users, change=False):
-        table.add_row(
-            u.username,
-            u.role,
-            u.tenant or "-",
-            "yes" if u.enabled else "no",
-            "yes" if u.totp else "no",
-            when(u.last_signin_at),
-            when(u.locked_until),
-        )
-    console.print(table)
+    users = run_access(list_users, change=False)
+    if as_json:
+        output.print_json(console, users)
+        return
+    output.table(
+        console,
+        ("username", "role", "tenant", "enabled", "totp", "last sign-in", "locked until"),
+        [
+            (u.username, u.role, u.tenant, u.enabled, u.totp, u.last_signin_at, u.locked_until)
+            for u in users
+        ],
+    )
 
 
 def _change(

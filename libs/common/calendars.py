@@ -25,23 +25,30 @@ class CalendarError(ValueError):
     """A country or subdivision the holidays library does not know."""
 
 
-def check_country(country: str | None, subdivision: str | None = None) -> None:
-    """Raise a readable `CalendarError` for an unknown country or subdivision."""
+def check_country(
+    country: str | None, subdivision: str | None = None
+) -> tuple[str | None, str | None]:
+    """The codes as the holidays library spells them (`gb`, `eng`: `GB`, `ENG`); a
+    readable `CalendarError` for an unknown country or subdivision."""
     if country is None:
         if subdivision:
             raise CalendarError("a subdivision needs a country")
-        return
+        return None, None
     supported = holidays.list_supported_countries()
     if country.upper() not in supported:
         raise CalendarError(
             f"unknown holiday country {country!r}: use an ISO 3166 code such as GB, US, DE"
         )
     subdivs = supported[country.upper()]
-    if subdivision and subdivision.upper() not in {s.upper() for s in subdivs}:
+    if not subdivision:
+        return country.upper(), None
+    known = {s.upper(): s for s in subdivs}
+    if subdivision.upper() not in known:
         shown = ", ".join(subdivs[:20]) + (" …" if len(subdivs) > 20 else "")
         raise CalendarError(
             f"unknown subdivision {subdivision!r} of {country.upper()} (known: {shown})"
         )
+    return country.upper(), known[subdivision.upper()]
 
 
 @lru_cache(maxsize=256)

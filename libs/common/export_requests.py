@@ -26,24 +26,37 @@ class ExportRefused(Exception):
 
 
 def due_day(spec_row: ExportSpec, now: datetime) -> date:
-    """A day of the period due now: yesterday, in the spec's time zone."""
-    tz = ZoneInfo(spec_row.spec.get("schedule", {}).get("timezone") or "UTC")
+    """A day of the period due now: yesterday, in the spec's time zone (else the tenant's)."""
+    zone = spec_row.spec.get("schedule", {}).get("timezone") or spec_row.tenant.timezone
+    tz = ZoneInfo(zone or "UTC")
     return now.astimezone(tz).date() - timedelta(days=1)
 
 
 async def export_holding(session: AsyncSession, spec_id: uuid.UUID, day: date) -> Export | None:
-    """The spec's export whose period holds `day`, if that period was exported."""
+    """The spec's export whose period holds `day`, if that period was exported (samples
+    for testing are not the period's export)."""
     return await session.scalar(
         select(Export).where(
-            Export.spec_id == spec_id, Export.period_start <= day, Export.period_end >= day
+            Export.spec_id == spec_id,
+            Export.period_start <= day,
+            Export.period_end >= day,
+            Export.test.is_(False),
         )
     )
 
 
 async def request_run(
-    session: AsyncSession, tenant: str, spec: str, day: date | None, by: str, now: datetime
+    session: AsyncSession,
+    tenant: str,
+    spec: str,
+    day: date | None,
+    by: str,
+    now: datetime,
+    *,
+    test: bool = False,
 ) -> ExportRun:
-    """Stage a run of the period holding `day` (default: the one due now)."""
+    """Stage a run of the period holding `day` (default: the one due now); with `test`, a
+    sample of it for the partner's testing, which any period may have any number of."""
     spec_row = await session.scalar(
         select(ExportSpec)
         .join(Tenant, Tenant.id == ExportSpec.tenant_id)
@@ -52,13 +65,15 @@ async def request_run(
     if spec_row is None:
         raise ExportRefused(f"no export spec {spec!r} for tenant {tenant!r}")
     day = day or due_day(spec_row, now)
-    if (done := await export_holding(session, spec_row.id, day)) is not None:
+    if not test and (done := await export_holding(session, spec_row.id, day)) is not None:
         raise ExportRefused(
             f"that period ({done.period_start}..{done.period_end}) was exported already: "
             f"export {done.id} is {done.status}; see `courier exports show {done.id}`, "
             f"or `courier exports redeliver {done.id}`"
         )
-    command = ExportRun(spec_id=spec_row.id, tenant_id=spec_row.tenant_id, day=day, by=by)
+    command = ExportRun(
+        spec_id=spec_row.id, tenant_id=spec_row.tenant_id, day=day, by=by, test=test
+    )
     stage(session, command)
     return command
 

@@ -26,6 +26,16 @@ class FeedLike(Protocol):
 
 F = TypeVar("F", bound=FeedLike)
 
+# A file put in /inbound/test/ arrives named `test/NAME`: it is checked as NAME would be.
+TEST_FOLDER = "test/"
+
+
+def split_test(name: str) -> tuple[str, bool]:
+    """The name feeds are matched against, and whether the file came in the test folder."""
+    if name.startswith(TEST_FOLDER):
+        return name[len(TEST_FOLDER) :], True
+    return name, False
+
 
 def match_feed(feeds: Iterable[F], name: str) -> F | None:
     """The feed (of one tenant's `feeds`) that takes a file called `name`, or None."""

@@ -16,6 +16,11 @@ SFTP_UPLOAD_SECONDS = Histogram(
     buckets=(0.01, 0.05, 0.1, 0.5, 1, 5, 10, 30, 60, 300, 1800),
 )
 IMPORTS = Counter("courier_imports_total", "Processed import files", ["kind", "status"])
+TEST_IMPORTS = Counter(
+    "courier_test_imports_total",
+    "Test files (checked in full, nothing applied) by their would-be outcome",
+    ["kind", "status"],
+)
 IMPORT_RECORDS = Counter(
     "courier_import_records_total", "Audited import records", ["kind", "action"]
 )
@@ -37,6 +42,11 @@ OUTBOX_OLDEST_SECONDS = Gauge(
     "Age of the oldest event still waiting to be published (0 when none waits)",
 )
 EXPORTS = Counter("courier_exports_total", "Exports that reached a final state", ["kind", "status"])
+EXPORT_SAMPLES = Counter(
+    "courier_export_samples_total",
+    "Sample exports (for a partner's testing) that reached a final state",
+    ["kind", "status"],
+)
 EXPORT_ROWS = Counter("courier_export_rows_total", "Lines written to export files", ["kind"])
 EXPORT_BUILD_SECONDS = Histogram(
     "courier_export_build_seconds",

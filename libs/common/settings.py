@@ -86,6 +86,8 @@ class Settings(BaseSettings):
     ack_wait_seconds: float = 60.0
 
     poll_reconcile_seconds: float = 60.0
+    # Importer: how often it applies the scheduled files whose apply window has come.
+    importer_window_tick_seconds: float = 30.0
 
     # Every service writes a heartbeat row this often; the monitor raises an incident
     # when no instance of a service has written one for `heartbeat_timeout_seconds`.

@@ -9,6 +9,7 @@ stores it with the feed) and who to tell.
 from __future__ import annotations
 
 from datetime import date
+from typing import Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from croniter import croniter
@@ -27,6 +28,16 @@ def check_timezone(value: str) -> str:
     return value
 
 
+def check_optional_timezone(value: str | None) -> str | None:
+    """None means "the tenant's zone", resolved where the tenant is at hand."""
+    return None if value is None else check_timezone(value)
+
+
+# Which days a window or schedule is on: every day, or the tenant's business days
+# (no weekends, public holidays or closures; see `courier.common.calendars`).
+Days = Literal["every_day", "business"]
+
+
 def check_cron(value: str) -> str:
     if not croniter.is_valid(value):
         raise ValueError(f"invalid cron expression {value!r}")
@@ -40,14 +51,16 @@ class Contact(StrictModel):
 
 
 class Expectation(StrictModel):
-    """When a file is due: `cron` in `timezone`, a window after it, dates to skip."""
+    """When a file is due: `cron` in `timezone` (None: the tenant's), a window around it,
+    on every day or on business days only, minus dates to skip."""
 
     cron: str
-    timezone: str = "UTC"
+    timezone: str | None = None
+    days: Days = "every_day"
     window_minutes: int = Field(default=120, ge=1, le=7 * 24 * 60)
     warn_before_minutes: int = Field(default=30, ge=0)
     skip_dates: list[date] = Field(default_factory=list)
     skip_weekends: bool = False
 
     _cron = field_validator("cron")(check_cron)
-    _tz = field_validator("timezone")(check_timezone)
+    _tz = field_validator("timezone")(check_optional_timezone)

@@ -16,6 +16,7 @@ from types import TracebackType
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from courier.common.clock import Clock, SystemClock
 from courier.common.db.engine import Database, is_sqlite
 from courier.common.events import Event
 from courier.common.outbox import stage
@@ -31,9 +32,11 @@ def lock_key(key: uuid.UUID) -> int:
 
 
 class UnitOfWork:
-    def __init__(self, db: Database, storage: Storage) -> None:
+    def __init__(self, db: Database, storage: Storage, clock: Clock | None = None) -> None:
         self.db = db
         self.storage = storage
+        # The service's time: what "now" is for windows and holds (tests move it).
+        self.clock: Clock = clock or SystemClock()
         self._session: AsyncSession | None = None
         self._turn: asyncio.Lock | None = None
 

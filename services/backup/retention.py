@@ -77,12 +77,13 @@ async def holds_of(session: Any, tenant: Tenant) -> Holds:
     held = (
         await session.execute(
             select(Import.id, Import.file_id, Import.storage_key, Import.result_key).where(
-                Import.tenant_id == tenant.id, Import.status == "awaiting_approval"
+                Import.tenant_id == tenant.id,
+                Import.status.in_(("awaiting_approval", "scheduled")),
             )
         )
     ).all()
     for import_id, file_id, storage_key, result_key in held:
-        why = f"import {import_id} awaits approval"
+        why = f"import {import_id} awaits approval or its apply window"
         holds.keys[storage_key] = why
         if result_key:
             holds.keys[result_key] = why

@@ -85,6 +85,8 @@ class ExportView(BaseModel):
     period_start: date
     period_end: date
     scheduled_for: datetime
+    # A sample for the partner's testing (in /outbound/test/), not the period's export.
+    test: bool = False
     status: str
     file_name: str | None
     rows: int | None
@@ -140,6 +142,7 @@ def export_view(export: Export, pickups: list[PickupView] | None = None) -> Expo
         period_start=export.period_start,
         period_end=export.period_end,
         scheduled_for=export.scheduled_for,
+        test=export.test,
         status=export.status,
         file_name=export.file_name,
         rows=export.rows,

@@ -8,7 +8,7 @@ limited to the viewer's tenants in SQL, so another tenant's feed reads as a miss
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Annotated, Any
 from zoneinfo import ZoneInfo
 
@@ -19,6 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from courier.common.db.models import Feed, Import, Tenant
 from courier.common.db.models_incidents import ExpectationWindow
+from courier.common.first_days import first_days_of
 from courier.console import timeline
 from courier.console.access import CurrentViewer, Viewer, found_or_404, scope
 from courier.console.deps import Session
@@ -53,6 +54,19 @@ class FileView(BaseModel):
     received_at: datetime
 
 
+class FirstDaysView(BaseModel):
+    """`hold_for_approval: {live_days: N}`: where the feed's first days of approval stand."""
+
+    live_days: int
+    # The feed's first live file (None: none yet, the period has not begun).
+    started_at: datetime | None
+    # Business days of holding left, today included (0: over).
+    days_left: int
+    # The first day files flow without hold.
+    ends_on: date | None
+    text: str
+
+
 class FeedSummary(BaseModel):
     id: uuid.UUID
     tenant: str
@@ -64,6 +78,9 @@ class FeedSummary(BaseModel):
     timezone: str
     next_window: WindowView | None
     last_file: FileView | None
+    # When its files change data, e.g. "01:00-05:00 every day (Europe/London)" (None: on arrival).
+    apply_window: str | None = None
+    first_days: FirstDaysView | None = None
 
 
 class FeedDetail(FeedSummary):
@@ -84,6 +101,28 @@ def _zone_name(feed: Feed, tenant: Tenant) -> str:
     except (ValueError, KeyError):
         return "UTC"
     return name
+
+
+def first_days_view(feed: Feed, tenant: Tenant, now: datetime) -> FirstDaysView | None:
+    period = first_days_of(feed, tenant, now)
+    if period is None:
+        return None
+    return FirstDaysView(
+        live_days=period.live_days,
+        started_at=period.started_at,
+        days_left=period.days_left,
+        ends_on=period.ends_on,
+        text=period.describe(),
+    )
+
+
+def apply_window_text(feed: Feed, tenant: Tenant) -> str | None:
+    window = (feed.spec or {}).get("apply_window")
+    if not window:
+        return None
+    days = "business days" if window.get("days") == "business" else "every day"
+    zone = window.get("timezone") or tenant.timezone or "UTC"
+    return f"{window['start'][:5]}-{window['end'][:5]} {days} ({zone})"
 
 
 def _window(w: ExpectationWindow) -> timeline.Window:
@@ -208,6 +247,8 @@ async def _summaries(
             timezone=_zone_name(feed, tenant),
             next_window=window_view(upcoming[feed.id], now) if feed.id in upcoming else None,
             last_file=file_view(last[feed.id], windows) if feed.id in last else None,
+            apply_window=apply_window_text(feed, tenant),
+            first_days=first_days_view(feed, tenant, now),
         )
         for feed, tenant in feeds
     ]

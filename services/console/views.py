@@ -14,7 +14,7 @@ from collections.abc import AsyncIterator
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_serializer, field_validator
 from sqlalchemy import ColumnElement, Select, select, true, tuple_
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -28,6 +28,7 @@ STATUSES = (
     "completed",
     "completed_with_errors",
     "awaiting_approval",
+    "scheduled",
     "rejected",
     "failed",
     "duplicate",
@@ -56,6 +57,8 @@ class ImportSummary(BaseModel):
     errored: int
     received_at: datetime
     finished_at: datetime | None
+    # A test file: checked in full, its records a preview; nothing was applied.
+    test: bool = False
 
 
 class RecordView(BaseModel):
@@ -108,8 +111,15 @@ class ImportFilters(FormQuery):
     tenant: str | None = None
     feed: str | None = None
     status: str | None = None
+    # True: test files only; False: live files only; None: both.
+    test: bool | None = None
     received_from: date | None = None
     received_to: date | None = None
+
+    @field_serializer("test", when_used="json")
+    def _test_in_links(self, value: bool | None) -> str | None:
+        # A link keeps "live only" as test=false (a query string drops a bare False).
+        return None if value is None else str(value).lower()
 
 
 class RecordFilters(FormQuery):
@@ -141,6 +151,7 @@ def summary(imp: Import) -> ImportSummary:
         errored=imp.errored,
         received_at=imp.received_at,
         finished_at=imp.finished_at,
+        test=imp.test,
     )
 
 
@@ -154,6 +165,7 @@ async def list_imports(
     tenant: str | None = None,
     status: str | None = None,
     feed: str | None = None,
+    test: bool | None = None,
     received_from: date | None = None,
     received_to: date | None = None,
     scope: ColumnElement[bool] | None = None,
@@ -177,6 +189,8 @@ async def list_imports(
         query = query.join(Feed, Import.feed_id == Feed.id).where(Feed.name == feed)
     if status:
         query = query.where(Import.status == status)
+    if test is not None:
+        query = query.where(Import.test.is_(test))
     if received_from:
         query = query.where(Import.received_at >= _start_of(received_from))
     if received_to:

@@ -191,7 +191,7 @@ def _sql_text(
 ) -> ColumnElement[Any]:
     """A cell as PostgreSQL renders it, with the same rules as the Python converters."""
     if ftype == "datetime":
-        local = func.timezone(spec.schedule.timezone, attr)
+        local = func.timezone(spec.schedule.zone.key, attr)
         pattern = pg_pattern(fmt) if fmt else _PG_DEFAULT_DATETIME
         return type_coerce(func.to_char(local, pattern), String())
     if ftype == "date" and fmt:
@@ -288,7 +288,7 @@ async def build_file(
         yield_per=BATCH_ROWS
     )
     columns = spec.effective_columns()
-    tz = ZoneInfo(spec.schedule.timezone)
+    tz = spec.schedule.zone
     converters = [
         (i, fn)
         for i, col in enumerate(columns)

@@ -4,8 +4,9 @@ commands (from the CLI, through the outbox), carried out with the exporter's own
 Each handler only changes the export's row (a new period's export, a new delivery
 round) and names the export for the service's workers, which build and deliver it as
 they do a scheduled one, retrying until its window closes. A redelivered command
-changes nothing twice: a period has one export, and a round started since the request
-answers it. A command that cannot be carried out is logged, never raised.
+changes nothing twice: a period has one export, a sample (`test`) has the id of the
+request that asked for it, and a round started since the request answers it. A command
+that cannot be carried out is logged, never raised.
 """
 
 from __future__ import annotations
@@ -28,6 +29,8 @@ async def run(cmd: ExportRun, exporter: Exporter) -> uuid.UUID | None:
     if spec_row is None or spec_row.tenant_id != cmd.tenant_id:
         log.warning("export run refused: no such spec", spec_id=str(cmd.spec_id), by=cmd.by)
         return None
+    if cmd.test:
+        return await _sample(cmd, spec_row, exporter)
     export = await exporter.run_now(spec_row, cmd.day)
     if export is None:
         # This command made it before it was redelivered, or the schedule or another
@@ -35,6 +38,15 @@ async def run(cmd: ExportRun, exporter: Exporter) -> uuid.UUID | None:
         log.info("export run: the period is exported already", spec=spec_row.name, by=cmd.by)
         return None
     log.info("export run requested", spec=spec_row.name, export_id=str(export.id), by=cmd.by)
+    return export.id
+
+
+async def _sample(cmd: ExportRun, spec_row: ExportSpec, exporter: Exporter) -> uuid.UUID | None:
+    export = await exporter.run_sample(spec_row, cmd.day, cmd.event_id)
+    if export is None:
+        log.info("sample export: made already for this request", spec=spec_row.name, by=cmd.by)
+        return None
+    log.info("sample export requested", spec=spec_row.name, export_id=str(export.id), by=cmd.by)
     return export.id
 
 

@@ -1,20 +1,23 @@
 """When exports run and which dates each run covers; turning due runs into export rows.
 
 Time is always passed in (`now`), so a test can move a clock instead of sleeping.
-Runs are computed in the spec's IANA time zone (croniter keeps wall-clock times
-across DST changes) and recorded in UTC.
+Runs are computed in the spec's IANA time zone, else the tenant's (croniter keeps
+wall-clock times across DST changes) and recorded in UTC. A schedule on business days
+moves a run that falls on a weekend, public holiday or closure to the same time on the
+next business day; its period stays the one it would have covered.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta
-from zoneinfo import ZoneInfo
+from datetime import UTC, date, datetime, time, timedelta
+from itertools import groupby
 
 from croniter import croniter
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 
+from courier.common.calendars import BusinessCalendar
 from courier.common.db.engine import Database
 from courier.common.db.models_exports import Export, ExportSpec
 from courier.common.logging import get_logger
@@ -36,7 +39,7 @@ class Run:
 
 def runs_between(schedule: Schedule, after: datetime, until: datetime) -> list[datetime]:
     """Cron firings in (after, until], as UTC instants."""
-    tz = ZoneInfo(schedule.timezone)
+    tz = schedule.zone
     it = croniter(schedule.cron, after.astimezone(tz))
     out: list[datetime] = []
     while True:
@@ -68,28 +71,73 @@ def period_before(period: Period, run_local_day: date) -> tuple[date, date]:
     return start, end
 
 
-def run_for(spec: ExportSpecModel, at: datetime) -> Run:
-    local_day = at.astimezone(ZoneInfo(spec.schedule.timezone)).date()
+def run_for(spec: ExportSpecModel, at: datetime, fired: datetime | None = None) -> Run:
+    """The run at `at` covering the period before the day the cron `fired` (default: `at`)."""
+    local_day = (fired or at).astimezone(spec.schedule.zone).date()
     start, end = period_before(spec.period, local_day)
     return Run(at, start, end)
+
+
+def due_runs(
+    spec: ExportSpecModel, calendar: BusinessCalendar, after: datetime, until: datetime
+) -> list[Run]:
+    """Runs at (after, until], in order; on business days, a firing on a day off is moved
+    to the same local time on the next business day."""
+    business = spec.schedule.days == "business"
+    scan_from = after
+    if business:
+        # Firings on the days off just before `after` may have been moved past it.
+        day = calendar.local_date(after)
+        for _ in range(366):
+            if calendar.is_business_day(day - timedelta(days=1)):
+                break
+            day -= timedelta(days=1)
+        scan_from = min(after, calendar.at(day, time()))
+    runs = []
+    for fired in runs_between(spec.schedule, scan_from, until):
+        at, local = fired, calendar.local(fired)
+        if business and not calendar.is_business_day(local.date()):
+            moved = calendar.next_business_day(local.date())
+            at = calendar.at(moved, local.time()).astimezone(UTC)
+        if after < at <= until:
+            runs.append(run_for(spec, at, fired))
+    return sorted(runs, key=lambda r: (r.at, r.period_start))
+
+
+def _export(spec_row: ExportSpec, run: Run) -> Export:
+    return Export(
+        spec_id=spec_row.id,
+        tenant_id=spec_row.tenant_id,
+        period_start=run.period_start,
+        period_end=run.period_end,
+        scheduled_for=run.at,
+        status="pending",
+    )
 
 
 async def claim_period(db: Database, spec_row: ExportSpec, run: Run) -> Export | None:
     """Insert the export for a period; None when it exists already (unique spec + period)."""
     try:
         async with db.transaction() as s:
-            export = Export(
-                spec_id=spec_row.id,
-                tenant_id=spec_row.tenant_id,
-                period_start=run.period_start,
-                period_end=run.period_end,
-                scheduled_for=run.at,
-                status="pending",
-            )
+            export = _export(spec_row, run)
             s.add(export)
     except IntegrityError:
         return None
     return export
+
+
+async def claim_together(db: Database, spec_row: ExportSpec, runs: list[Run]) -> list[Export]:
+    """Claim runs that share a time in one transaction: the next pass starts after that
+    time, so none of them may be left behind. Where one exists already, one by one."""
+    if len(runs) == 1:
+        return [e for e in [await claim_period(db, spec_row, runs[0])] if e is not None]
+    try:
+        async with db.transaction() as s:
+            exports = [_export(spec_row, run) for run in runs]
+            s.add_all(exports)
+        return exports
+    except IntegrityError:
+        return [e for run in runs if (e := await claim_period(db, spec_row, run)) is not None]
 
 
 async def schedule_due(db: Database, now: datetime) -> list[Export]:
@@ -100,17 +148,21 @@ async def schedule_due(db: Database, now: datetime) -> list[Export]:
         last_runs = dict(
             (
                 await s.execute(
-                    select(Export.spec_id, func.max(Export.scheduled_for)).group_by(Export.spec_id)
+                    # A sample asked for today must not pass for today's scheduled run.
+                    select(Export.spec_id, func.max(Export.scheduled_for))
+                    .where(Export.test.is_(False))
+                    .group_by(Export.spec_id)
                 )
             ).all()
         )
     for spec_row in specs:
-        spec = ExportSpecModel.model_validate(spec_row.spec)
+        spec = ExportSpecModel.of(spec_row)
+        calendar = BusinessCalendar.of(spec_row.tenant, spec.schedule.timezone)
         last = last_runs.get(spec_row.id)
         if last is not None and last.tzinfo is None:
             last = last.replace(tzinfo=UTC)
         since = max(spec_row.created_at, last) if last else spec_row.created_at
-        due = runs_between(spec.schedule, since, now)
+        due = due_runs(spec, calendar, since, now)
         if len(due) > MAX_CATCH_UP:
             log.warning(
                 "skipping old missed runs",
@@ -119,9 +171,8 @@ async def schedule_due(db: Database, now: datetime) -> list[Export]:
                 skipped=len(due) - MAX_CATCH_UP,
             )
             due = due[-MAX_CATCH_UP:]
-        for at in due:
-            export = await claim_period(db, spec_row, run_for(spec, at))
-            if export is not None:
+        for _, group in groupby(due, key=lambda r: r.at):
+            for export in await claim_together(db, spec_row, list(group)):
                 log.info(
                     "export scheduled",
                     tenant_id=str(spec_row.tenant_id),

@@ -5,11 +5,12 @@ from __future__ import annotations
 import string
 from datetime import date, datetime, timedelta
 from typing import Annotated, Any, Literal
+from zoneinfo import ZoneInfo
 
 from pydantic import Field, field_validator, model_validator
 
 from courier.common.remote import RemoteEndpoint
-from courier.common.specs import Contact, StrictModel, check_cron, check_timezone
+from courier.common.specs import Contact, Days, StrictModel, check_cron, check_optional_timezone
 
 # The fields each kind offers, and what they hold: only `text` cells can carry a formula.
 FieldType = Literal["text", "number", "integer", "date", "datetime"]
@@ -37,11 +38,22 @@ TEMPLATE_FIELDS = ("start", "end", "run", "spec", "tenant")
 
 
 class Schedule(StrictModel):
+    """When runs fire: `cron` in `timezone` (None: the tenant's, see `ExportSpecModel.of`).
+    On business days, a run that falls on a weekend, public holiday or closure moves to
+    the same local time on the next business day, so its period is still exported."""
+
     cron: str
-    timezone: str = "UTC"
+    timezone: str | None = None
+    days: Days = "every_day"
 
     _cron = field_validator("cron")(check_cron)
-    _tz = field_validator("timezone")(check_timezone)
+    _tz = field_validator("timezone")(check_optional_timezone)
+
+    @property
+    def zone(self) -> ZoneInfo:
+        if self.timezone is None:
+            raise ValueError("the schedule's time zone was not resolved with its tenant")
+        return ZoneInfo(self.timezone)
 
 
 class Period(StrictModel):
@@ -156,6 +168,20 @@ class ExportSpecModel(StrictModel):
                     f"{self.kind} have no field {col.field!r} (fields: {', '.join(known)})"
                 )
         return self
+
+    @classmethod
+    def of(cls, row: Any) -> ExportSpecModel:
+        """The spec of an `ExportSpec` row, its schedule in the tenant's zone unless it
+        names its own."""
+        spec = cls.model_validate(row.spec)
+        return spec.in_zone(row.tenant.timezone)
+
+    def in_zone(self, default: str | None) -> ExportSpecModel:
+        """This spec with `default` (a tenant's zone) where the schedule names none."""
+        if self.schedule.timezone is not None:
+            return self
+        schedule = self.schedule.model_copy(update={"timezone": default or "UTC"})
+        return self.model_copy(update={"schedule": schedule})
 
     def effective_columns(self) -> list[Column]:
         return self.columns or [Column(field=f) for f in FIELDS[self.kind]]

@@ -15,7 +15,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
-from zoneinfo import ZoneInfo
 
 from sqlalchemy import select
 from tenacity import (
@@ -37,6 +36,7 @@ from courier.common.metrics import (
     EXPORT_BUILD_SECONDS,
     EXPORT_DELIVERY_ATTEMPTS,
     EXPORT_ROWS,
+    EXPORT_SAMPLES,
     EXPORTS,
 )
 from courier.common.outbox import stage
@@ -44,6 +44,7 @@ from courier.common.remote import HostKeyRefused, RemoteError
 from courier.common.storage import Storage, StorageError
 from courier.exporter.build import build_file
 from courier.exporter.deliver import DeliveryError, to_pickup, to_sftp
+from courier.exporter.samples import claim_sample, destinations, sample_name
 from courier.exporter.schedule import Run, claim_period, period_containing, schedule_due
 from courier.exporter.spec import (
     ExportSpecModel,
@@ -107,7 +108,7 @@ class Exporter:
             if lease is None:
                 return None
             export = await self.load(export_id)
-            spec = ExportSpecModel.model_validate(export.spec.spec)
+            spec = ExportSpecModel.of(export.spec)
             if export.status == "pending":
                 await self._build(export, spec)
                 export = await self.load(export_id)
@@ -134,10 +135,12 @@ class Exporter:
 
     async def _build(self, export: Export, spec: ExportSpecModel) -> None:
         tenant = export.spec.tenant.slug
-        run_local = export.scheduled_for.astimezone(ZoneInfo(spec.schedule.timezone))
+        run_local = export.scheduled_for.astimezone(spec.schedule.zone)
         name = render_file_name(
             spec.file_name, export.period_start, export.period_end, run_local, spec.name, tenant
         )
+        if export.test:
+            name = sample_name(name)
         key = f"tenants/{tenant}/exports/{export.id}/{name}"
         started = time.monotonic()
         try:
@@ -157,13 +160,16 @@ class Exporter:
                 row = await s.get(Export, export.id)
                 assert row is not None
                 row.status, row.error, row.finished_at = "failed", reason, self.clock()
-                stage(
-                    s,
-                    self._alert(
-                        export, "export_build_failed", f"export {name} could not be built: {reason}"
-                    ),
-                )
-            EXPORTS.labels(spec.kind, "failed").inc()
+                if not export.test:  # a sample's failure is seen by whoever asked for it
+                    stage(
+                        s,
+                        self._alert(
+                            export,
+                            "export_build_failed",
+                            f"export {name} could not be built: {reason}",
+                        ),
+                    )
+            self._count(export, spec, "failed")
             return
         EXPORT_BUILD_SECONDS.labels(spec.kind).observe(time.monotonic() - started)
         EXPORT_ROWS.labels(spec.kind).inc(built.rows)
@@ -188,7 +194,7 @@ class Exporter:
             and export.delivery_started_at is not None
             and a.attempted_at >= export.delivery_started_at
         }
-        pending = [d for d in spec.destinations if d.label not in done]
+        pending = [d for d in destinations(export, spec) if d.label not in done]
         results = await asyncio.gather(
             *(self._deliver_one(export, d, single_attempt, spec.delivery_window) for d in pending)
         )
@@ -206,7 +212,7 @@ class Exporter:
             assert row is not None
             row.status, row.finished_at = status, now
             row.error = "; ".join(errors) or None
-            if errors:
+            if errors and not export.test:
                 stage(
                     s,
                     self._alert(
@@ -217,7 +223,10 @@ class Exporter:
                         last_error=errors[-1],
                     ),
                 )
-        EXPORTS.labels(spec.kind, status).inc()
+        self._count(export, spec, status)
+
+    def _count(self, export: Export, spec: ExportSpecModel, status: str) -> None:
+        (EXPORT_SAMPLES if export.test else EXPORTS).labels(spec.kind, status).inc()
 
     async def _deliver_one(
         self,
@@ -264,7 +273,9 @@ class Exporter:
                 rows=export.rows or 0,
                 **self._collection(dest, export.file_name or "", window),
             )
-            await self._audit(export, dest.label, "delivered", size=size, event=delivered)
+            # A sample is not the period's export: nothing downstream may take it for one.
+            announced = None if export.test else delivered
+            await self._audit(export, dest.label, "delivered", size=size, event=announced)
             return size
 
         def window_closed(state: RetryCallState) -> bool:
@@ -350,10 +361,18 @@ class Exporter:
         spec = ExportSpecModel.model_validate(spec_row.spec)
         now = self.clock()
         if day is None:
-            local = now.astimezone(ZoneInfo(spec.schedule.timezone)).date()
+            local = now.astimezone(ExportSpecModel.of(spec_row).schedule.zone).date()
             day = local - timedelta(days=1)
         start, end = period_containing(spec.period, day)
         return await claim_period(self.db, spec_row, Run(now, start, end))
+
+    async def run_sample(
+        self, spec_row: ExportSpec, day: date, sample_id: uuid.UUID
+    ) -> Export | None:
+        """Create the sample of the period containing `day`, asked for as `sample_id`."""
+        spec = ExportSpecModel.of(spec_row)
+        start, end = period_containing(spec.period, day)
+        return await claim_sample(self.db, spec_row, Run(self.clock(), start, end), sample_id)
 
     async def reopen_delivery(self, export_id: uuid.UUID) -> Export | None:
         """Start a new delivery round for a built export, with a fresh window."""
@@ -361,7 +380,7 @@ class Exporter:
             export = await s.get(Export, export_id)
             if export is None or export.storage_key is None:
                 return export
-            spec = ExportSpecModel.model_validate(export.spec.spec)
+            spec = ExportSpecModel.of(export.spec)
             now = self.clock()
             export.status = "delivering"
             export.delivery_started_at = now

@@ -53,7 +53,8 @@ class Principal:
     password_hash: str | None
     enabled: bool
     factors: frozenset[str]
-    key_fingerprints: frozenset[str]
+    # SHA256 fingerprint of each authorized key, and when it expires (None: never).
+    keys: dict[str, datetime | None]
     allowed: list[Network] = field(default_factory=list)
     can_upload: bool = True
     can_read: bool = True
@@ -70,8 +71,10 @@ async def load_principal(db: Database, username: str) -> Principal | None:
         account = await session.scalar(select(SftpAccount).where(SftpAccount.username == username))
         if account is None:
             return None
-        fingerprints = await session.scalars(
-            select(AccountKey.fingerprint).where(AccountKey.account_id == account.id)
+        keys = await session.execute(
+            select(AccountKey.fingerprint, AccountKey.expires_at).where(
+                AccountKey.account_id == account.id
+            )
         )
         return Principal(
             account_id=account.id,
@@ -80,7 +83,7 @@ async def load_principal(db: Database, username: str) -> Principal | None:
             password_hash=account.password_hash,
             enabled=account.enabled,
             factors=POLICIES.get(account.auth_policy, POLICIES["password+key"]),
-            key_fingerprints=frozenset(fingerprints),
+            keys={fingerprint: expires for fingerprint, expires in keys},
             allowed=networks(account.allowed_cidrs or []),
             can_upload=account.can_upload,
             can_read=account.can_read,

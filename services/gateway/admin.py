@@ -6,15 +6,19 @@ returned (when generated) for the caller to show once, and never logged.
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
 import uuid
 from collections.abc import Sequence
-from datetime import UTC, datetime, timedelta
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, time, timedelta
 
 import asyncssh
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from courier.common import console_audit
+from courier.common.calendars import BusinessCalendar
 from courier.common.db.engine import Database
 from courier.common.db.models import SftpAccount, Tenant
 from courier.common.db.models_gateway import AccountKey, PasswordHistory, PasswordPolicy
@@ -40,6 +44,10 @@ MIN_RSA_BITS = 3072
 
 class AdminError(Exception):
     """A refusal to show the operator as is."""
+
+
+class PasswordRefused(AdminError):
+    """A new password the tenant's policy does not take (also shown to a partner's client)."""
 
 
 def _now() -> datetime:
@@ -97,7 +105,9 @@ def parse_key(text: str) -> tuple[str, str, str, str | None]:
     return algorithm, key.get_fingerprint("sha256"), line, comment
 
 
-def _key_row(account_id: uuid.UUID, parsed: tuple[str, str, str, str | None]) -> AccountKey:
+def _key_row(
+    account_id: uuid.UUID, parsed: tuple[str, str, str, str | None], expires_at: datetime | None
+) -> AccountKey:
     algorithm, fingerprint, line, comment = parsed
     return AccountKey(
         account_id=account_id,
@@ -105,7 +115,31 @@ def _key_row(account_id: uuid.UUID, parsed: tuple[str, str, str, str | None]) ->
         fingerprint=fingerprint,
         public_key=line,
         comment=comment,
+        expires_at=expires_at,
     )
+
+
+def key_expiry(
+    tenant: Tenant, policy: PasswordPolicy, expires: date | datetime | None, now: datetime
+) -> datetime | None:
+    """When a key added `now` stops working.
+
+    A date is valid through its last day in the tenant's time zone (what a partner
+    reads "expires 2027-06-30" as); none given: the tenant's `key_max_age_days`
+    (0 = the key does not expire).
+    """
+    if isinstance(expires, datetime):
+        when: datetime | None = expires
+    elif isinstance(expires, date):
+        calendar = BusinessCalendar.of(tenant)
+        when = calendar.at(expires + timedelta(days=1), time(0)).astimezone(UTC)
+    elif policy.key_max_age_days:
+        return now + timedelta(days=policy.key_max_age_days)
+    else:
+        return None
+    if when <= now:
+        raise AdminError(f"{expires} is in the past: a key must expire later")
+    return when
 
 
 def parse_cidr(text: str) -> str:
@@ -125,17 +159,27 @@ async def get_account(session: AsyncSession, username: str) -> SftpAccount:
     return account
 
 
+def _checked_hash(password: str, strength: Strength, earlier: list[str], history: int) -> str:
+    """The new password's hash, once it meets the strength and no-reuse rules.
+
+    argon2 makes this CPU-bound for a second or more: callers run it in a thread.
+    """
+    problems = strength_problems(password, strength)
+    if problems:
+        raise PasswordRefused("password too weak: needs " + " and ".join(problems))
+    if history > 0 and matches_any(password, earlier[:history]):
+        raise PasswordRefused(f"password was used before (last {history} are refused)")
+    return hash_password(password)
+
+
 async def _apply_password(
-    session: AsyncSession, account: SftpAccount, password: str | None
+    session: AsyncSession, account: SftpAccount, password: str | None, now: datetime | None = None
 ) -> str | None:
     """Check `password` (or generate one) against the tenant's policy and store it."""
     policy = await policy_for(session, account.tenant_id)
     generated = None
     if password is None:
         password = generated = generate_password(max(24, policy.min_length))
-    problems = strength_problems(password, Strength(policy.min_length, policy.min_classes))
-    if problems:
-        raise AdminError("password too weak: needs " + " and ".join(problems))
     earlier: list[str] = []
     if policy.history > 0:
         earlier = list(
@@ -148,12 +192,12 @@ async def _apply_password(
         )
         if account.password_hash:
             earlier.insert(0, account.password_hash)
-        if matches_any(password, earlier[: policy.history]):
-            raise AdminError(f"password was used before (last {policy.history} are refused)")
+    strength = Strength(policy.min_length, policy.min_classes)
+    new_hash = await asyncio.to_thread(_checked_hash, password, strength, earlier, policy.history)
     if account.password_hash:
         session.add(PasswordHistory(account_id=account.id, password_hash=account.password_hash))
-    now = _now()
-    account.password_hash = hash_password(password)
+    now = now or _now()
+    account.password_hash = new_hash
     account.password_set_at = now
     account.password_expires_at = (
         now + timedelta(days=policy.max_age_days) if policy.max_age_days else None
@@ -198,40 +242,137 @@ async def create_account(
         generated = (
             await _apply_password(session, account, password) if auth_policy != "key" else None
         )
-        session.add_all(_key_row(account.id, parsed) for parsed in parsed_keys)
+        policy = await policy_for(session, tenant.id)
+        expires_at = key_expiry(tenant, policy, None, _now())
+        session.add_all(_key_row(account.id, parsed, expires_at) for parsed in parsed_keys)
     return account, generated
 
 
-async def set_password(db: Database, username: str, password: str | None = None) -> str | None:
-    """Set (or, with None, generate) a new password; returns the generated one."""
+async def set_password(
+    db: Database, username: str, password: str | None = None, *, now: datetime | None = None
+) -> str | None:
+    """Set (or, with None, generate) a new password; returns the generated one.
+
+    The operator's `set-password` and a partner's change over SSH both come here, so
+    one policy answers both.
+    """
     async with db.transaction() as session:
         account = await get_account(session, username)
-        return await _apply_password(session, account, password)
+        return await _apply_password(session, account, password, now)
 
 
-async def add_key(db: Database, username: str, text: str) -> str:
-    parsed = parse_key(text)
-    fingerprint = parsed[1]
-    async with db.transaction() as session:
-        account = await get_account(session, username)
-        exists = await session.scalar(
-            select(AccountKey.id).where(
-                AccountKey.account_id == account.id, AccountKey.fingerprint == fingerprint
-            )
+async def _key_of(
+    session: AsyncSession, account_id: uuid.UUID, fingerprint: str
+) -> AccountKey | None:
+    return await session.scalar(
+        select(AccountKey).where(
+            AccountKey.account_id == account_id, AccountKey.fingerprint == fingerprint
         )
-        if exists is None:
-            session.add(_key_row(account.id, parsed))
-    return fingerprint
+    )
+
+
+async def add_key(
+    db: Database,
+    username: str,
+    text: str,
+    *,
+    expires: date | datetime | None = None,
+    now: datetime | None = None,
+) -> AccountKey:
+    """Authorize a key until `expires` (see `key_expiry`). Adding a key the account has
+    already changes nothing but its expiry, when one is given."""
+    parsed = parse_key(text)
+    now = now or _now()
+    async with db.transaction() as session:
+        account = await get_account(session, username)
+        policy = await policy_for(session, account.tenant_id)
+        key = await _key_of(session, account.id, parsed[1])
+        if key is None:
+            key = _key_row(account.id, parsed, key_expiry(account.tenant, policy, expires, now))
+            session.add(key)
+        elif expires is not None:
+            key.expires_at = key_expiry(account.tenant, policy, expires, now)
+            key.reminded_days = None  # a new expiry is reminded afresh
+    return key
+
+
+@dataclass(frozen=True)
+class Retired:
+    """A key a rotation set to expire: when it would have, and when it now does."""
+
+    fingerprint: str
+    was: datetime | None
+    expires_at: datetime
+
+
+@dataclass(frozen=True)
+class Rotation:
+    added: AccountKey
+    retired: list[Retired]
+
+
+async def rotate_key(
+    db: Database,
+    username: str,
+    text: str,
+    *,
+    overlap_days: int = 14,
+    expires: date | datetime | None = None,
+    actor: str,
+    now: datetime | None = None,
+) -> Rotation:
+    """Add the new key and let every other key of the account expire after the overlap
+    (never later than it would anyway), so the partner can switch without a gap."""
+    if overlap_days < 0:
+        raise AdminError("overlap-days cannot be negative")
+    parsed = parse_key(text)
+    now = now or _now()
+    async with db.transaction() as session:
+        account = await get_account(session, username)
+        old_keys = list(
+            await session.scalars(select(AccountKey).where(AccountKey.account_id == account.id))
+        )
+        if any(k.fingerprint == parsed[1] for k in old_keys):
+            raise AdminError(f"{username} has key {parsed[1]} already: rotate to a new key")
+        policy = await policy_for(session, account.tenant_id)
+        added = _key_row(account.id, parsed, key_expiry(account.tenant, policy, expires, now))
+        session.add(added)
+        cutoff = now + timedelta(days=overlap_days)
+        retired = []
+        for key in sorted(old_keys, key=lambda k: k.created_at):
+            if key.expires_at is not None and key.expires_at <= cutoff:
+                continue  # ends within the overlap already
+            retired.append(Retired(key.fingerprint, key.expires_at, cutoff))
+            key.expires_at = cutoff
+        console_audit.record(
+            session,
+            actor=actor,
+            action="sftp_key.rotate",
+            tenant_id=account.tenant_id,
+            target_type="sftp_account",
+            target_id=account.id,
+            summary=f"{username}: key {added.fingerprint} added, "
+            f"{len(retired)} older key(s) expire {cutoff:%Y-%m-%d %H:%M} UTC",
+            details={
+                "added": added.fingerprint,
+                "added_expires_at": added.expires_at.isoformat() if added.expires_at else None,
+                "retired": [
+                    {
+                        "fingerprint": r.fingerprint,
+                        "was": r.was.isoformat() if r.was else None,
+                        "expires_at": r.expires_at.isoformat(),
+                    }
+                    for r in retired
+                ],
+            },
+        )
+    return Rotation(added, retired)
 
 
 async def remove_key(db: Database, username: str, fingerprint: str) -> bool:
     async with db.transaction() as session:
         account = await get_account(session, username)
-        key = await session.scalar(
-            select(AccountKey).where(
-                AccountKey.account_id == account.id, AccountKey.fingerprint == fingerprint
-            )
-        )
+        key = await _key_of(session, account.id, fingerprint)
         if key is None:
             return False
         await session.delete(key)

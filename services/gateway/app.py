@@ -19,7 +19,9 @@ async def main(runtime: Runtime) -> None:
     settings = runtime.settings
     guard = Guard(settings, runtime.db)
     audit = AuditLog(runtime.db, every=settings.gateway_audit_flush_seconds)
-    ctx = GatewayContext(settings, runtime.db, runtime.bus, runtime.storage, guard, audit)
+    ctx = GatewayContext(
+        settings, runtime.db, runtime.bus, runtime.storage, guard, audit, clock=runtime.clock
+    )
     server = await start(ctx)
     runtime.log.info("sftp listening", host=settings.gateway_host, port=settings.gateway_port)
 
@@ -31,7 +33,7 @@ async def main(runtime: Runtime) -> None:
         await runtime.run(
             guard.keep_fresh(),
             audit.run(),
-            keep_checking(runtime.db, settings.gateway_password_check_seconds),
+            keep_checking(runtime.db, settings.gateway_password_check_seconds, runtime.clock),
             drain=_drain,
             last=audit.flush,
         )

@@ -1,8 +1,11 @@
-"""Passwords nearing the end of their rotation period raise `password_expiring` alerts.
+"""Passwords and SSH keys nearing their expiry raise `password_expiring` and
+`ssh_key_expiring` alerts, which reach the partner's contacts through the monitor and
+the notifier.
 
-One alert per account and expiry: it is staged in the outbox in the transaction that
-marks the account reminded of that expiry, so a bus outage delays the alert but
-neither loses nor repeats it. A new password (a new expiry) gets a reminder of its own.
+Each alert is staged in the outbox in the transaction that marks what it reminded of,
+so a bus outage delays it but neither loses nor repeats it. A password gets one
+reminder per expiry (a new password, a new reminder); a key one at each of 30, 7 and
+1 days before it expires.
 """
 
 from __future__ import annotations
@@ -12,8 +15,10 @@ from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import select
 
+from courier.common.clock import Clock, SystemClock
 from courier.common.db.engine import Database
 from courier.common.db.models import SftpAccount
+from courier.common.db.models_gateway import AccountKey
 from courier.common.events import AlertRaised
 from courier.common.logging import get_logger
 from courier.common.outbox import stage
@@ -21,6 +26,9 @@ from courier.common.tasks import uninterrupted
 from courier.gateway.admin import policy_for
 
 log = get_logger(__name__)
+
+# Days before a key's expiry at which its partner is reminded.
+KEY_REMINDER_DAYS = (30, 7, 1)
 
 
 def _alert(account: SftpAccount, expires: datetime, now: datetime) -> AlertRaised:
@@ -78,10 +86,91 @@ async def raise_expiry_alerts(db: Database, now: datetime | None = None) -> list
     return staged
 
 
-async def keep_checking(db: Database, every: float) -> None:
+def key_reminder_due(expires: datetime, now: datetime) -> int | None:
+    """The reminder a key is due at `now`: the nearest of 30, 7 and 1 days it is within."""
+    due = [d for d in KEY_REMINDER_DAYS if expires - now <= timedelta(days=d)]
+    return min(due) if due and expires > now else None
+
+
+def _days_left(expires: datetime, now: datetime) -> int:
+    return -((now - expires) // timedelta(days=1))
+
+
+def _key_alert(account: SftpAccount, key: AccountKey, due: int, now: datetime) -> AlertRaised:
+    assert key.expires_at is not None
+    days = _days_left(key.expires_at, now)
+    return AlertRaised(
+        kind="ssh_key_expiring",
+        # One incident (and so one e-mail to the partner) per key, expiry and reminder.
+        cause_key=(
+            f"ssh_key_expiring:{account.username}:{key.fingerprint}:{key.expires_at.date()}:{due}"
+        ),
+        tenant_id=account.tenant_id,
+        tenant=account.tenant.slug,
+        summary=(
+            f"SSH key {key.fingerprint} of {account.username} expires in {days} "
+            f"day{'s' if days != 1 else ''} ({key.expires_at:%Y-%m-%d %H:%M} UTC): "
+            "send the new public key to support before then"
+        ),
+        details={
+            "username": account.username,
+            "fingerprint": key.fingerprint,
+            "comment": key.comment,
+            "expires_at": key.expires_at.isoformat(),
+            "days_left": days,
+            "reminder_days": due,
+        },
+    )
+
+
+async def raise_key_expiry_alerts(db: Database, now: datetime | None = None) -> list[AlertRaised]:
+    """Stage an alert for each key of an enabled account that has come within 30, 7 or
+    1 days of its expiry since its last reminder."""
+    now = now or datetime.now(UTC)
+    horizon = now + timedelta(days=max(KEY_REMINDER_DAYS))
+    staged: list[AlertRaised] = []
+    async with db.transaction() as session:
+        rows = (
+            await session.execute(
+                select(AccountKey, SftpAccount)
+                .join(SftpAccount, AccountKey.account_id == SftpAccount.id)
+                .where(
+                    SftpAccount.enabled.is_(True),
+                    AccountKey.expires_at.is_not(None),
+                    AccountKey.expires_at > now,
+                    AccountKey.expires_at <= horizon,
+                )
+                .order_by(AccountKey.expires_at)
+                # Replicas check at the same time: a key is one replica's to remind.
+                .with_for_update(of=AccountKey, skip_locked=True)
+            )
+        ).all()
+        for key, account in rows:
+            assert key.expires_at is not None
+            due = key_reminder_due(key.expires_at, now)
+            if due is None or (key.reminded_days is not None and key.reminded_days <= due):
+                continue
+            alert = _key_alert(account, key, due, now)
+            stage(session, alert)
+            key.reminded_days = due
+            staged.append(alert)
+    for alert in staged:
+        log.info(
+            "ssh key expiring",
+            tenant=alert.tenant,
+            username=alert.details["username"],
+            fingerprint=alert.details["fingerprint"],
+            days=alert.details["reminder_days"],
+        )
+    return staged
+
+
+async def keep_checking(db: Database, every: float, clock: Clock | None = None) -> None:
+    clock = clock or SystemClock()
     while True:
-        try:
-            await uninterrupted(raise_expiry_alerts(db))
-        except Exception as exc:  # the next pass retries; an alert late beats a dead gateway
-            log.warning("password expiry check failed", error=str(exc))
+        for check in (raise_expiry_alerts, raise_key_expiry_alerts):
+            try:
+                await uninterrupted(check(db, clock.now()))
+            except Exception as exc:  # the next pass retries; late beats a dead gateway
+                log.warning("expiry check failed", check=check.__name__, error=str(exc))
         await asyncio.sleep(every)

@@ -6,19 +6,19 @@ import asyncio
 import time
 import uuid
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Any
 
 import asyncssh
 import structlog
 
 from courier.common.bus import Bus
+from courier.common.clock import Clock, SystemClock
 from courier.common.db.engine import Database
 from courier.common.logging import get_logger
 from courier.common.metrics import SFTP_AUTH_FAILURES, SFTP_SESSIONS
 from courier.common.settings import Settings
 from courier.common.storage import Storage
-from courier.gateway import hostkeys
+from courier.gateway import admin, hostkeys
 from courier.gateway.accounts import Principal, load_principal
 from courier.gateway.audit import AuditLog, SessionRef
 from courier.gateway.bans import Guard
@@ -63,6 +63,8 @@ SIG_ALGS = [
 ]
 _ANY_FACTORS = frozenset({"password", "publickey"})
 STOPPING = "gateway stopping"
+# What an SSH client shows when it asks the partner for a new password.
+CHANGE_PROMPT = "Your password has expired: choose a new one."
 
 
 class Busy:
@@ -94,6 +96,8 @@ class GatewayContext:
     # Accounts read at login, kept for the state refresh interval (bursts of logins).
     principals: dict[str, tuple[float, Principal | None]] = field(default_factory=dict)
     passwords: PasswordChecker = field(default_factory=PasswordChecker)
+    # Password and key expiry are judged by this clock (a test's clock in tests).
+    clock: Clock = field(default_factory=SystemClock)
     _loading: dict[str, asyncio.Future[Principal | None]] = field(default_factory=dict)
     # Open connections by their SSH server object: a stop disconnects them.
     connections: dict[GatewaySSHServer, asyncssh.SSHServerConnection] = field(default_factory=dict)
@@ -190,6 +194,10 @@ class GatewaySSHServer(asyncssh.SSHServer):
         self.pending: str | None = None
         self.failed_reason: str | None = None
         self.disabled_seen = False
+        # The client offered an authorized key past its expiry (and was refused).
+        self.expired_key_seen = False
+        # The right password was offered, but it had expired.
+        self.password_expired_seen = False
         self.authenticated = False
         # Set when the gateway itself ends the connection (a stop), not the client.
         self.stop_reason: str | None = None
@@ -244,6 +252,10 @@ class GatewaySSHServer(asyncssh.SSHServer):
             # The client gave up without completing every factor the account needs.
             if self.disabled_seen:
                 reason = "disabled"
+            elif self.expired_key_seen and "publickey" not in self.passed:
+                reason = "key_expired"
+            elif self.password_expired_seen and "password" not in self.passed:
+                reason = "password_expired"
             elif not self.passed:
                 reason = "no_valid_credentials"
             else:
@@ -276,13 +288,25 @@ class GatewaySSHServer(asyncssh.SSHServer):
     def password_auth_supported(self) -> bool:
         return "password" in self._remaining()
 
+    def kbdint_auth_supported(self) -> bool:
+        # asyncssh would otherwise take passwords through keyboard-interactive too, where
+        # an expired one cannot be changed: clients fall back to the password method.
+        return False
+
     def validate_public_key(self, username: str, key: asyncssh.SSHKey) -> bool:
         self.pending = None
         account = self.candidate
-        if account is None or key.get_fingerprint("sha256") not in account.key_fingerprints:
+        fingerprint = key.get_fingerprint("sha256")
+        if account is None or fingerprint not in account.keys:
             return False
         if not account.enabled:
             self.disabled_seen = True
+            return False
+        expires = account.keys[fingerprint]
+        if expires is not None and expires <= self.ctx.clock.now():
+            # Refused like any unknown key; the audit says why when the login fails.
+            self.expired_key_seen = True
+            self.session.log.warning("expired key offered", fingerprint=fingerprint)
             return False
         # asyncssh verifies the signature after this; success then reaches factor_passed.
         self.pending = "publickey"
@@ -304,10 +328,61 @@ class GatewaySSHServer(asyncssh.SSHServer):
             await self._fail("disabled")
             raise asyncssh.PermissionDenied("account disabled")
         expires = account.password_expires_at
-        if expires is not None and expires <= datetime.now(UTC):
-            await self._fail("password_expired")
-            raise asyncssh.PermissionDenied("password expired: ask your administrator to rotate it")
+        if expires is not None and expires <= self.ctx.clock.now():
+            self.password_expired_seen = True
+            if not self._may_change_password():
+                return False
+            # The client asks its user for a new one and comes back to change_password.
+            self.session.log.info("password expired: change requested")
+            raise asyncssh.PasswordChangeRequired(CHANGE_PROMPT)
         self.pending = "password"
+        return True
+
+    async def change_password(self, username: str, old_password: str, new_password: str) -> bool:
+        """An expired (or any) password replaced by the partner's client.
+
+        The old password proves who asks, exactly as a login does; the new one must
+        meet the tenant's policy (the same check as `courier accounts set-password`),
+        or the client is asked again with the reason. The new password counts as this
+        login's password factor (a password+key account has shown its key already).
+        """
+        self.pending = None
+        account = self.candidate
+        ok = await self.ctx.passwords.check(
+            username, account.password_hash if account else None, old_password
+        )
+        if account is None:
+            await self._fail("unknown_user")
+            return False
+        if not ok:
+            await self._fail("password")
+            return False
+        if not account.enabled:
+            await self._fail("disabled")
+            raise asyncssh.PermissionDenied("account disabled")
+        if not self._may_change_password():
+            return False
+        try:
+            await admin.set_password(self.ctx.db, username, new_password, now=self.ctx.clock.now())
+        except admin.PasswordRefused as exc:
+            self.session.log.info("password change refused", reason=str(exc))
+            self.ctx.audit.add(self._attempt_ref(), "password_change_refused", reason=str(exc))
+            raise asyncssh.PasswordChangeRequired(f"{exc}. Choose another password.") from None
+        # This replica's cached account has the old hash; others refresh within seconds.
+        self.ctx.principals.pop(username, None)
+        self.session.log.info("password changed")
+        self.ctx.audit.add(self._attempt_ref(), "password_changed")
+        self.pending = "password"
+        return True
+
+    def _may_change_password(self) -> bool:
+        """A password+key account proves its key before its password may be changed,
+        so the old password alone never sets a new one. (Clients offer keys first.)"""
+        account = self.candidate
+        assert account is not None
+        if "publickey" in account.factors and "publickey" not in self.passed:
+            self.session.log.info("expired password offered before the key")
+            return False
         return True
 
     def factor_passed(self) -> bool:
@@ -330,16 +405,20 @@ class GatewaySSHServer(asyncssh.SSHServer):
         )
         return True
 
-    async def _fail(self, reason: str, *, raise_ban: bool = True) -> None:
-        self.failed_reason = reason
-        SFTP_AUTH_FAILURES.labels(reason=reason).inc()
-        self.session.log.warning("login failed", username=self.username, reason=reason)
-        ref = SessionRef(
+    def _attempt_ref(self) -> SessionRef:
+        """The audit's names for a login still under way (no principal yet)."""
+        return SessionRef(
             self.session.id,
             self.session.peer,
             self.username,
             self.candidate.tenant.slug if self.candidate else None,
         )
+
+    async def _fail(self, reason: str, *, raise_ban: bool = True) -> None:
+        self.failed_reason = reason
+        SFTP_AUTH_FAILURES.labels(reason=reason).inc()
+        self.session.log.warning("login failed", username=self.username, reason=reason)
+        ref = self._attempt_ref()
         self.ctx.audit.add(ref, "login_failed", reason=reason)
         # Failures are scored from the table: this one must be in it first.
         await self.ctx.audit.flush()

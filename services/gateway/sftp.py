@@ -164,11 +164,13 @@ class CourierSFTPServer(asyncssh.SFTPServer):
     @_in_region
     async def open(self, path: bytes, pflags: int, attrs: SFTPAttrs) -> Upload | Download:
         loc = self._resolve(path)
-        if loc.is_root or loc.is_area:
+        if loc.is_directory:
             raise asyncssh.SFTPFailure(f"{loc.path} is a directory")
         writing = bool(pflags & (asyncssh.FXF_WRITE | asyncssh.FXF_APPEND | asyncssh.FXF_CREAT))
         key = self.tree.key(loc)
         if writing:
+            if loc.is_result:
+                raise asyncssh.SFTPPermissionDenied(f"{loc.path}: result files are read-only")
             if loc.area != "inbound":
                 raise asyncssh.SFTPPermissionDenied(f"{loc.path}: uploads go to /inbound")
             if not self.principal.can_upload:
@@ -301,8 +303,11 @@ class CourierSFTPServer(asyncssh.SFTPServer):
     @_in_region
     async def remove(self, path: bytes) -> None:
         loc = self._resolve(path)
-        if loc.is_root or loc.is_area:
+        if loc.is_directory:
             raise asyncssh.SFTPPermissionDenied(f"{loc.path} cannot be removed")
+        if loc.is_result:
+            # Whatever the account's delete right: the partner's record of what we did.
+            raise asyncssh.SFTPPermissionDenied(f"{loc.path}: result files are read-only")
         # Uploaders may clean up their own drops; pickup files need the delete right.
         may = self.principal.can_upload if loc.area == "inbound" else self.principal.can_delete
         if not may:
@@ -317,7 +322,7 @@ class CourierSFTPServer(asyncssh.SFTPServer):
     @_in_region
     async def rename(self, oldpath: bytes, newpath: bytes) -> None:
         old, new = self._resolve(oldpath), self._resolve(newpath)
-        if old.area != "inbound" or new.area != "inbound" or old.is_area or new.is_area:
+        if old.area != "inbound" or new.area != "inbound" or old.is_directory or new.is_directory:
             raise asyncssh.SFTPPermissionDenied("only files in /inbound can be renamed")
         if not self.principal.can_upload:
             raise asyncssh.SFTPPermissionDenied("this account cannot change /inbound")

@@ -1,7 +1,10 @@
 """A tenant's virtual SFTP tree over object storage.
 
 `/` holds two directories, `inbound` and `outbound`; everything below maps to
-keys under `tenants/<slug>/<area>/`. Directories are implied by keys (S3 has none).
+keys under `tenants/<slug>/<area>/`. Directories are implied by keys (S3 has none),
+except the fixed ones every account sees from its creation: `/inbound/test` (test
+files), `/outbound/results` (the answer to each processed file, read-only to the
+partner) and `/outbound/test` (sample exports).
 """
 
 from __future__ import annotations
@@ -12,6 +15,10 @@ from datetime import datetime
 
 from courier.common.areas import AREAS, area_key
 from courier.common.storage import ObjectInfo, Storage, StorageError
+
+# Directories that exist whether or not they hold anything, by area.
+FIXED_DIRS: dict[str, tuple[str, ...]] = {"inbound": ("test",), "outbound": ("results", "test")}
+RESULTS = "results"
 
 
 class VfsError(Exception):
@@ -46,6 +53,21 @@ class Location:
     def is_area(self) -> bool:
         return self.area is not None and not self.relpath
 
+    @property
+    def is_fixed(self) -> bool:
+        """One of the fixed directories (`/inbound/test`, `/outbound/results`, ...)."""
+        return self.area is not None and self.relpath in FIXED_DIRS.get(self.area, ())
+
+    @property
+    def is_directory(self) -> bool:
+        """A directory whatever storage holds: the root, an area or a fixed directory."""
+        return self.is_root or self.is_area or self.is_fixed
+
+    @property
+    def is_result(self) -> bool:
+        """In `/outbound/results`: partners read these, never change them."""
+        return self.area == "outbound" and self.relpath.startswith(RESULTS + "/")
+
 
 def resolve(raw: bytes | str, cwd: str = "/") -> Location:
     try:
@@ -78,7 +100,7 @@ class TenantTree:
         return area_key(self.tenant, loc.area, loc.relpath)
 
     async def stat(self, loc: Location) -> Entry:
-        if loc.is_root or loc.is_area:
+        if loc.is_directory:
             return Entry(posixpath.basename(loc.path) or "/", True)
         try:
             info = await self.storage.stat(self.key(loc))
@@ -97,7 +119,7 @@ class TenantTree:
             return [Entry(area, True) for area in AREAS]
         prefix = self.key(loc)
         objects: list[ObjectInfo] = await self.storage.list(prefix)
-        if not objects and not loc.is_area:
+        if not objects and not loc.is_directory:
             if await self.storage.exists(prefix):
                 raise VfsError("no_such_file", f"{loc.path}: not a directory")
             raise VfsError("no_such_file", f"{loc.path}: no such directory")
@@ -109,4 +131,7 @@ class TenantTree:
                 seen.setdefault(head, Entry(head, True))
             else:
                 seen[head] = Entry(head, False, obj.size, obj.modified)
+        if loc.is_area:
+            for name in FIXED_DIRS.get(loc.area or "", ()):
+                seen[name] = Entry(name, True)
         return sorted(seen.values(), key=lambda e: e.name)

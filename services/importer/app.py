@@ -1,4 +1,5 @@
-"""Importer process wiring: durable consumers of received files and of decisions."""
+"""Importer process wiring: durable consumers of received files and of decisions, and the
+timer that applies scheduled files at their feed's window."""
 
 from __future__ import annotations
 
@@ -10,8 +11,9 @@ from typing import Any
 from courier.common.events import FileReceived, ImportDecide
 from courier.common.runtime import Runtime
 from courier.common.uow import UnitOfWork
-from courier.importer.apply import handle
+from courier.importer.apply import DATABASE_ERRORS, handle
 from courier.importer.approval import decide
+from courier.importer.windows import keep_applying
 
 
 @contextlib.asynccontextmanager
@@ -33,20 +35,44 @@ async def keep_alive(message: Any, ack_wait: float) -> AsyncIterator[None]:
                 await task
 
 
+def deliveries(message: Any) -> int:
+    """How many times the bus has delivered this message, this time included."""
+    return message.raw_message.metadata.num_delivered if message is not None else 1
+
+
+def retry_delay(deliveries: int) -> float:
+    """Seconds until the next try after a database fault: longer each time, so a fault
+    that passes (a restart, a failover) has time to."""
+    return min(2.0**deliveries, 60.0)
+
+
 async def main(runtime: Runtime) -> None:
     def working() -> contextlib.AbstractAsyncContextManager[None]:
         message = runtime.bus.broker.context.get_local("message")
         return keep_alive(message, runtime.settings.ack_wait_seconds)
 
+    def unit_of_work() -> UnitOfWork:
+        return UnitOfWork(runtime.db, runtime.storage, runtime.clock)
+
     async def on_file(event: FileReceived) -> None:
-        async with working():
-            await handle(event, UnitOfWork(runtime.db, runtime.storage))
+        message = runtime.bus.broker.context.get_local("message")
+        tries = deliveries(message)
+        try:
+            async with working():
+                last_try = tries >= runtime.settings.max_deliver
+                await handle(event, unit_of_work(), last_try=last_try)
+        except DATABASE_ERRORS:
+            # Nothing was applied; the file comes back after a pause, and its last try
+            # records it as failed (see `import_or_fail`).
+            if message is not None:
+                await message.nack(delay=retry_delay(tries))
+            raise
 
     async def on_decide(command: ImportDecide) -> None:
         # Waits for the feed's lock behind an import in progress: kept alive meanwhile.
         async with working():
-            await decide(command, UnitOfWork(runtime.db, runtime.storage))
+            await decide(command, unit_of_work())
 
     runtime.bus.consume(FileReceived, "importer", on_file)
     runtime.bus.consume(ImportDecide, "importer-decisions", on_decide)
-    await runtime.run()
+    await runtime.run(keep_applying(unit_of_work, runtime.settings.importer_window_tick_seconds))

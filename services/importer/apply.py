@@ -16,8 +16,10 @@ from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
+import asyncpg
 import structlog
 from sqlalchemy import delete, select
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from courier.common.db.engine import is_sqlite
@@ -30,9 +32,9 @@ from courier.common.events import (
     ImportCounts,
     ImportFailed,
 )
-from courier.common.feeds import match_feed
+from courier.common.feeds import match_feed, split_test
 from courier.common.logging import get_logger
-from courier.common.metrics import IMPORT_RECORDS, IMPORT_SECONDS, IMPORTS
+from courier.common.metrics import IMPORT_RECORDS, IMPORT_SECONDS, IMPORTS, TEST_IMPORTS
 from courier.common.received import event_for
 from courier.common.storage import NotFound, Storage
 from courier.common.uow import UnitOfWork
@@ -43,12 +45,13 @@ from courier.importer.decode import FileRejected as Refused
 from courier.importer.kinds import get_kind
 from courier.importer.ordering import enabled_feeds, queue_until
 from courier.importer.results import write_result
+from courier.importer.schedule import defer, hold_reason, slot_for, start_live
 from courier.importer.spec import FeedSpec
 
 log = get_logger(__name__)
 
 # Content that was applied (or is waiting to be): the same bytes again are a duplicate.
-TAKEN = ("completed", "completed_with_errors", "awaiting_approval")
+TAKEN = ("completed", "completed_with_errors", "awaiting_approval", "scheduled")
 MB = 1024 * 1024
 
 
@@ -71,7 +74,7 @@ def spec_of(feed: Feed) -> FeedSpec:
 def events_for(imp: Import, event: FileReceived) -> list[Event]:
     """Events an import stands for; rebuilt the same way on redelivery, so ids dedupe."""
     feed_name = imp.feed.name if imp.feed else None
-    where = {"feed_id": imp.feed_id, "received_at": imp.received_at}
+    where = {"feed_id": imp.feed_id, "received_at": imp.received_at, "test": imp.test}
     if imp.status in ("rejected", "failed"):
         details = dict(imp.details or {})
         out: list[Event] = [
@@ -128,6 +131,11 @@ async def imported(session: AsyncSession, file_id: uuid.UUID) -> Import | None:
     return await session.scalar(select(Import).where(Import.file_id == file_id))
 
 
+def is_test(event: FileReceived, feed: Feed | None) -> bool:
+    """Sent to /inbound/test/, or to a feed marked `test: true`: checked, never applied."""
+    return split_test(event.name)[1] or (feed is not None and spec_of(feed).test)
+
+
 def _new_import(event: FileReceived, feed: Feed | None) -> Import:
     return Import(
         id=uuid.uuid4(),
@@ -143,17 +151,19 @@ def _new_import(event: FileReceived, feed: Feed | None) -> Import:
         details={},
         received_at=event.occurred_at,
         started_at=datetime.now(UTC),
+        test=is_test(event, feed),
     )
 
 
-async def handle(event: FileReceived, uow: UnitOfWork) -> list[Import]:
+async def handle(event: FileReceived, uow: UnitOfWork, *, last_try: bool = False) -> list[Import]:
     """Import the file of `event`; returns the imports this call committed, in order.
 
     A feed's files land in arrival order: a file of the feed that arrived earlier and
     is not imported yet (its event is late, or being redelivered) is imported first.
     Each file commits in its own transaction, so one bad file never undoes another's
     import, and each is exactly-once on its own (`imports.file_id` is unique and is
-    checked under the feed's lock).
+    checked under the feed's lock). `last_try`: the bus will not deliver `event` again,
+    so a database error is the file's failure now (`import_or_fail`).
     """
     structlog.contextvars.bind_contextvars(tenant=event.tenant, file_id=str(event.file_id))
     started = time.monotonic()
@@ -163,22 +173,27 @@ async def handle(event: FileReceived, uow: UnitOfWork) -> list[Import]:
                 log.info("file already imported; not applying again")
                 return []
             feeds = await enabled_feeds(uow.session, event.tenant_id)
-            feed = match_feed(feeds, event.name)
+            name, in_test_folder = split_test(event.name)
+            feed = match_feed(feeds, name)
             if feed is None:
                 imp = _new_import(event, None)
                 imp.status = "rejected"
                 imp.error = "unrecognised file name"
                 imp.details = {"expected_patterns": [f.pattern for f in feeds]}
                 await _record(uow, imp, event)
-            else:
+            elif not in_test_folder:
                 queue = await queue_until(uow.session, feed, feeds, event.file_id)
         if feed is None:
             _finish(imp, "unknown", started)
             return [imp]
+        if in_test_folder:
+            # It changes nothing, so it waits for no earlier file of the feed.
+            test = await import_or_fail(uow, feed, event, last_try=last_try)
+            return [] if test is None else [test]
         done = []
         for row in queue:
             current = event if row.id == event.file_id else event_for(row, row.tenant)
-            imp = await import_file(uow, feed, current)
+            imp = await import_or_fail(uow, feed, current, last_try=last_try)
             if imp is not None:
                 done.append(imp)
         return done
@@ -214,16 +229,20 @@ async def import_file(uow: UnitOfWork, feed: Feed, event: FileReceived) -> Impor
             )
             imp.details = {"size": event.size, "max_size_mb": spec.max_size_mb}
             await _record(uow, imp, event)
-        elif earlier := await session.scalar(
-            select(Import)
-            .where(
-                Import.tenant_id == event.tenant_id,
-                Import.feed_id == feed.id,
-                Import.sha256 == event.sha256,
-                Import.status.in_(TAKEN),
+        # A test file is never a duplicate, nor is a live file a duplicate of a test file.
+        elif not imp.test and (
+            earlier := await session.scalar(
+                select(Import)
+                .where(
+                    Import.tenant_id == event.tenant_id,
+                    Import.feed_id == feed.id,
+                    Import.sha256 == event.sha256,
+                    Import.status.in_(TAKEN),
+                    Import.test.is_(False),
+                )
+                .order_by(Import.received_at)
+                .limit(1)
             )
-            .order_by(Import.received_at)
-            .limit(1)
         ):
             imp.status = "duplicate"
             imp.details = {
@@ -233,21 +252,63 @@ async def import_file(uow: UnitOfWork, feed: Feed, event: FileReceived) -> Impor
             }
             await _record(uow, imp, event)
         else:
-            waiting = await session.scalar(
-                select(Import.id)
-                .where(Import.feed_id == feed.id, Import.status == "awaiting_approval")
-                .limit(1)
-            )
-            hold = None
-            if spec.holds_for_approval(datetime.now(UTC).date()):
-                hold = "the feed holds files for approval (hold_for_approval)"
-            elif waiting is not None:
-                hold = "an earlier file of this feed awaits approval"
+            now = uow.clock.now()
+            start_live(feed, imp, now)
+            hold = await hold_reason(session, feed, spec, imp, now)
+            # Outside the feed's apply window (or behind a file waiting for it): checked
+            # now, applied at the window.
+            slot = None if hold else await slot_for(session, feed, spec, imp, now)
             session.add(imp)
-            await compute(uow, imp, spec, apply=hold is None, guarded=True, hold=hold)
+            apply = hold is None and slot is None and not imp.test
+            await compute(uow, imp, spec, apply=apply, guarded=True, hold=hold)
+            if slot is not None:
+                await defer(session, imp, slot)
             await conclude(uow, imp, event)
     _finish(imp, feed.kind, started)
     return imp
+
+
+# The database refused or failed: through SQLAlchemy, or straight from asyncpg where a
+# bulk import on PostgreSQL uses its connection directly (COPY, set-based merges).
+DATABASE_ERRORS = (DBAPIError, asyncpg.PostgresError, asyncpg.InterfaceError)
+DATABASE_FAILURE = (
+    "a database error on our side stopped the import; nothing was changed "
+    "and our support team has been alerted"
+)
+
+
+async def import_or_fail(
+    uow: UnitOfWork, feed: Feed, event: FileReceived, *, last_try: bool
+) -> Import | None:
+    """`import_file`; a database error is raised while the bus will deliver the event
+    again (a passing fault then heals itself), and on the last try it is the file's
+    failure: recorded with its result file and `courier.import.failed`, which pages
+    on-call. Nothing of the file is applied either way."""
+    try:
+        return await import_file(uow, feed, event)
+    except DATABASE_ERRORS as exc:
+        if not last_try:
+            raise
+        log.exception("import failed on every try; recording the failure")
+        cause = database_error(exc)
+    started = time.monotonic()
+    async with uow:
+        await uow.lock(feed.id)
+        if await imported(uow.session, event.file_id) is not None:
+            return None
+        imp = _new_import(event, await uow.session.get(Feed, feed.id))
+        imp.status, imp.error = "failed", DATABASE_FAILURE
+        imp.details = {"database_error": cause}
+        await _record(uow, imp, event)
+    _finish(imp, feed.kind, started)
+    return imp
+
+
+def database_error(exc: Exception) -> str:
+    """What the database said, for support: its first line, without the statement."""
+    orig = exc.orig if isinstance(exc, DBAPIError) else exc
+    said = str(orig).strip().splitlines() if orig is not None else []
+    return f"{type(exc).__name__}: {said[0] if said else 'no message'}"[:500]
 
 
 @contextlib.asynccontextmanager
@@ -394,7 +455,7 @@ def _settle(imp: Import, outcome: Outcome, hold: str | None) -> None:
     if outcome.rejected:
         imp.status, imp.error = "rejected", outcome.rejected
         imp.created = imp.updated = imp.deleted = imp.unchanged = 0
-    elif hold or outcome.held:
+    elif (hold or outcome.held) and not imp.test:
         imp.status = "awaiting_approval"
     else:
         imp.status = "completed_with_errors" if c.errored else "completed"
@@ -402,6 +463,9 @@ def _settle(imp: Import, outcome: Outcome, hold: str | None) -> None:
 
 def _held(imp: Import, outcome: Outcome, hold: str | None) -> dict:
     reason = outcome.held or hold
+    if imp.test and reason:
+        # A test file is never held; its preview says the live file would be.
+        return {"would_be_held": reason}
     return {"held": reason} if imp.status == "awaiting_approval" and reason else {}
 
 
@@ -420,10 +484,10 @@ async def _record(uow: UnitOfWork, imp: Import, event: FileReceived) -> None:
 
 
 def _finish(imp: Import, kind: str, started: float) -> None:
-    """Metrics and the log line of a committed import."""
-    IMPORTS.labels(kind=kind, status=imp.status).inc()
+    """Metrics and the log line of a committed import (a test counts apart: it changed nothing)."""
+    (TEST_IMPORTS if imp.test else IMPORTS).labels(kind=kind, status=imp.status).inc()
     IMPORT_SECONDS.labels(kind=kind).observe(time.monotonic() - started)
-    if imp.status in ("completed", "completed_with_errors"):
+    if imp.status in ("completed", "completed_with_errors") and not imp.test:
         for action in ("created", "updated", "deleted", "unchanged", "errored"):
             if n := getattr(imp, action):
                 IMPORT_RECORDS.labels(kind=kind, action=action).inc(n)
@@ -431,6 +495,7 @@ def _finish(imp: Import, kind: str, started: float) -> None:
         "import finished",
         import_id=str(imp.id),
         status=imp.status,
+        test=imp.test,
         error=imp.error,
         created=imp.created,
         updated=imp.updated,

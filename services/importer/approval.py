@@ -23,6 +23,7 @@ from courier.common.logging import get_logger
 from courier.common.received import event_for
 from courier.common.uow import UnitOfWork
 from courier.importer.apply import PlanChanged, compute, conclude, spec_of
+from courier.importer.schedule import defer, slot_for
 
 log = get_logger(__name__)
 
@@ -33,7 +34,7 @@ KEEP_REFUSALS = 20
 
 @dataclass
 class Decision:
-    outcome: str  # applied | changed | discarded | refused
+    outcome: str  # applied | scheduled | changed | discarded | refused
     message: str
     imp: Import | None
 
@@ -77,15 +78,24 @@ async def _carry_out(uow: UnitOfWork, cmd: ImportDecide) -> Decision:
         return Decision("discarded", "change set discarded; nothing applied", imp)
     spec = spec_of(imp.feed)
     shown = (imp.details or {}).get("plan_sha256")
+    # Approved outside the feed's apply window (or behind a file waiting for it): the
+    # change set shown is checked now and applied at the window.
+    slot = await slot_for(session, imp.feed, spec, imp, uow.clock.now())
     try:
-        await compute(uow, imp, spec, apply=True, guarded=False, replace=True, expect_plan=shown)
+        await compute(
+            uow, imp, spec, apply=slot is None, guarded=False, replace=True, expect_plan=shown
+        )
     except PlanChanged:
         await session.refresh(imp)
         await compute(uow, imp, spec, apply=False, guarded=False, replace=True, hold=CHANGED)
         await conclude(uow, imp, event)
         return Decision("changed", CHANGED, imp)
     imp.decision, imp.decided_by, imp.decided_at = "approve", cmd.by, now
+    if slot is not None:
+        await defer(session, imp, slot)
     await conclude(uow, imp, event)
+    if imp.status == "scheduled":
+        return Decision("scheduled", f"approved: {imp.details['scheduled']}", imp)
     return Decision("applied", f"applied: {imp.status}", imp)
 
 

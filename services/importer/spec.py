@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from datetime import date, datetime
+from datetime import date, datetime, time
 from typing import Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
+from courier.common.first_days import LiveDays
 from courier.common.patterns import compile_pattern
-from courier.common.specs import Contact, Expectation, StrictModel
+from courier.common.specs import Contact, Expectation, StrictModel, check_timezone
 from courier.importer.kinds import Kind, get_kind
 
 KINDS = ("leave_balances", "staff", "roles", "locations")
@@ -27,6 +28,45 @@ class FullSyncGuard(StrictModel):
     max_delete_share: float = Field(default=0.2, gt=0, le=1)
     # Small feeds are not guarded: deleting 1 of 3 records is not alarming.
     min_records: int = Field(default=20, ge=0)
+
+
+class ApplyWindow(StrictModel):
+    """When a feed's files may change the platform's data: `start`-`end` local time.
+
+    `end` at or before `start` runs past midnight. `days: business` opens it only on the
+    tenant's business days (the day it opens counts). The zone is the tenant's unless set.
+    """
+
+    start: time
+    end: time
+    days: Literal["business", "every_day"] = "every_day"
+    timezone: str | None = None
+
+    @field_validator("timezone")
+    @classmethod
+    def _tz(cls, value: str | None) -> str | None:
+        return value if value is None else check_timezone(value)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _short_form(cls, value: Any) -> Any:
+        """`"01:00-05:00"` is `{start: "01:00", end: "05:00"}`."""
+        if isinstance(value, str):
+            start, sep, end = value.partition("-")
+            if not sep:
+                raise ValueError(f"apply_window {value!r}: write it as HH:MM-HH:MM")
+            return {"start": start.strip(), "end": end.strip()}
+        return value
+
+    @model_validator(mode="after")
+    def _not_empty(self) -> ApplyWindow:
+        if self.start == self.end:
+            raise ValueError("apply_window: start and end are the same time")
+        return self
+
+    def label(self) -> str:
+        days = "business days" if self.days == "business" else "every day"
+        return f"{self.start:%H:%M}-{self.end:%H:%M} {days}"
 
 
 class FeedSpec(StrictModel):
@@ -50,8 +90,13 @@ class FeedSpec(StrictModel):
     max_size_mb: float = Field(default=200, gt=0)
     max_line_chars: int = Field(default=1_000_000, ge=1024)
     full_sync_guard: FullSyncGuard = Field(default_factory=FullSyncGuard)
-    # true: hold every file for a person to approve; a date: hold until (and on) that day.
-    hold_for_approval: bool | date = False
+    # Every file of the feed is a test file (as if sent to /inbound/test/): checked, never applied.
+    test: bool = False
+    # true: hold every file for a person to approve; a date: hold until (and on) that day;
+    # {live_days: N}: hold from the first live file until N business days have passed.
+    hold_for_approval: bool | date | LiveDays = False
+    # Files arriving outside it are checked at once and applied when it opens.
+    apply_window: ApplyWindow | None = None
     expect: Expectation | None = None
     contacts: list[Contact] = Field(default_factory=list)
 
@@ -115,6 +160,9 @@ class FeedSpec(StrictModel):
         return self.kind_def.field(field).required or field in self.required or field in self.key
 
     def holds_for_approval(self, today: date) -> bool:
+        """The `true` and date forms; `live_days` needs the feed's start (`schedule.hold_of`)."""
+        if isinstance(self.hold_for_approval, LiveDays):
+            return False
         if isinstance(self.hold_for_approval, bool):
             return self.hold_for_approval
         return today <= self.hold_for_approval

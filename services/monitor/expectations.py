@@ -3,8 +3,10 @@ file the importer took for the feed, warned about before they close and turned i
 `missing_file` when they close empty.
 
 A window is [due - window, due + window]: a file may come early by as much as it may come
-late. Dates in `skip_dates` and (optionally) weekends, both in the feed's time zone, get
-no window.
+late. The cron runs in the feed's time zone, else the tenant's. A feed on business days
+gets no window on the tenant's weekends, public holidays and closures (its business
+calendar); dates in `skip_dates` and, with `skip_weekends`, weekends get none either. All
+of them are judged by the due time's date in that zone.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from pydantic import ValidationError
 from sqlalchemy import bindparam, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from courier.common.calendars import BusinessCalendar
 from courier.common.db.engine import Database
 from courier.common.db.models import Feed, ReceivedFile, Tenant
 from courier.common.db.models_incidents import ExpectationWindow, SlaPolicy
@@ -47,16 +50,33 @@ def expectation_of(feed: Feed) -> Expectation | None:
         return None
 
 
-def due_times(expect: Expectation, start: datetime, end: datetime) -> Iterator[datetime]:
-    """Cron fire times in (start, end], in UTC, minus skipped dates and weekends."""
-    tz = ZoneInfo(expect.timezone)
+def calendar_for(tenant: Any, expect: Expectation) -> BusinessCalendar:
+    """The calendar a feed's windows are laid out by: the tenant's, in the feed's zone
+    if it sets one."""
+    return BusinessCalendar.of(tenant, expect.timezone)
+
+
+def due_times(
+    expect: Expectation,
+    start: datetime,
+    end: datetime,
+    calendar: BusinessCalendar | None = None,
+) -> Iterator[datetime]:
+    """Cron fire times in (start, end], in UTC, on the days the feed expects a file
+    (`calendar`: the tenant's, see `calendar_for`; none: no holidays, the feed's zone)."""
+    calendar = calendar or BusinessCalendar(timezone=expect.timezone or "UTC")
     skip = set(expect.skip_dates)
-    it = croniter(expect.cron, start.astimezone(tz))
+    it = croniter(expect.cron, start.astimezone(calendar.zone))
     while True:
         local: datetime = it.get_next(datetime)
         if local > end:
             return
-        if local.date() in skip or (expect.skip_weekends and local.weekday() >= 5):
+        day = local.date()
+        if (
+            day in skip
+            or (expect.skip_weekends and local.weekday() >= 5)
+            or (expect.days == "business" and not calendar.is_business_day(day))
+        ):
             continue
         yield local.astimezone(ZoneInfo("UTC"))
 
@@ -84,7 +104,13 @@ async def plan_windows(db: Database, now: datetime, horizon: timedelta) -> int:
     """
     added = 0
     async with db.transaction() as session:
-        feeds = list(await session.scalars(select(Feed).where(Feed.enabled.is_(True))))
+        feeds = (
+            await session.execute(
+                select(Feed, Tenant)
+                .join(Tenant, Tenant.id == Feed.tenant_id)
+                .where(Feed.enabled.is_(True))
+            )
+        ).all()
         latest = dict(
             (
                 await session.execute(
@@ -94,7 +120,7 @@ async def plan_windows(db: Database, now: datetime, horizon: timedelta) -> int:
                 )
             ).all()
         )
-        for feed in feeds:
+        for feed, tenant in feeds:
             if not (feed.spec or {}).get("expect"):
                 continue
             start = latest.get(feed.id)
@@ -105,7 +131,8 @@ async def plan_windows(db: Database, now: datetime, horizon: timedelta) -> int:
                 continue
             # A feed seen for the first time starts with windows still open now.
             start = start or now - timedelta(minutes=expect.window_minutes)
-            for due in due_times(expect, start, now + horizon):
+            calendar = calendar_for(tenant, expect)
+            for due in due_times(expect, start, now + horizon, calendar):
                 session.add(window_for(feed, expect, due))
                 added += 1
     return added
@@ -143,8 +170,11 @@ async def on_file_arrived(db: Database, event: Arrived, now: datetime) -> list[s
     `missing_file` incident with a note. A file no feed took satisfies nothing.
 
     The same file reported again (its rejection and its failure, an approval after
-    the hold, a redelivery) changes nothing: a window already names it.
+    the hold, a redelivery) changes nothing: a window already names it. A test file
+    (`event.test`) is not the file a window waits for.
     """
+    if event.test:
+        return []
     async with db.transaction() as session:
         feed = await _feed_of(session, event)
         if feed is None:
@@ -324,7 +354,7 @@ def _missing(window: Any, feed: Any, window_id: uuid.UUID | None = None) -> Sign
     # The spec was validated when applied; re-validating (cron parsing) per window is
     # what would make a busy minute slow.
     wid = window_id or window.id
-    tz = _zone(((feed.spec or {}).get("expect") or {}).get("timezone") or feed.timezone)
+    tz = _feed_zone(feed)
     due_local = window.due_at.astimezone(tz)
     closes_local = window.closes_at.astimezone(tz)
     return Signal(
@@ -353,6 +383,11 @@ def _missing(window: Any, feed: Any, window_id: uuid.UUID | None = None) -> Sign
 @lru_cache(maxsize=512)
 def _zone(name: str) -> ZoneInfo:
     return ZoneInfo(name)
+
+
+def _feed_zone(feed: Any) -> ZoneInfo:
+    """The zone a feed's windows read in: its `expect.timezone`, else its tenant's."""
+    return _zone(((feed.spec or {}).get("expect") or {}).get("timezone") or feed.timezone)
 
 
 async def warn_due_windows(db: Database, now: datetime) -> int:
@@ -397,6 +432,8 @@ async def warn_due_windows(db: Database, now: datetime) -> int:
             if row.window_id not in claimed or not contacts:
                 continue
             sig = _missing(row, row, window_id=row.window_id)
+            tz = _feed_zone(row)
+            due, closes = row.due_at.astimezone(tz), row.closes_at.astimezone(tz)
             notices.append(
                 {
                     "reason": "window_warning",
@@ -407,8 +444,15 @@ async def warn_due_windows(db: Database, now: datetime) -> int:
                         "tenant": row.slug,
                         "feed": row.name,
                         "file": None,
-                        "summary": sig.summary.replace("window closed", "window closes"),
-                        "details": sig.details,
+                        "summary": (
+                            f"no file yet for feed {row.name} ({row.pattern}) expected "
+                            f"{due:%Y-%m-%d %H:%M} {tz.key}; the window closes at "
+                            f"{closes:%H:%M} {tz.key}"
+                        ),
+                        "details": {
+                            **{k: v for k, v in sig.details.items() if k != "window_closed_at"},
+                            "window_closes_at": closes.isoformat(),
+                        },
                         "contacts": contacts,
                     },
                 }

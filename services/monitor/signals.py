@@ -27,6 +27,10 @@ def _columns(reason: str, details: dict[str, Any]) -> str:
 async def on_file_rejected(
     db: Database, event: FileRejected, now: datetime, policy: SlaPolicy
 ) -> None:
+    """A rejected live file is an incident. A rejected test file is the partner's test
+    doing its job: their result file tells them, and nobody is paged."""
+    if event.test:
+        return
     async with db.transaction() as session:
         feed = None
         if event.import_id is not None:
@@ -69,6 +73,8 @@ async def on_import_failed(
             feed=event.feed,
             file_name=event.name,
             details={"reason": event.reason, **event.details, "file_id": str(event.file_id)},
+            # Their file was not applied: the feed's contacts are told it is in hand.
+            contacts=await tenant_contacts(session, event.tenant_id, event.feed),
         )
         await record_signals(session, [sig], now, policy)
 

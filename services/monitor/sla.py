@@ -9,17 +9,26 @@ from __future__ import annotations
 
 from datetime import datetime
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from courier.common.db.engine import Database
+from courier.common.db.models import Tenant
 from courier.common.db.models_incidents import Incident, SlaTimer
 from courier.common.logging import get_logger
 from courier.common.metrics import SLA_TIMERS_FIRED
 from courier.monitor.incidents import add_notices, notice
 
 log = get_logger(__name__)
+
+
+def local_time(at: datetime, zone: str | None) -> str:
+    """`at` as the tenant reads it, with the zone's name (platform incidents: UTC)."""
+    tz = ZoneInfo(zone or "UTC")
+    return f"{at.astimezone(tz):%Y-%m-%d %H:%M} {tz.key}"
+
 
 WHAT = {
     "resolve": "resolve the incident",
@@ -63,12 +72,13 @@ async def fire_due_timers(db: Database, now: datetime) -> list[tuple[str, str]]:
                 )
             rows = (
                 await session.execute(
-                    select(SlaTimer, Incident)
+                    select(SlaTimer, Incident, Tenant.timezone)
                     .join(Incident, Incident.id == SlaTimer.incident_id)
+                    .outerjoin(Tenant, Tenant.id == Incident.tenant_id)
                     .where(SlaTimer.id.in_(ids))
                 )
             ).all()
-            for timer, incident in rows:
+            for timer, incident, zone in rows:
                 notices.append(
                     notice(
                         incident,
@@ -78,6 +88,8 @@ async def fire_due_timers(db: Database, now: datetime) -> list[tuple[str, str]]:
                             "timer": timer.kind,
                             "what": WHAT.get(timer.kind, timer.kind),
                             "due_at": timer.due_at.isoformat(),
+                            # On the customer's clock: what support says to them.
+                            "due_local": local_time(timer.due_at, zone),
                         },
                     )
                 )

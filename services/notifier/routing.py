@@ -1,8 +1,9 @@
 """Who hears about a notice, on which channel, with what words.
 
 Every page goes by SMS to the rota's person on call (a breach also to the next one);
-`partner` incidents, and reminders before a window closes, are e-mailed to the tenant's
-contacts. Pure functions: the rota and the notice in, messages out.
+`partner` incidents, a failed import of their file, and reminders before a window
+closes, are e-mailed to the tenant's contacts. Pure functions: the rota and the notice
+in, messages out.
 """
 
 from __future__ import annotations
@@ -19,6 +20,8 @@ from courier.notifier.rota import Person
 TEMPLATES = Path(__file__).resolve().parent / "templates"
 PAGED = ("opened", "sla_warning", "sla_breach")
 CONTACT_REASONS = ("opened", "resolved", "window_warning")
+# Failures on our side with a partner's own file: its contacts hear that it is in hand.
+CONTACTS_TOLD_OF = frozenset({"import_failed"})
 SMS_LIMIT = 1600  # SNS and Twilio both stop at 1600 characters
 
 _env = Environment(
@@ -87,7 +90,9 @@ def plan(
         text = str(payload.get("summary")) if brief else page_text(reason, payload, base_url)
         out += [Message("sms", p.phone, p.name, 0, text) for p in to]
     if reason in CONTACT_REASONS and (
-        payload.get("class") == "partner" or reason == "window_warning"
+        payload.get("class") == "partner"
+        or reason == "window_warning"
+        or payload.get("kind") in CONTACTS_TOLD_OF
     ):
         for contact in payload.get("contacts") or []:
             if contact.get("email"):

@@ -3,52 +3,19 @@ demo console users whose passwords (and signed-in browsers) survive a restart.""
 
 from __future__ import annotations
 
-import os
 import re
 import signal
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import httpx
-import psutil
 import pytest
 
 from tests.support.clients import openssh_available, openssh_sftp
+from tests.support.dev_stack import all_stopped, children, read_until_connect_line
+from tests.support.dev_stack import start_dev_up as _start
 from tests.support.fixtures_data import leave_csv
 from tests.support.infra import free_port
 from tests.support.services import eventually
-
-
-def _start(data_dir: Path, sftp_port: int, console_port: int) -> subprocess.Popen[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("COURIER_")}
-    args = ["dev", "up", "--data-dir", str(data_dir), "--sftp-port", str(sftp_port)]
-    return subprocess.Popen(
-        [sys.executable, "-m", "courier.cli.main", *args, "--console-port", str(console_port)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        env={**env, "COLUMNS": "200"},
-    )
-
-
-def _read_until_connect_line(proc: subprocess.Popen[str], limit: float = 90) -> str:
-    deadline = time.monotonic() + limit
-    out = ""
-    assert proc.stdout is not None
-    while time.monotonic() < deadline:
-        line = proc.stdout.readline()
-        if not line:
-            break
-        out += line
-        if "sftp -P" in line:
-            return out
-    raise AssertionError(f"no connect line within {limit} s:\n{out}")
-
-
-def _children(proc: subprocess.Popen[str]) -> list[psutil.Process]:
-    return psutil.Process(proc.pid).children(recursive=True)
 
 
 @pytest.mark.skipif(not openssh_available(), reason="needs OpenSSH sftp and sshpass")
@@ -61,15 +28,15 @@ async def test_dev_up_prints_connect_line_accepts_uploads_and_stops_everything(
     browser = httpx.AsyncClient(base_url=f"http://127.0.0.1:{console_port}", timeout=5)
     proc = _start(data_dir, sftp_port, console_port)
     try:
-        out = _read_until_connect_line(proc)
+        out = read_until_connect_line(proc)
         password = re.search(r"user demo, password: (\S+)", out).group(1)  # type: ignore[union-attr]
         admin = re.search(r"admin +password: (\S+)", out).group(1)  # type: ignore[union-attr]
         assert re.search(r"demo-viewer +password: \S+ +\(tenant demo only\)", out), out
         assert f"sftp -P {sftp_port}" in out and f"http://127.0.0.1:{console_port}" in out
         signed_in = await browser.post("/signin", data={"username": "admin", "password": admin})
         assert signed_in.status_code == 303, signed_in.text
-        children = _children(proc)
-        assert any("nats-server" in c.name() for c in children)
+        started = children(proc)
+        assert any("nats-server" in c.name() for c in started)
 
         uploaded = leave_csv("E1,annual,8,2026-11-01")
         (tmp_path / "leave_1.csv").write_bytes(uploaded)
@@ -80,14 +47,13 @@ async def test_dev_up_prints_connect_line_accepts_uploads_and_stops_everything(
     finally:
         proc.send_signal(signal.SIGINT)
         proc.wait(30)
-    for child in children:
-        assert not child.is_running() or child.status() == psutil.STATUS_ZOMBIE, child
+    assert all_stopped(started), started
 
     # A second run on the same directory keeps the data: same passwords, the admin's
     # browser still signed in (the console's key is kept), the import still there.
     proc = _start(data_dir, sftp_port, console_port)
     try:
-        out = _read_until_connect_line(proc)
+        out = read_until_connect_line(proc)
         assert f"user demo, password: {password}" in out
         assert re.search(rf"admin +password: {re.escape(admin)} ", out), out
 

@@ -21,6 +21,7 @@ from courier.common.regions import Regions
 from courier.common.settings import RegionStores, Settings
 from courier.common.storage import file_url, open_storage
 from courier.gateway import admin
+from courier.importer.results import result_name
 from tests.exporter.conftest import DAY, make_spec, timesheets  # noqa: F401
 from tests.gateway.conftest import new_key
 from tests.support.cli import cli_env, courier
@@ -161,7 +162,7 @@ async def test_upload_import_audit_download_and_export_with_primary_storage_on_s
         [
             f"{prefix}/exports/{export.id}/{export.file_name}",
             f"{prefix}/inbound/leave_20261101.csv",
-            f"{prefix}/outbound/results/leave_20261101.csv.result.csv",
+            f"{prefix}/outbound/{result_name(imp)}",
             f"{prefix}/outbound/{export.file_name}",
             f"{prefix}/received/{received.id}/leave_20261101.csv",
         ]

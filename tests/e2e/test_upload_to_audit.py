@@ -155,7 +155,7 @@ async def test_asyncssh_upload_and_wrong_header_is_rejected_whole(
             async with sftp.open("/inbound/leave_bad.csv", "wb") as f:
                 await f.write(bad)
             assert sorted(await sftp.listdir("/inbound")) == [
-                ".", "..", "leave_bad.csv", "leave_good.csv",
+                ".", "..", "leave_bad.csv", "leave_good.csv", "test",
             ]  # fmt: skip
         imports = await _wait_imports(db, 2)
     good_imp, bad_imp = imports
@@ -202,7 +202,7 @@ async def test_aborted_upload_is_neither_visible_nor_announced(
             await _connect(settings.gateway_port, partner, partner_key) as conn2,
             conn2.start_sftp_client() as sftp2,
         ):
-            assert await sftp2.listdir("/inbound") == [".", ".."]
+            assert await sftp2.listdir("/inbound") == [".", "..", "test"]
     async with db.session() as s:
         assert await s.scalar(select(func.count()).select_from(ReceivedFile)) == 0
     assert await storage.list("tenants/acme") == []

@@ -5,18 +5,28 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 
 import asyncssh
 import pytest
 from sqlalchemy import select
 
+from courier.common.clock import ManualClock
 from courier.common.db.engine import Database
 from courier.common.db.models import Tenant
 from courier.common.db.models_gateway import SessionEvent
 from courier.common.settings import Settings
 from courier.gateway import admin
 from tests.support.clients import SftpResult, asyncssh_connect, openssh_sftp
+from tests.support.paging_fixtures import (  # noqa: F401
+    clock,
+    expected_feed,
+    mailbox,
+    paging,
+    sns,
+    sns_server,
+)
 from tests.support.services import eventually, running
 
 PASSWORD = "Corr3ct-Horse-Battery"
@@ -75,6 +85,20 @@ def gateway_settings(settings: Settings) -> Settings:
 @pytest.fixture
 async def gateway(gateway_settings: Settings) -> AsyncIterator[Settings]:
     async with running("gateway", gateway_settings):
+        yield gateway_settings
+
+
+@pytest.fixture
+def gateway_clock() -> ManualClock:
+    """The clock password and key expiry are judged by, starting at the real time."""
+    return ManualClock(datetime.now(UTC))
+
+
+@pytest.fixture
+async def clocked_gateway(
+    gateway_settings: Settings, gateway_clock: ManualClock
+) -> AsyncIterator[Settings]:
+    async with running("gateway", gateway_settings, gateway_clock):
         yield gateway_settings
 
 

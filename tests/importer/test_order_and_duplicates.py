@@ -89,19 +89,19 @@ async def test_two_replicas_keep_each_tenants_files_in_order(
 
 
 async def test_partner_finds_a_result_file_for_each_processed_file(db, storage, feed, send) -> None:
-    from courier.importer.results import result_key
-
     await feed("leave", "leave_balances", "leave_*.csv")
-    await send("leave_1.csv", leave_csv("E1,annual,1,2026-11-01", "=E2,annual,x,2026-11-01"))
-    await send("unknown.txt", b"hello")
-    ok = (await storage.read(result_key("acme", "leave_1.csv"))).decode()
+    good = await send("leave_1.csv", leave_csv("E1,annual,1,2026-11-01", "=E2,annual,x,2026-11-01"))
+    unknown = await send("unknown.txt", b"hello")
+    ok = (await storage.read(good.result_key)).decode()
     assert ok.splitlines() == [
         "status,row,key,message",
         'completed_with_errors,,,"created 1, updated 0, unchanged 0, deleted 0, errored 1"',
         "errored,3,'=E2/annual,balance_hours: 'x' is not a number",
     ]
-    refused = (await storage.read(result_key("acme", "unknown.txt"))).decode()
-    assert refused.splitlines()[1] == "rejected,,,unrecognised file name"
+    refused = (await storage.read(unknown.result_key)).decode()
+    assert (
+        refused.splitlines()[1] == "rejected,,,unrecognised file name: expected one of leave_*.csv"
+    )
 
 
 async def test_a_file_longer_to_import_than_ack_wait_is_delivered_once(

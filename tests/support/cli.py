@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 from courier.common.settings import Settings
@@ -28,12 +29,32 @@ def bus_down(settings: Settings) -> dict[str, str]:
     return cli_env(settings, COURIER_NATS_URL=f"nats://127.0.0.1:{free_port()}")
 
 
+@dataclass(frozen=True)
+class Ran:
+    code: int
+    stdout: str
+    stderr: str
+
+
+async def courier_run(env: dict[str, str], *args: str, cwd: Path | None = None) -> Ran:
+    """Run `courier ARGS…` in `cwd`, its standard output and error apart and as printed."""
+    proc = await asyncio.create_subprocess_exec(
+        _exe(), *args, env=env, cwd=cwd,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    out, err = await proc.communicate()
+    return Ran(proc.returncode or 0, out.decode(), err.decode())
+
+
+def _exe() -> str:
+    return str(Path(sys.executable).parent / "courier")
+
+
 async def courier(env: dict[str, str], *args: str, stdin: str | None = None) -> tuple[int, str]:
     """Run `courier ARGS…` (with `stdin` on its standard input); its exit code and output,
     words joined by single spaces."""
-    exe = str(Path(sys.executable).parent / "courier")
     proc = await asyncio.create_subprocess_exec(
-        exe,
+        _exe(),
         *args,
         env=env,
         stdin=asyncio.subprocess.PIPE if stdin is not None else None,

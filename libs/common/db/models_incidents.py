@@ -47,6 +47,7 @@ PARTNER_KINDS = frozenset(
         "export_undeliverable",
         "export_not_collected",
         "password_expiring",
+        "ssh_key_expiring",
         "source_unreachable",
     }
 )
