@@ -12,6 +12,8 @@ of them are judged by the due time's date in that zone.
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import json
 import uuid
 from collections.abc import Iterator
 from datetime import datetime, timedelta
@@ -21,7 +23,7 @@ from zoneinfo import ZoneInfo
 
 from croniter import croniter
 from pydantic import ValidationError
-from sqlalchemy import bindparam, func, select, update
+from sqlalchemy import bindparam, delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from courier.common.calendars import BusinessCalendar
@@ -81,7 +83,23 @@ def due_times(
         yield local.astimezone(ZoneInfo("UTC"))
 
 
-def window_for(feed: Feed, expect: Expectation, due: datetime) -> ExpectationWindow:
+def plan_key(feed: Feed, calendar: BusinessCalendar) -> str:
+    """What a feed's windows are laid out from: its expectation and the tenant's zone and
+    calendar. Windows with another key were laid out before a change to one of them."""
+    basis = {
+        "expect": (feed.spec or {}).get("expect"),
+        "timezone": calendar.timezone,
+        "country": calendar.country,
+        "subdivision": calendar.subdivision,
+        "closures": sorted(d.isoformat() for d in calendar.closures),
+    }
+    digest = hashlib.sha256(json.dumps(basis, sort_keys=True, default=str).encode())
+    return digest.hexdigest()[:32]
+
+
+def window_for(
+    feed: Feed, expect: Expectation, due: datetime, key: str | None = None
+) -> ExpectationWindow:
     span = timedelta(minutes=expect.window_minutes)
     closes = due + span
     return ExpectationWindow(
@@ -93,6 +111,7 @@ def window_for(feed: Feed, expect: Expectation, due: datetime) -> ExpectationWin
         warn_at=closes - timedelta(minutes=expect.warn_before_minutes),
         closes_at=closes,
         state="open",
+        plan_key=key,
     )
 
 
@@ -100,7 +119,11 @@ async def plan_windows(db: Database, now: datetime, horizon: timedelta) -> int:
     """Add the windows due between now and the horizon that are not there yet.
 
     Each feed continues from its latest window, so a window is never laid out twice;
-    the unique (feed, due) constraint settles a race between two replicas.
+    the unique (feed, due) constraint settles a race between two replicas. When what a
+    feed's windows were laid out from has changed since (its expectation, the tenant's
+    zone, public holidays or closures: `plan_key`), the windows that have not opened
+    yet are laid out again, so a closure set for tomorrow takes tomorrow's window away
+    and a day reopened gets one back. Windows already open keep their terms.
     """
     added = 0
     async with db.transaction() as session:
@@ -120,22 +143,48 @@ async def plan_windows(db: Database, now: datetime, horizon: timedelta) -> int:
                 )
             ).all()
         )
+        ahead: dict[uuid.UUID, set[str | None]] = {}
+        for feed_id, key in await session.execute(
+            select(ExpectationWindow.feed_id, ExpectationWindow.plan_key)
+            .where(ExpectationWindow.state == "open", ExpectationWindow.opens_at > now)
+            .distinct()
+        ):
+            ahead.setdefault(feed_id, set()).add(key)
         for feed, tenant in feeds:
             if not (feed.spec or {}).get("expect"):
                 continue
-            start = latest.get(feed.id)
-            if start is not None and start >= now + horizon / 2:
-                continue  # laid out well ahead: no cron arithmetic this time
             expect = expectation_of(feed)
             if expect is None:
                 continue
+            calendar = calendar_for(tenant, expect)
+            key = plan_key(feed, calendar)
+            start = latest.get(feed.id)
+            if ahead.get(feed.id, {key}) != {key}:
+                start = await _withdraw_unopened(session, feed.id, now)
+            elif start is not None and start >= now + horizon / 2:
+                continue  # laid out well ahead: no cron arithmetic this time
             # A feed seen for the first time starts with windows still open now.
             start = start or now - timedelta(minutes=expect.window_minutes)
-            calendar = calendar_for(tenant, expect)
             for due in due_times(expect, start, now + horizon, calendar):
-                session.add(window_for(feed, expect, due))
+                session.add(window_for(feed, expect, due, key))
                 added += 1
     return added
+
+
+async def _withdraw_unopened(
+    session: AsyncSession, feed_id: uuid.UUID, now: datetime
+) -> datetime | None:
+    """Remove a feed's windows that have not opened yet; returns the latest left."""
+    await session.execute(
+        delete(ExpectationWindow).where(
+            ExpectationWindow.feed_id == feed_id,
+            ExpectationWindow.state == "open",
+            ExpectationWindow.opens_at > now,
+        )
+    )
+    return await session.scalar(
+        select(func.max(ExpectationWindow.due_at)).where(ExpectationWindow.feed_id == feed_id)
+    )
 
 
 Arrived = ImportCompleted | ImportFailed | FileRejected

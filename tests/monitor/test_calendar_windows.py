@@ -97,6 +97,37 @@ async def test_windows_on_business_days_skip_the_tenants_holidays_closures_and_w
     ]
 
 
+async def test_a_closure_set_after_windows_were_laid_out_takes_its_window_away_and_back(
+    db: Database, tenant: Tenant
+) -> None:
+    await _feed(db, tenant, days="business")
+    now = datetime(2026, 12, 1, 12, tzinfo=UTC)
+    await expectations.plan_windows(db, now, timedelta(days=3))
+    assert await _due_utc(db) == ["Wed 02 06:00", "Thu 03 06:00", "Fri 04 06:00"]
+
+    await set_calendar(db, tenant.slug, close=(date(2026, 12, 3),))
+    await expectations.plan_windows(db, now + timedelta(minutes=5), timedelta(days=3))
+    assert await _due_utc(db) == ["Wed 02 06:00", "Fri 04 06:00"]
+
+    await set_calendar(db, tenant.slug, reopen=(date(2026, 12, 3),))
+    await expectations.plan_windows(db, now + timedelta(minutes=10), timedelta(days=3))
+    assert await _due_utc(db) == ["Wed 02 06:00", "Thu 03 06:00", "Fri 04 06:00"]
+
+
+async def test_a_window_already_open_keeps_its_terms_when_the_feed_changes(
+    db: Database, tenant: Tenant
+) -> None:
+    await _feed(db, tenant)
+    # 05:30 London: the 06:00 window (05:00-07:00) is open, tomorrow's is not yet.
+    now = datetime(2026, 12, 2, 5, 30, tzinfo=UTC)
+    await expectations.plan_windows(db, now, timedelta(hours=30))
+    assert await _due_utc(db) == ["Wed 02 06:00", "Thu 03 06:00"]
+
+    await _feed(db, tenant, cron="0 9 * * *")
+    await expectations.plan_windows(db, now + timedelta(minutes=5), timedelta(hours=30))
+    assert await _due_utc(db) == ["Wed 02 06:00", "Wed 02 09:00", "Thu 03 09:00"]
+
+
 async def test_a_feed_on_every_day_still_expects_a_file_on_a_public_holiday(
     db: Database, tenant: Tenant
 ) -> None:

@@ -132,6 +132,9 @@ class ExpectationWindow(IdMixin, Base):
     incident_id: Mapped[uuid.UUID | None] = mapped_column(
         ForeignKey("incidents.id", ondelete="SET NULL"), default=None
     )
+    # Digest of what laid the window out (the feed's expectation, the tenant's zone and
+    # calendar): windows not yet open are laid out again when it changes.
+    plan_key: Mapped[str | None] = mapped_column(String(32), default=None)
 
 
 class Incident(IdMixin, CreatedMixin, Base):

@@ -1,5 +1,5 @@
-"""Test imports and exports, scheduled imports, business calendars, first-days holds and
-SSH key expiry.
+"""Test imports and exports, scheduled imports, business calendars (and windows laid out
+again when one changes), first-days holds and SSH key expiry.
 
 Revision ID: 0019
 Revises: 0018
@@ -25,6 +25,8 @@ def upgrade() -> None:
         batch.add_column(sa.Column("closure_dates", sa.JSON(), nullable=True))
     with op.batch_alter_table("feeds") as batch:
         batch.add_column(sa.Column("live_started_at", TS, nullable=True))
+    with op.batch_alter_table("expectation_windows") as batch:
+        batch.add_column(sa.Column("plan_key", sa.String(32), nullable=True))
     with op.batch_alter_table("imports") as batch:
         batch.add_column(sa.Column("test", sa.Boolean(), nullable=False, server_default=sa.false()))
         batch.add_column(sa.Column("apply_at", TS, nullable=True))
@@ -71,6 +73,8 @@ def downgrade() -> None:
     with op.batch_alter_table("imports") as batch:
         batch.drop_column("apply_at")
         batch.drop_column("test")
+    with op.batch_alter_table("expectation_windows") as batch:
+        batch.drop_column("plan_key")
     with op.batch_alter_table("feeds") as batch:
         batch.drop_column("live_started_at")
     with op.batch_alter_table("tenants") as batch:
