@@ -45,10 +45,13 @@ def table(console: Console, columns: Sequence[str], rows: Iterable[Sequence[obje
     """Rows under `columns`: a folded table in a terminal, tab-separated lines when piped."""
     cells = [[cell(v) for v in row] for row in rows]
     if not console.is_terminal:
-        for line in (list(columns), *cells):
-            # One row, one line: a tab or line break inside a value would split it.
-            text = "\t".join(" ".join(v.split()) for v in line)
-            console.print(text, markup=False, highlight=False, emoji=False, soft_wrap=True)
+        # Written as is: rich would expand the tabs. One row, one line: a tab or a line
+        # break inside a value would split it.
+        console.file.write(
+            "".join(
+                "\t".join(" ".join(v.split()) for v in line) + "\n" for line in (columns, *cells)
+            )
+        )
         return
     shown = Table(*(Column(name, overflow="fold") for name in columns))
     for row in cells:

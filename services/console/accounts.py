@@ -32,6 +32,8 @@ class KeyView(BaseModel):
     comment: str | None
     added_at: datetime
     age_days: int
+    # After this the gateway refuses the key; None: it does not expire.
+    expires_at: datetime | None = None
 
 
 class PolicyView(BaseModel):
@@ -110,6 +112,7 @@ def _view(
                 comment=k.comment,
                 added_at=k.created_at,
                 age_days=(now - k.created_at).days,
+                expires_at=k.expires_at,
             )
             for k in keys
         ],

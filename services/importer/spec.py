@@ -47,6 +47,21 @@ class ApplyWindow(StrictModel):
     def _tz(cls, value: str | None) -> str | None:
         return value if value is None else check_timezone(value)
 
+    @field_validator("start", "end", mode="before")
+    @classmethod
+    def _wall_clock(cls, value: Any) -> Any:
+        # YAML reads an unquoted 22:30 as the number 1350, which would be 00:22:30.
+        if not isinstance(value, str | time):
+            raise ValueError(f'{value!r}: write the time in quotes, e.g. "22:30"')
+        return value
+
+    @field_validator("start", "end")
+    @classmethod
+    def _local(cls, value: time) -> time:
+        if value.tzinfo is not None:
+            raise ValueError("a local time without zone (set `timezone` for another zone)")
+        return value
+
     @model_validator(mode="before")
     @classmethod
     def _short_form(cls, value: Any) -> Any:

@@ -18,6 +18,7 @@ from collections.abc import Callable
 from datetime import datetime
 
 from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from courier.common.calendars import BusinessCalendar
 from courier.common.db.models import Feed, Import, ReceivedFile, Tenant
@@ -28,7 +29,7 @@ from courier.common.tasks import uninterrupted
 from courier.common.uow import UnitOfWork
 from courier.importer.apply import compute, conclude, spec_of
 from courier.importer.changes import fingerprint
-from courier.importer.schedule import Window, calendar_of, local_text, window_for
+from courier.importer.schedule import HELD_BEHIND, Window, calendar_of, local_text, window_for
 from courier.importer.spec import FeedSpec
 
 log = get_logger(__name__)
@@ -94,6 +95,12 @@ async def _apply_next(uow: UnitOfWork, feed_id: uuid.UUID, now: datetime) -> Imp
             return None
         row = await session.get(ReceivedFile, imp.file_id)
         assert row is not None
+        event = event_for(row, row.tenant)
+        if await _held_before(session, imp):
+            # An earlier file was held at the window (the full-sync guard): keep the order.
+            await compute(uow, imp, spec, apply=False, guarded=True, replace=True, hold=HELD_BEHIND)
+            await conclude(uow, imp, event)
+            return imp
         checked = dict(imp.details or {})
         await compute(uow, imp, spec, apply=True, guarded=imp.decision != "approve", replace=True)
         if imp.status in ("completed", "completed_with_errors"):
@@ -101,9 +108,22 @@ async def _apply_next(uow: UnitOfWork, feed_id: uuid.UUID, now: datetime) -> Imp
             if await fingerprint(session, imp.id) != checked.get("plan_sha256"):
                 notes["changed_since_check"] = CHANGED_AT_WINDOW
             imp.details = {**imp.details, **notes}
-        await conclude(uow, imp, event_for(row, row.tenant))
+        await conclude(uow, imp, event)
     log.info("scheduled file applied", import_id=str(imp.id), status=imp.status)
     return imp
+
+
+async def _held_before(session: AsyncSession, imp: Import) -> bool:
+    earlier = await session.scalar(
+        select(Import.id)
+        .where(
+            Import.feed_id == imp.feed_id,
+            Import.status == "awaiting_approval",
+            Import.received_at < imp.received_at,
+        )
+        .limit(1)
+    )
+    return earlier is not None
 
 
 async def _missed(

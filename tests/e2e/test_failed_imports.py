@@ -18,6 +18,7 @@ from sqlalchemy import select, text
 
 from courier.cli import provision
 from courier.common.areas import area_key
+from courier.common.bus import Bus
 from courier.common.clock import ManualClock
 from courier.common.db.engine import Database, is_sqlite
 from courier.common.db.models import Import, LeaveBalance, Tenant
@@ -30,16 +31,7 @@ from courier.notifier.rota import Rota
 from tests.support.clients import openssh_available, openssh_sftp
 from tests.support.fixtures_data import leave_csv
 from tests.support.paging import Mailbox, Sns, body
-from tests.support.paging_fixtures import (  # noqa: F401
-    ANA,
-    CONTACT,
-    clock,
-    mailbox,
-    paging,
-    rota,
-    sns,
-    sns_server,
-)
+from tests.support.paging_fixtures import ANA, CONTACT
 from tests.support.services import at_once, eventually, running
 from tests.support.tenant_objects import declare_feed
 
@@ -89,6 +81,15 @@ async def _freeze_leave_balances(db: Database) -> None:
                     "FOR EACH STATEMENT EXECUTE FUNCTION leave_balances_frozen()"
                 )
             )
+
+
+async def _thaw_leave_balances(db: Database) -> None:
+    async with db.transaction() as s:
+        if is_sqlite(db.url):
+            for action in ("insert", "update", "delete"):
+                await s.execute(text(f"DROP TRIGGER leave_balances_frozen_{action}"))
+        else:
+            await s.execute(text("DROP TRIGGER leave_balances_frozen ON leave_balances"))
 
 
 async def _database_refuses(
@@ -232,3 +233,35 @@ async def test_a_failed_import_tells_the_partner_pages_oncall_and_emails_the_con
     async with db.session() as s:
         kinds = set(await s.scalars(select(Incident.kind)))
     assert kinds == {"import_failed"}
+
+
+async def test_a_database_fault_that_passes_is_tried_again_and_the_file_imports_once(
+    settings: Settings, db: Database, storage: Storage, bus: Bus, tenant: Tenant
+) -> None:
+    await declare_feed(db, tenant, "leave-balances", "leave_*.csv")
+    await _freeze_leave_balances(db)
+    js = bus.broker.connection.jetstream()
+
+    async def tried_again() -> bool:
+        info = await js.consumer_info(bus.stream("COURIER_FILES"), bus.durable("importer"))
+        return info.num_redelivered >= 1
+
+    async def imported() -> Import | None:
+        async with db.session() as s:
+            return await s.scalar(select(Import))
+
+    async with running("importer", settings), running("monitor", settings):
+        inbound = area_key(tenant.slug, "inbound", NAME)
+        await storage.put(inbound, FILE)
+        await record_file(db, storage, tenant, NAME, inbound, source="gateway")
+        await eventually(tried_again)
+        await _thaw_leave_balances(db)  # the database is back to normal
+        imp = await eventually(imported, within=30)
+
+    assert (imp.status, imp.created, imp.updated) == ("completed", 2, 0)
+    assert await _balances(db) == {
+        ("E100", "annual"): Decimal("72.00"),
+        ("E200", "annual"): Decimal("40.00"),
+    }
+    async with db.session() as s:
+        assert list(await s.scalars(select(Incident))) == []

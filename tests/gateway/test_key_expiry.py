@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -67,6 +68,9 @@ async def test_a_key_added_with_an_expiry_date_works_through_that_day(
     assert key.expires_at == end
     code, shown = await courier(env, "accounts", "show", "p1")
     assert key.fingerprint in shown and f"expires {end:%Y-%m-%d %H:%M} UTC" in shown
+    code, as_json = await courier(env, "accounts", "show", "p1", "--json")
+    [listed] = json.loads(as_json)["keys"]
+    assert datetime.fromisoformat(listed["expires_at"]) == end
 
     code, out = await courier(
         env, "accounts", "add-key", "p1", str(_public(tmp_path, "k2")), "--expires", "2020-01-01"

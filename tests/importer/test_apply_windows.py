@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from decimal import Decimal
+from pathlib import Path
 
 import pytest
 from sqlalchemy import select
@@ -23,6 +24,7 @@ from courier.importer.spec import ApplyWindow
 from courier.importer.windows import apply_due
 from courier.monitor import signals
 from tests.importer.conftest import load_import
+from tests.support.cli import cli_env, courier
 from tests.support.fixtures_data import leave_csv
 from tests.support.staged import staged
 
@@ -223,6 +225,42 @@ async def test_held_file_approved_inside_the_window_is_applied_at_once(
     assert await balances(db) == {"E1": Decimal("8.00")}
 
 
+async def test_a_file_the_guard_holds_at_the_window_keeps_later_files_behind_it(
+    db, feed, arrive, at_window, clock
+) -> None:
+    guard = {"max_delete_share": 0.5, "min_records": 1}
+    await feed("leave", "leave_balances", "leave_*.csv",
+               apply_window="01:00-05:00", mode="full_sync", full_sync_guard=guard)  # fmt: skip
+    clock.set(datetime(2026, 12, 1, 2, 0, tzinfo=UTC))  # inside the window
+    rows = [f"E{n},annual,8,2026-11-01" for n in range(1, 4)]
+    assert (await arrive("leave_0.csv", leave_csv(*rows))).status == "completed"
+    clock.set(TUESDAY_MORNING)
+    first = await arrive("leave_1.csv", leave_csv(*rows, "E4,annual,1,2026-11-01"))
+    # The second file holds every record, so on its own it would pass the guard.
+    everyone = [f"E{n},annual,2,2026-11-01" for n in range(4, 12)]
+    second = await arrive("leave_2.csv", leave_csv(*rows, *everyone))
+    assert (first.status, second.status) == ("scheduled", "scheduled")
+    # Before the window, records the files do not hold appear (another system's sync).
+    async with db.transaction() as s:
+        [done] = await s.scalars(select(Import).where(Import.file_name == "leave_0.csv"))
+        for n in range(5, 12):
+            s.add(LeaveBalance(tenant_id=done.tenant_id, feed_id=done.feed_id,
+                               employee_id=f"E{n}", leave_type="annual",
+                               balance_hours=Decimal(1), as_of=date(2026, 11, 1)))  # fmt: skip
+
+    clock.set(NEXT_WINDOW)
+    await at_window()
+    held, behind = [await load_import(db, i.id) for i in (first, second)]
+    assert held.status == "awaiting_approval"
+    assert held.details["held"].startswith("full sync would delete 7 of 10 records")
+    # Not applied before it: held too, to be decided after the first.
+    assert (behind.status, behind.details["held"]) == (
+        "awaiting_approval", "an earlier file of this feed awaits approval",
+    )  # fmt: skip
+    assert await balances(db) == {**{f"E{n}": Decimal("8.00") for n in range(1, 4)},
+                                  **{f"E{n}": Decimal("1.00") for n in range(5, 12)}}  # fmt: skip
+
+
 async def test_a_file_arriving_in_the_window_waits_behind_one_still_scheduled(
     db, feed, arrive, at_window, clock
 ) -> None:
@@ -277,3 +315,31 @@ async def test_a_window_pass_cut_off_half_way_applies_nothing_and_the_next_appli
     assert [i.id for i in first + second] == [imp.id]
     assert await balances(db) == {"E1": Decimal("8.00")}
     assert await statuses(db, imp) == ["scheduled", "completed"]
+
+
+WINDOW_YAML = """\
+tenant: acme
+feeds:
+  - name: leave
+    kind: leave_balances
+    pattern: "leave_*.csv"
+    apply_window: {{start: {start}, end: "02:00", days: business}}
+"""
+
+
+async def test_apply_window_is_declared_in_yaml_and_shown_by_the_cli(
+    settings, tenant, tmp_path: Path
+) -> None:
+    env = cli_env(settings)
+    spec = tmp_path / "acme.yaml"
+    # Unquoted, YAML reads 22:00 as a number: refused, saying what to write.
+    spec.write_text(WINDOW_YAML.format(start="22:00"))
+    code, out = await courier(env, "feeds", "apply", str(spec))
+    assert code == 1 and 'write the time in quotes, e.g. "22:30"' in out, out
+    spec.write_text(WINDOW_YAML.format(start='"22:00"'))
+    code, out = await courier(env, "feeds", "apply", str(spec))
+    assert code == 0, out
+    code, out = await courier(env, "feeds", "show", "leave")
+    assert code == 0, out
+    assert "apply window: 22:00-02:00 business days (Europe/London)" in out
+    assert "scheduled files: 0" in out

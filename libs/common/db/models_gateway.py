@@ -86,8 +86,8 @@ class SessionEvent(Base):
     peer: Mapped[str] = mapped_column(String(64))
     username: Mapped[str | None] = mapped_column(String(64))
     tenant: Mapped[str | None] = mapped_column(String(63))
-    # login_succeeded | login_failed | upload | upload_refused | download | delete | rename
-    # | disconnect | banned
+    # login_succeeded | login_failed | password_changed | password_change_refused | upload
+    # | upload_refused | download | delete | rename | disconnect | banned
     kind: Mapped[str] = mapped_column(String(32))
     reason: Mapped[str | None] = mapped_column(String(255))
     path: Mapped[str | None] = mapped_column(String(1024))
