@@ -4,8 +4,9 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(shell sha1sum pyproject.toml | cut -c1-12)
 # Debian packages the tests talk to as real peers (OpenSSH client and server) and the
-# browser the console tests drive (Chromium, through Playwright; never downloaded).
-DEBS   := openssh-client openssh-server sshpass chromium
+# browser the console tests drive (Chromium, through Playwright; never downloaded), and
+# the OpenPGP, zip and gzip tools partners encrypt and pack files with.
+DEBS   := openssh-client openssh-server sshpass chromium gnupg zip unzip
 
 .PHONY: run test lint format system-packages clean bench
 

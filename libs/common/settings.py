@@ -125,6 +125,13 @@ class Settings(BaseSettings):
     # More pages than this for one person in one pass go out as one digest SMS.
     sms_digest_threshold: int = 3
     notify_max_attempts: int = 5
+    # OpenPGP: the passphrase that protects every Courier secret key held in the
+    # database (from a Secret in production); without it no secret key can be used.
+    pgp_passphrase: SecretStr | None = None
+    # Unpacking zip/gzip and decrypting: refuse a file whose plaintext would exceed this
+    # many bytes, or this many times its packed size (zip bombs).
+    unpack_max_bytes: int = 4 * 1024**3
+    unpack_max_ratio: int = 200
     log_level: str = "INFO"
     log_json: bool = True
     service_name: str = Field(default="courier")
