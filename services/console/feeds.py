@@ -49,9 +49,10 @@ class FileView(BaseModel):
     file_name: str
     # The import's status (completed, rejected, failed, …)
     status: str
-    # arrived | late | rejected
+    # arrived | late | rejected | test (checked in full, applied nowhere, expected by no window)
     verdict: str
     received_at: datetime
+    test: bool = False
 
 
 class FirstDaysView(BaseModel):
@@ -162,8 +163,9 @@ def file_view(imp: Import, windows: list[timeline.Window]) -> FileView:
         import_id=imp.id,
         file_name=imp.file_name,
         status=imp.status,
-        verdict=timeline.arrival_kind(_arrival(imp), windows),
+        verdict="test" if imp.test else timeline.arrival_kind(_arrival(imp), windows),
         received_at=imp.received_at,
+        test=imp.test,
     )
 
 
@@ -204,7 +206,8 @@ async def _last_imports(s: AsyncSession, feed_ids: list[uuid.UUID]) -> dict[uuid
             .over(partition_by=Import.feed_id, order_by=(Import.received_at.desc(), Import.id))
             .label("rank"),
         )
-        .where(Import.feed_id.in_(feed_ids))
+        # A test file says nothing of the feed's live deliveries.
+        .where(Import.feed_id.in_(feed_ids), Import.test.is_(False))
         .subquery()
     )
     rows = await s.scalars(
@@ -329,7 +332,7 @@ async def feed_detail(
         end=now,
         timezone=summary.timezone,
         windows=windows,
-        arrivals=[_arrival(imp) for imp in files],
+        arrivals=[_arrival(imp) for imp in files if not imp.test],
         label=f"{tenant.slug} / {feed.name}: expected windows and files, last 30 days",
     )
     return detail, picture

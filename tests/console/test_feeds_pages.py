@@ -164,6 +164,27 @@ async def test_feed_detail_api_lists_windows_and_files_of_30_days(db, app, histo
     assert detail["schedule"]["cron"] == "0 9 * * *"
 
 
+async def test_a_test_file_is_badged_and_never_taken_for_the_feeds_last_delivery(
+    db, app, history, send
+) -> None:
+    tried = await send("test/leave_try.csv", leave_csv("E1,annual,8,2026-11-01"))
+    assert tried.test and tried.feed_id == history.feed.id
+    token = await make_token(db, "support")
+    async with api_client(app, token) as http:
+        (feed,) = (await http.get("/api/feeds")).json()
+        detail = (await http.get(f"/api/feeds/{history.feed.id}")).json()
+    # The last delivery is still the live (rejected) one.
+    assert feed["last_file"]["import_id"] == str(history.rejected_file.id)
+    files = {f["file_name"]: (f["verdict"], f["test"]) for f in detail["files"]}
+    assert files["test/leave_try.csv"] == ("test", True)
+    assert files["leave_late.csv"] == ("late", False)
+    await make_user(db, "sam", "support")
+    async with api_client(app) as http:
+        await sign_in(http, "sam")
+        html = (await http.get(f"/feeds/{history.feed.id}")).text
+    assert 'test/leave_try.csv</a> <span class="badge test"' in html
+
+
 async def test_a_customer_sees_their_feeds_only_and_another_tenants_feed_is_404(
     db, app, tenant
 ) -> None:
