@@ -215,10 +215,17 @@ def add_key(
     username: str,
     key: Annotated[str, typer.Argument(help="Public key file or line.")],
     expires: Expires = None,
+    no_expiry: Annotated[
+        bool, typer.Option("--no-expiry", help="The key never expires, whatever the policy.")
+    ] = False,
 ) -> None:
     """Authorize a public key (ed25519, ECDSA, RSA ≥ 3072) until it expires."""
+    if no_expiry and expires:
+        err.print("[red]error:[/] --expires and --no-expiry exclude each other")
+        raise typer.Exit(2)
+    until = admin.NEVER if no_expiry else _day(expires)
     added: AccountKey = run_db(
-        lambda db: admin.add_key(db, username, _key_text(key), expires=_day(expires))
+        lambda db: admin.add_key(db, username, _key_text(key), expires=until)
     )
     console.print(
         f"key {added.fingerprint} added to {username}; it {_expiry(added.expires_at)}",

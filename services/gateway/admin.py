@@ -12,6 +12,7 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
+from typing import Literal
 
 import asyncssh
 from sqlalchemy import select
@@ -119,15 +120,24 @@ def _key_row(
     )
 
 
+# `expires=NEVER`: the key does not expire, whatever the tenant's key policy says.
+NEVER = "never"
+
+
 def key_expiry(
-    tenant: Tenant, policy: PasswordPolicy, expires: date | datetime | None, now: datetime
+    tenant: Tenant,
+    policy: PasswordPolicy,
+    expires: date | datetime | Literal["never"] | None,
+    now: datetime,
 ) -> datetime | None:
     """When a key added `now` stops working.
 
     A date is valid through its last day in the tenant's time zone (what a partner
     reads "expires 2027-06-30" as); none given: the tenant's `key_max_age_days`
-    (0 = the key does not expire).
+    (0 = the key does not expire); `NEVER`: no expiry.
     """
+    if expires == NEVER:
+        return None
     if isinstance(expires, datetime):
         when: datetime | None = expires
     elif isinstance(expires, date):
@@ -276,7 +286,7 @@ async def add_key(
     username: str,
     text: str,
     *,
-    expires: date | datetime | None = None,
+    expires: date | datetime | Literal["never"] | None = None,
     now: datetime | None = None,
 ) -> AccountKey:
     """Authorize a key until `expires` (see `key_expiry`). Adding a key the account has

@@ -98,6 +98,21 @@ async def test_without_a_date_a_key_gets_the_tenants_default_lifetime(
         "does not expire" in shown and f"expires {before + timedelta(days=365):%Y-%m-%d}" in shown
     )
 
+    # A key the partner's system cannot rotate can be exempted, and only on purpose.
+    code, out = await courier(
+        env, "accounts", "add-key", "p1", str(_public(tmp_path, "hsm")), "--no-expiry"
+    )
+    assert code == 0 and "does not expire" in out, out
+    lifetimes = sorted(
+        (k.expires_at - before).days if k.expires_at else 0 for k in (await _keys(db)).values()
+    )
+    assert lifetimes == [0, 0, 365]
+    code, out = await courier(
+        env, "accounts", "add-key", "p1", str(_public(tmp_path, "x")), "--no-expiry",
+        "--expires", "2030-01-01",
+    )  # fmt: skip
+    assert code == 2 and "exclude each other" in out
+
 
 async def test_rotating_a_key_lets_the_old_ones_overlap_then_expire(
     settings: Settings, db: Database, tenant: Tenant, tmp_path: Path
