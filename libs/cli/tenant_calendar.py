@@ -11,16 +11,16 @@ from datetime import UTC, date, datetime
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
 from sqlalchemy import select
 
 from courier.cli.context import run_with_db
+from courier.cli.output import Output
 from courier.common.calendars import BusinessCalendar, CalendarError, check_country
 from courier.common.db.engine import Database
 from courier.common.db.models import Tenant
 
-console = Console()
-err = Console(stderr=True)
+console = Output()
+err = Output(stderr=True)
 # Clears the holiday calendar: `--country none`.
 NONE = "none"
 

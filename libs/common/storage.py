@@ -118,6 +118,23 @@ async def sha256_of(storage: Storage, key: str) -> tuple[str, int]:
     return h.hexdigest(), size
 
 
+async def put_file(storage: Storage, key: str, path: Path) -> tuple[ObjectInfo, str]:
+    """Stream a local file into `key`, all or nothing; what was stored, and its sha256."""
+    h = hashlib.sha256()
+    writer = await storage.open_write(key)
+    try:
+        with path.open("rb") as fh:
+            while chunk := await asyncio.to_thread(fh.read, CHUNK):
+                h.update(chunk)
+                await writer.write(chunk)
+        info = await writer.finalize()
+    except BaseException:
+        with contextlib.suppress(Exception):
+            await writer.abort()
+        raise
+    return info, h.hexdigest()
+
+
 # ---------------------------------------------------------------- file://
 
 _TMP_DIR = ".tmp"

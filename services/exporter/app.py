@@ -33,6 +33,7 @@ async def main(runtime: Runtime) -> None:
         runtime.db,
         runtime.storage,
         owner=runtime.instance,
+        pgp_passphrase=runtime.settings.pgp_passphrase,
         tuning=Tuning(
             lease=timedelta(seconds=conf.lease_seconds),
             retry_min_seconds=conf.retry_min_seconds,

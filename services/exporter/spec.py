@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import string
 from datetime import date, datetime, timedelta
 from typing import Annotated, Any, Literal
@@ -114,6 +115,43 @@ class SftpDestination(RemoteEndpoint):
 
 Destination = Annotated[PickupDestination | SftpDestination, Field(discriminator="type")]
 
+# Whose public key an encrypted export goes to (see `Encryption.to`).
+_RECIPIENT = re.compile(r"^(partner|account:[A-Za-z0-9_.@-]{1,64}|[0-9A-F]{40}|[0-9A-F]{64})$")
+
+
+class Encryption(StrictModel):
+    """OpenPGP encryption of the delivered file (`encrypt: pgp` is the short form).
+
+    `to`: `partner` (the tenant's partner keys registered for no account or feed),
+    `account:NAME` (the keys registered for that SFTP account) or one key's full
+    fingerprint. Every unexpired key found is a recipient, so during a partner's key
+    rotation either key decrypts. `sign`: signed with the tenant's Courier key too.
+    `armor`: ASCII-armored (`.asc`) instead of binary (`.pgp`).
+    """
+
+    type: Literal["pgp"] = "pgp"
+    to: str = "partner"
+    sign: bool = False
+    armor: bool = False
+
+    @field_validator("to", mode="before")
+    @classmethod
+    def _to(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            value = value.strip()
+            if not value.startswith(("partner", "account:")):
+                value = value.replace(" ", "").upper()
+            if not _RECIPIENT.match(value):
+                raise ValueError(
+                    "encrypt.to is `partner`, `account:NAME` or a key's full fingerprint"
+                )
+        return value
+
+    @property
+    def suffix(self) -> str:
+        """What the delivered file's name gets."""
+        return ".asc" if self.armor else ".pgp"
+
 
 class ExportSpecModel(StrictModel):
     name: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,99}$")
@@ -133,11 +171,17 @@ class ExportSpecModel(StrictModel):
     destinations: list[Destination] = Field(min_length=1)
     delivery_window: timedelta = timedelta(hours=2)
     contacts: list[Contact] = Field(default_factory=list)
+    encrypt: Encryption | None = None
 
     @field_validator("period", mode="before")
     @classmethod
     def _period_shorthand(cls, value: Any) -> Any:
         return {"kind": value} if isinstance(value, str) else value
+
+    @field_validator("encrypt", mode="before")
+    @classmethod
+    def _encrypt_shorthand(cls, value: Any) -> Any:
+        return {"type": value} if isinstance(value, str) else value
 
     @field_validator("file_name")
     @classmethod

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
+from pydantic import SecretStr
 from sqlalchemy import select
 from tenacity import (
     AsyncRetrying,
@@ -42,8 +43,9 @@ from courier.common.metrics import (
 from courier.common.outbox import stage
 from courier.common.remote import HostKeyRefused, RemoteError
 from courier.common.storage import Storage, StorageError
-from courier.exporter.build import build_file
+from courier.exporter.build import BuildError, build_file
 from courier.exporter.deliver import DeliveryError, to_pickup, to_sftp
+from courier.exporter.encrypt import build_encrypted
 from courier.exporter.samples import claim_sample, destinations, sample_name
 from courier.exporter.schedule import Run, claim_period, period_containing, schedule_due
 from courier.exporter.spec import (
@@ -74,6 +76,8 @@ class Exporter:
     clock: Clock = utcnow
     tuning: Tuning = field(default_factory=Tuning)
     owner: str = field(default_factory=lambda: instance_name("exporter"))
+    # Unlocks the tenants' Courier keys that sign encrypted exports.
+    pgp_passphrase: SecretStr | None = None
 
     # ------------------------------------------------------------ scheduling
 
@@ -141,20 +145,26 @@ class Exporter:
         )
         if export.test:
             name = sample_name(name)
+        if spec.encrypt is not None:
+            name += spec.encrypt.suffix
         key = f"tenants/{tenant}/exports/{export.id}/{name}"
         started = time.monotonic()
+        period = (export.tenant_id, export.period_start, export.period_end, key)
         try:
-            built = await build_file(
-                self.db,
-                self.storage,
-                spec,
-                export.tenant_id,
-                export.period_start,
-                export.period_end,
-                key,
-            )
+            if spec.encrypt is None:
+                built = await build_file(self.db, self.storage, spec, *period)
+            else:
+                built = await build_encrypted(
+                    self.db,
+                    self.storage,
+                    spec,
+                    *period,
+                    passphrase=self.pgp_passphrase,
+                    now=self.clock(),
+                )
         except Exception as exc:
-            reason = f"{type(exc).__name__}: {exc}"
+            # A BuildError says what to fix in words; anything else is named by its type.
+            reason = str(exc) if isinstance(exc, BuildError) else f"{type(exc).__name__}: {exc}"
             log.exception("export build failed", **self._context(export))
             async with self.db.transaction() as s:
                 row = await s.get(Export, export.id)

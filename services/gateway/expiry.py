@@ -21,14 +21,13 @@ from courier.common.db.models import SftpAccount
 from courier.common.db.models_gateway import AccountKey
 from courier.common.events import AlertRaised
 from courier.common.logging import get_logger
+from courier.common.pgp_keys import raise_pgp_key_expiry_alerts
 from courier.common.outbox import stage
+from courier.common.reminders import KEY_REMINDER_DAYS, days_left, plural, reminder_pending
 from courier.common.tasks import uninterrupted
 from courier.gateway.admin import policy_for
 
 log = get_logger(__name__)
-
-# Days before a key's expiry at which its partner is reminded.
-KEY_REMINDER_DAYS = (30, 7, 1)
 
 
 def _alert(account: SftpAccount, expires: datetime, now: datetime) -> AlertRaised:
@@ -86,19 +85,9 @@ async def raise_expiry_alerts(db: Database, now: datetime | None = None) -> list
     return staged
 
 
-def key_reminder_due(expires: datetime, now: datetime) -> int | None:
-    """The reminder a key is due at `now`: the nearest of 30, 7 and 1 days it is within."""
-    due = [d for d in KEY_REMINDER_DAYS if expires - now <= timedelta(days=d)]
-    return min(due) if due and expires > now else None
-
-
-def _days_left(expires: datetime, now: datetime) -> int:
-    return -((now - expires) // timedelta(days=1))
-
-
 def _key_alert(account: SftpAccount, key: AccountKey, due: int, now: datetime) -> AlertRaised:
     assert key.expires_at is not None
-    days = _days_left(key.expires_at, now)
+    days = days_left(key.expires_at, now)
     return AlertRaised(
         kind="ssh_key_expiring",
         # One incident (and so one e-mail to the partner) per key, expiry and reminder.
@@ -108,8 +97,8 @@ def _key_alert(account: SftpAccount, key: AccountKey, due: int, now: datetime) -
         tenant_id=account.tenant_id,
         tenant=account.tenant.slug,
         summary=(
-            f"SSH key {key.fingerprint} of {account.username} expires in {days} "
-            f"day{'s' if days != 1 else ''} ({key.expires_at:%Y-%m-%d %H:%M} UTC): "
+            f"SSH key {key.fingerprint} of {account.username} expires in "
+            f"{plural(days, 'day')} ({key.expires_at:%Y-%m-%d %H:%M} UTC): "
             "send the new public key to support before then"
         ),
         details={
@@ -147,8 +136,8 @@ async def raise_key_expiry_alerts(db: Database, now: datetime | None = None) -> 
         ).all()
         for key, account in rows:
             assert key.expires_at is not None
-            due = key_reminder_due(key.expires_at, now)
-            if due is None or (key.reminded_days is not None and key.reminded_days <= due):
+            due = reminder_pending(key.expires_at, key.reminded_days, now)
+            if due is None:
                 continue
             alert = _key_alert(account, key, due, now)
             stage(session, alert)
@@ -168,7 +157,7 @@ async def raise_key_expiry_alerts(db: Database, now: datetime | None = None) -> 
 async def keep_checking(db: Database, every: float, clock: Clock | None = None) -> None:
     clock = clock or SystemClock()
     while True:
-        for check in (raise_expiry_alerts, raise_key_expiry_alerts):
+        for check in (raise_expiry_alerts, raise_key_expiry_alerts, raise_pgp_key_expiry_alerts):
             try:
                 await uninterrupted(check(db, clock.now()))
             except Exception as exc:  # the next pass retries; late beats a dead gateway
