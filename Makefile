@@ -5,8 +5,10 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(shell sha1sum pyproject.toml | cut -c1-12)
 # Debian packages the tests talk to as real peers (OpenSSH client and server) and the
 # browser the console tests drive (Chromium, through Playwright; never downloaded), and
-# the OpenPGP, zip and gzip tools partners encrypt and pack files with.
-DEBS   := openssh-client openssh-server sshpass chromium gnupg zip unzip
+# the OpenPGP, zip and gzip tools partners encrypt and pack files with, and the SFTP
+# clients partners use (PuTTY psftp, lftp, rclone, curl).
+DEBS   := openssh-client openssh-server sshpass chromium gnupg zip unzip \
+          putty-tools lftp rclone curl
 
 .PHONY: run test lint format system-packages clean bench
 
