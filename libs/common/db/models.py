@@ -65,6 +65,9 @@ class SftpAccount(IdMixin, CreatedMixin, Base):
     password_expires_at: Mapped[datetime | None] = mapped_column(default=None)
     # The expiry a `password_expiring` alert was staged for (one reminder per expiry).
     password_reminded_for: Mapped[datetime | None] = mapped_column(default=None)
+    # Offer this account's allowlisted addresses the legacy key exchanges and MACs its
+    # partner's old client needs (set per account, audited; never for everyone).
+    legacy_algorithms: Mapped[bool] = mapped_column(default=False, server_default=false())
 
     tenant: Mapped[Tenant] = relationship(lazy="joined")
 
