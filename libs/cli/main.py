@@ -18,6 +18,7 @@ from courier.cli import (
     gateway,
     imports,
     incidents,
+    keys,
     oncall,
     outbox,
     provision,
@@ -65,6 +66,7 @@ app.add_typer(outbox.app, name="outbox")
 app.add_typer(users.app, name="users")
 app.add_typer(tokens.app, name="tokens")
 app.add_typer(backup.app, name="backup")
+app.add_typer(keys.app, name="keys")
 
 console = Output()
 err = Output(stderr=True)

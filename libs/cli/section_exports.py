@@ -49,6 +49,7 @@ async def apply_exports(db: Database, tenant: Tenant, items: list[Item]) -> list
         f"export {tenant.slug}/{s.name} ({s.kind}, {s.schedule.cron} "
         f"{s.schedule.timezone or tenant.timezone}"
         f"{', business days' if s.schedule.days == 'business' else ''}, "
-        f"to {', '.join(d.label for d in s.destinations)}) applied"
+        f"to {', '.join(d.label for d in s.destinations)}"
+        f"{f', encrypted to {s.encrypt.to}' if s.encrypt else ''}) applied"
         for s in specs
     ]

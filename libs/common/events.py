@@ -63,7 +63,8 @@ class FileReceived(Event):
     storage_key: str
     size: int
     sha256: str
-    source: Literal["gateway", "poll", "reconcile", "api"] = "gateway"
+    # unpack: a member of a zip the importer unpacked (the zip's file is in its import).
+    source: Literal["gateway", "poll", "reconcile", "api", "unpack"] = "gateway"
     account: str | None = None
 
     def dedupe_key(self) -> str:

@@ -45,6 +45,10 @@ class PgpRefused(Exception):
         self.reason = reason
 
 
+class PgpTooLarge(PgpRefused):
+    """The plaintext would pass the size the caller allowed (see `Keyring.decrypt`)."""
+
+
 def gpg_available() -> bool:
     return shutil.which(GPG_BINARY) is not None
 
@@ -132,6 +136,19 @@ def inspect(armored: str | bytes) -> list[KeyInfo]:
         return [_info(k, k["fingerprint"] in secret) for k in gpg.list_keys()]
 
 
+def read_keys(data: bytes) -> tuple[list[KeyInfo], str]:
+    """The keys in an export (armored or binary, public or secret) and their public
+    part as gpg exports it, armored: what is stored for others to encrypt to."""
+    with _home() as gpg:
+        result = gpg.import_keys(data)
+        if not result.fingerprints:
+            raise PgpRefused("no OpenPGP key found in the given data")
+        secret = {k["fingerprint"] for k in gpg.list_keys(secret=True)}
+        keys = gpg.list_keys()
+        public = str(gpg.export_keys([k["fingerprint"] for k in keys]))
+        return [_info(k, k["fingerprint"] in secret) for k in keys], public
+
+
 def generate(name: str, email: str, passphrase: str, expire: str = "2y") -> tuple[str, str]:
     """A new key pair (ed25519 signing, cv25519 encryption subkey): (public, secret)
     armored; the secret one protected by `passphrase`."""
@@ -154,6 +171,31 @@ def generate(name: str, email: str, passphrase: str, expire: str = "2y") -> tupl
         public = gpg.export_keys(key.fingerprint)
         secret = gpg.export_keys(key.fingerprint, secret=True, passphrase=passphrase)
         return public, secret
+
+
+def check_secret_key(armored: str, passphrase: str) -> None:
+    """Refuse a secret key that `passphrase` does not unlock, or that no passphrase
+    protects (it would sit in the database in clear): a probe encrypted to the key must
+    stay shut to another passphrase and open to this one."""
+    with _home() as gpg:
+        gpg.import_keys(armored)
+        own = [k["fingerprint"] for k in gpg.list_keys(secret=True)]
+        if not own:
+            raise PgpRefused("no secret key found in the given data")
+        probe = gpg.encrypt(b"courier key check\n", own, always_trust=True, armor=True)
+        if not probe.ok:
+            raise PgpRefused("the key cannot decrypt: it has no usable encryption subkey")
+        # Wrong one first: a passphrase that worked would be cached by the agent.
+        if gpg.decrypt(str(probe), passphrase="not " + passphrase).ok:
+            raise PgpRefused(
+                "the secret key is not protected by a passphrase: protect it with the "
+                "passphrase in COURIER_PGP_PASSPHRASE (gpg --passwd) and export it again"
+            )
+        if not gpg.decrypt(str(probe), passphrase=passphrase).ok:
+            raise PgpRefused(
+                "COURIER_PGP_PASSPHRASE does not unlock this secret key: protect it with "
+                "that passphrase (gpg --passwd) and export it again"
+            )
 
 
 @dataclass
@@ -193,28 +235,42 @@ class Keyring:
     def __exit__(self, *exc: object) -> None:
         self._stack.close()
 
-    def decrypt(self, src: Path, dst: Path, *, require_signature: bool = False) -> Decrypted:
+    def decrypt(
+        self,
+        src: Path,
+        dst: Path,
+        *,
+        require_signature: bool = False,
+        max_output: int | None = None,
+    ) -> Decrypted:
         """Decrypt `src` into `dst`, streaming; a signature must be valid and from one of
         the partner keys of this keyring. Raises `PgpRefused` with the exact reason
-        (and removes `dst`)."""
+        (and removes `dst`); `PgpTooLarge` when the plaintext would pass `max_output`
+        bytes (OpenPGP compresses: a small file can expand without bound)."""
+        extra = ["--no-auto-key-retrieve"]
+        if max_output is not None:
+            extra += ["--max-output", str(max_output)]
         with src.open("rb") as fh:
             result = self.gpg.decrypt_file(
                 fh,
                 always_trust=True,
                 passphrase=self._passphrase,
                 output=str(dst),
-                extra_args=["--no-auto-key-retrieve"],
+                extra_args=extra,
             )
         status = _status_words(result.stderr)
         try:
+            if "exceeded --max-output limit" in (result.stderr or ""):
+                raise PgpTooLarge(f"the plaintext passes {max_output} bytes")
             if "NO_SECKEY" in status or ("DECRYPTION_FAILED" in status and not self.own):
                 raise PgpRefused(WRONG_KEY.format(fingerprints=", ".join(self.own) or "-"))
             if "NODATA" in status and not status & {"DECRYPTION_OKAY", "BEGIN_DECRYPTION"}:
                 raise PgpRefused(NOT_PGP)
-            if not result.ok or "DECRYPTION_OKAY" not in status:
-                raise PgpRefused(CORRUPT)
+            # gpg stops at a bad signature before it can say DECRYPTION_OKAY.
             if "BADSIG" in status:
                 raise PgpRefused(BAD_SIGNATURE)
+            if not result.ok or "DECRYPTION_OKAY" not in status:
+                raise PgpRefused(CORRUPT)
             signed = bool(status & {"GOODSIG", "VALIDSIG", "ERRSIG", "BADSIG"})
             signer = result.pubkey_fingerprint or result.fingerprint or None
             if "ERRSIG" in status or "NO_PUBKEY" in status:
@@ -224,6 +280,9 @@ class Keyring:
                 raise PgpRefused(UNSIGNED)
             if signed and signer not in self.partners:
                 raise PgpRefused(UNKNOWN_SIGNER.format(signer=signer))
+            # gpg can say DECRYPTION_OKAY and still fail to write all of the plaintext.
+            if result.returncode:
+                raise PgpRefused(CORRUPT)
         except PgpRefused:
             dst.unlink(missing_ok=True)
             raise
@@ -256,7 +315,18 @@ class Keyring:
             )
         if not result.ok:
             dst.unlink(missing_ok=True)
-            raise PgpRefused(f"could not encrypt: {result.status or 'gpg failed'}")
+            why = _gpg_failure(result.stderr) or result.status or "gpg failed"
+            raise PgpRefused(f"could not encrypt: {why}")
+
+
+def _gpg_failure(stderr: str) -> str | None:
+    """gpg's own words for what failed (`signing failed: Bad passphrase`)."""
+    failed = [
+        line.removeprefix("gpg: ")
+        for line in (stderr or "").splitlines()
+        if line.startswith("gpg: ") and " failed: " in line
+    ]
+    return failed[0] if failed else None
 
 
 def _status_words(stderr: str) -> set[str]:

@@ -20,6 +20,7 @@ from courier.common.clock import Clock, SystemClock
 from courier.common.db.engine import Database, is_sqlite
 from courier.common.events import Event
 from courier.common.outbox import stage
+from courier.common.settings import Settings, get_settings
 from courier.common.storage import Storage
 
 # SQLite has one writer per file: transactions of one process take turns here instead
@@ -32,13 +33,25 @@ def lock_key(key: uuid.UUID) -> int:
 
 
 class UnitOfWork:
-    def __init__(self, db: Database, storage: Storage, clock: Clock | None = None) -> None:
+    def __init__(
+        self,
+        db: Database,
+        storage: Storage,
+        clock: Clock | None = None,
+        settings: Settings | None = None,
+    ) -> None:
         self.db = db
         self.storage = storage
         # The service's time: what "now" is for windows and holds (tests move it).
         self.clock: Clock = clock or SystemClock()
+        # The service's settings (limits, the OpenPGP passphrase); the process's by default.
+        self._settings = settings
         self._session: AsyncSession | None = None
         self._turn: asyncio.Lock | None = None
+
+    @property
+    def settings(self) -> Settings:
+        return self._settings or get_settings()
 
     @property
     def session(self) -> AsyncSession:

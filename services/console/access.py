@@ -103,8 +103,14 @@ class Cookies:
             max_age=int(self.absolute.total_seconds()),
         )
 
-    def clear(self, response: Response) -> None:
-        response.delete_cookie(COOKIE, path="/")
+    def clear(self, response: Response, request: Request) -> None:
+        response.delete_cookie(
+            COOKIE,
+            path="/",
+            httponly=True,
+            samesite="lax",
+            secure=self.secure or request.url.scheme == "https",
+        )
 
 
 def digest(raw: str) -> str:

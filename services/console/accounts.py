@@ -19,8 +19,10 @@ from pydantic import BaseModel
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from courier.common import pgp_keys
 from courier.common.db.models import SftpAccount, Tenant
 from courier.common.db.models_gateway import AccountKey, PasswordPolicy
+from courier.common.pgp_keys import PgpKeyView
 from courier.console.access import CurrentViewer, Viewer, found_or_404, scope
 from courier.console.deps import Session
 
@@ -67,6 +69,8 @@ class AccountView(BaseModel):
     password_reminded: bool
     created_at: datetime
     password_policy: PolicyView | None = None
+    # Partner OpenPGP keys limited to this account (the tenant's others: /api/keys).
+    pgp_keys: list[PgpKeyView] = []
 
 
 def _password_state(account: SftpAccount, now: datetime) -> str:
@@ -93,6 +97,7 @@ def _view(
     account: SftpAccount,
     keys: list[AccountKey],
     policy: PasswordPolicy | None,
+    pgp: list[PgpKeyView],
     now: datetime,
 ) -> AccountView:
     expires = account.password_expires_at
@@ -131,6 +136,7 @@ def _view(
         )
         if policy is not None
         else None,
+        pgp_keys=pgp,
     )
 
 
@@ -138,6 +144,7 @@ async def _views(s: AsyncSession, accounts: list[SftpAccount], now: datetime) ->
     ids = [a.id for a in accounts]
     keys: dict[uuid.UUID, list[AccountKey]] = defaultdict(list)
     policies: dict[uuid.UUID, PasswordPolicy] = {}
+    pgp: dict[uuid.UUID, list[PgpKeyView]] = defaultdict(list)
     if ids:
         for key in await s.scalars(
             select(AccountKey)
@@ -152,7 +159,11 @@ async def _views(s: AsyncSession, accounts: list[SftpAccount], now: datetime) ->
                 select(PasswordPolicy).where(PasswordPolicy.tenant_id.in_(tenant_ids))
             )
         }
-    return [_view(a, keys[a.id], policies.get(a.tenant_id), now) for a in accounts]
+        limited = await pgp_keys.keys_of(s, account_ids=ids)
+        for row, view in zip(limited, await pgp_keys.views(s, limited, now), strict=True):
+            if row.account_id is not None:
+                pgp[row.account_id].append(view)
+    return [_view(a, keys[a.id], policies.get(a.tenant_id), pgp[a.id], now) for a in accounts]
 
 
 async def list_accounts(

@@ -6,7 +6,6 @@ from pathlib import Path
 
 import fastapi_offline
 from fastapi import APIRouter, Depends, FastAPI, HTTPException, Request
-from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, RedirectResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -19,6 +18,7 @@ from courier.console import (
     feeds,
     imports,
     incidents,
+    keys,
     pages_accounts,
     pages_admin,
     pages_exports,
@@ -39,6 +39,7 @@ from courier.console.access import (
 )
 from courier.console.errors import on_http_error
 from courier.console.render import STATIC
+from courier.console.security import API_DOCS_HTML, protect
 
 # Swagger UI 5 (it reads OpenAPI 3.1), as the fastapi-offline package ships it.
 _SWAGGER = Path(fastapi_offline.__file__).parent / "static"
@@ -75,13 +76,7 @@ async def asset(name: str, viewer: CurrentViewer) -> Response:
 
 @shell.get("/api/docs", response_class=HTMLResponse)
 async def api_docs(viewer: CurrentViewer) -> HTMLResponse:
-    return get_swagger_ui_html(
-        openapi_url="/api/openapi.json",
-        title="Courier console API",
-        swagger_js_url="/static/swagger-ui-bundle.js",
-        swagger_css_url="/static/swagger-ui.css",
-        swagger_favicon_url="data:,",
-    )
+    return HTMLResponse(API_DOCS_HTML)
 
 
 @shell.get("/api/openapi.json")
@@ -108,11 +103,14 @@ def create_app(db: Database, storage: Storage, settings: Settings | None = None)
     app.state.signin_limiter = signin.AddressLimiter(settings.console_signin_per_ip_per_minute)
     app.add_exception_handler(SignInRequired, on_sign_in_required)
     app.add_exception_handler(StarletteHTTPException, on_http_error)
+    protect(app, settings)
     app.include_router(signin.router)
     app.include_router(shell)
     # Closed at the router too, so a route added without a viewer is never open.
     closed = [Depends(current_viewer)]
-    for area in (imports, exports, incidents, sessions, people, pages_admin, feeds, accounts):
+    for area in (
+        imports, exports, incidents, sessions, people, pages_admin, feeds, accounts, keys,
+    ):  # fmt: skip
         app.include_router(area.router, dependencies=closed)
     for pages in (
         pages_feeds,

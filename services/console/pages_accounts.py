@@ -1,4 +1,5 @@
-"""Account pages: SFTP accounts with their allowlists, keys and password dates."""
+"""Account pages: SFTP accounts with their allowlists, keys and password dates, and the
+tenants' OpenPGP keys."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import uuid
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse
 
-from courier.console import accounts, sessions
+from courier.console import accounts, keys, sessions
 from courier.console.access import CurrentViewer
 from courier.console.deps import Session
 from courier.console.paging import ByTenant, tenant_list
@@ -38,3 +39,11 @@ async def account_page(
         s, viewer=viewer, username=account.username, limit=RECENT_SESSIONS
     )
     return page(request, "accounts/detail.html", viewer, account=account, sessions=recent)
+
+
+@router.get("/keys", response_class=HTMLResponse)
+async def key_list(
+    request: Request, s: Session, viewer: CurrentViewer, q: ByTenant
+) -> HTMLResponse:
+    """OpenPGP keys: Courier's key pair per tenant and partners' public keys."""
+    return await tenant_list(request, s, viewer, q, keys.list_keys, "keys/list.html", PAGE)

@@ -21,8 +21,8 @@ from courier.common.db.models import SftpAccount
 from courier.common.db.models_gateway import AccountKey
 from courier.common.events import AlertRaised
 from courier.common.logging import get_logger
-from courier.common.pgp_keys import raise_pgp_key_expiry_alerts
 from courier.common.outbox import stage
+from courier.common.pgp_keys import raise_pgp_key_expiry_alerts
 from courier.common.reminders import KEY_REMINDER_DAYS, days_left, plural, reminder_pending
 from courier.common.tasks import uninterrupted
 from courier.gateway.admin import policy_for

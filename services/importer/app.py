@@ -52,7 +52,7 @@ async def main(runtime: Runtime) -> None:
         return keep_alive(message, runtime.settings.ack_wait_seconds)
 
     def unit_of_work() -> UnitOfWork:
-        return UnitOfWork(runtime.db, runtime.storage, runtime.clock)
+        return UnitOfWork(runtime.db, runtime.storage, runtime.clock, runtime.settings)
 
     async def on_file(event: FileReceived) -> None:
         message = runtime.bus.broker.context.get_local("message")

@@ -47,16 +47,13 @@ from courier.importer.ordering import enabled_feeds, queue_until
 from courier.importer.results import write_result
 from courier.importer.schedule import defer, hold_reason, slot_for, start_live
 from courier.importer.spec import FeedSpec
+from courier.importer.unwrap import CannotOpen, ChecksumMismatch, opened, unpack
 
 log = get_logger(__name__)
 
 # Content that was applied (or is waiting to be): the same bytes again are a duplicate.
 TAKEN = ("completed", "completed_with_errors", "awaiting_approval", "scheduled")
 MB = 1024 * 1024
-
-
-class ChecksumMismatch(Exception):
-    pass
 
 
 class FeedChanged(Exception):
@@ -349,11 +346,19 @@ async def _known_codes(session: AsyncSession, tenant_id: uuid.UUID, layout: rows
 
 
 async def _plan(
-    session: AsyncSession, path: Path, imp: Import, spec: FeedSpec, *, apply: bool, guarded: bool
+    session: AsyncSession,
+    path: Path,
+    imp: Import,
+    spec: FeedSpec,
+    *,
+    apply: bool,
+    guarded: bool,
+    sha256: str,
 ) -> Outcome:
+    """`path` holds the file's plaintext, whose sha256 is `sha256`."""
     ctx = Context(imp.tenant_id, imp.feed_id, imp.id, spec, None, apply, guarded)  # type: ignore[arg-type]
     if not is_sqlite(str(session.bind.url)) and copy_pg.eligible(spec):
-        outcome = await _plan_by_copy(session, path, imp, ctx)
+        outcome = await _plan_by_copy(session, path, imp, ctx, sha256)
         if outcome is not None:
             return outcome
     with path.open("rb") as fh:
@@ -366,14 +371,14 @@ async def _plan(
         outcome = await engine(session, ctx, iter(counted))
         if counted.n == 0:
             raise Refused("header only: the file has no rows")
-        if decoder.sha256.hexdigest() != imp.sha256:
+        if decoder.sha256.hexdigest() != sha256:
             raise ChecksumMismatch(decoder.sha256.hexdigest())
         outcome.details["encoding"] = decoder.encoding
     return outcome
 
 
 async def _plan_by_copy(
-    session: AsyncSession, path: Path, imp: Import, ctx: Context
+    session: AsyncSession, path: Path, imp: Import, ctx: Context, expected: str
 ) -> Outcome | None:
     """The plain-file path: PostgreSQL parses; None when the file needs the Python reader."""
     spec = ctx.spec
@@ -392,7 +397,7 @@ async def _plan_by_copy(
     count, sha256 = staged
     if count == 0:
         raise Refused("header only: the file has no rows")
-    if sha256 != imp.sha256:
+    if sha256 != expected:
         raise ChecksumMismatch(sha256)
     outcome = await bulk_pg.merge(raw, ctx)
     outcome.details["encoding"] = copy_pg.label(spec)
@@ -416,18 +421,30 @@ async def compute(
     (approval): its old records go first. With `expect_plan`, a change set other
     than the one shown raises `PlanChanged`, and nothing of it stays. A file that
     cannot be read or is refused rolls back to the savepoint and `imp` says why.
+    An encrypted or packed file is read as its plaintext (`unwrap`); a zip is unpacked
+    into files of their own instead.
     """
     session = uow.session
     if replace:
         await session.execute(delete(ImportRecord).where(ImportRecord.import_id == imp.id))
     await session.flush()
     try:
-        async with local_copy(uow.storage, imp.storage_key) as path, session.begin_nested():
-            outcome = await _plan(session, path, imp, spec, apply=apply, guarded=guarded)
+        async with (
+            local_copy(uow.storage, imp.storage_key) as stored,
+            opened(uow, imp, spec, stored) as plain,
+            session.begin_nested(),
+        ):
+            if plain.zip:
+                await unpack(uow, imp, plain)
+                imp.finished_at = datetime.now(UTC)
+                return
+            outcome = await _plan(
+                session, plain.path, imp, spec, apply=apply, guarded=guarded, sha256=plain.sha256
+            )
             if expect_plan is not None and await fingerprint(session, imp.id) != expect_plan:
                 raise PlanChanged(str(imp.id))
             _settle(imp, outcome, hold)
-            details = {**outcome.details, **_held(imp, outcome, hold)}
+            details = {**outcome.details, **plain.details, **_held(imp, outcome, hold)}
             if imp.status == "awaiting_approval":
                 details["plan_sha256"] = await fingerprint(session, imp.id)
             imp.details = details
@@ -440,6 +457,8 @@ async def compute(
         details = {"announced_sha256": imp.sha256, "stored_sha256": str(exc)}
     except (NotFound, FileNotFoundError):
         status, error, details = "failed", "the stored file is missing", {}
+    except CannotOpen as exc:
+        status, error, details = "failed", exc.reason, {"cause": exc.cause}
     # What the savepoint's rollback took back is read again, not lazily (this is async).
     await session.refresh(imp)
     imp.status, imp.error, imp.details = status, error, details

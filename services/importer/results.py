@@ -87,7 +87,19 @@ def _outcome(imp: Import) -> str:
         return f"accepted; checked, to be applied at {when}; would be: {counts}"
     if imp.status == "discarded":
         return "held change set rejected; nothing applied"
+    if imp.status == "unpacked":
+        return _unpacked(imp.details or {})
     return counts
+
+
+def _unpacked(details: dict) -> str:
+    """A zip: which members go on to be imported (each gets its own result file)."""
+    taken = [m["name"] for m in details.get("members", [])]
+    text = f"unpacked; imported one by one, each with its own result: {', '.join(taken)}"
+    skipped = details.get("skipped", [])
+    if skipped:
+        text += "; not imported: " + ", ".join(f"{m['name']} ({m['reason']})" for m in skipped)
+    return text
 
 
 async def write_result(session: AsyncSession, storage: Storage, imp: Import, tenant: str) -> str:

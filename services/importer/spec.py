@@ -112,6 +112,12 @@ class FeedSpec(StrictModel):
     hold_for_approval: bool | date | LiveDays = False
     # Files arriving outside it are checked at once and applied when it opens.
     apply_window: ApplyWindow | None = None
+    # pgp: every file is OpenPGP-encrypted to the tenant's Courier key (decrypted first);
+    # require_signature: and signed by the partner's registered key.
+    decrypt: Literal["pgp", "none"] = "none"
+    require_signature: bool = False
+    # zip / gzip: every file is packed so; auto: by the name's suffix, else its first bytes.
+    unpack: Literal["zip", "gzip", "auto", "none"] = "none"
     expect: Expectation | None = None
     contacts: list[Contact] = Field(default_factory=list)
 
@@ -158,6 +164,12 @@ class FeedSpec(StrictModel):
         if self.keys is not None and tuple(self.keys) not in kind.allowed_keys():
             allowed = " or ".join(str(list(k)) for k in kind.allowed_keys())
             raise ValueError(f"keys: {self.keys} is not a key of {self.kind} (use {allowed})")
+        return self
+
+    @model_validator(mode="after")
+    def _signature_needs_decrypt(self) -> FeedSpec:
+        if self.require_signature and self.decrypt != "pgp":
+            raise ValueError("require_signature: only with `decrypt: pgp`")
         return self
 
     @property

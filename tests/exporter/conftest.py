@@ -1,4 +1,4 @@
-"""Exporter fixtures: timesheets in the database, an export spec."""
+"""Exporter fixtures: timesheets in the database, an export spec, OpenPGP keys."""
 
 from __future__ import annotations
 
@@ -13,7 +13,15 @@ from courier.cli.section_exports import upsert_export_spec
 from courier.common.db.engine import Database
 from courier.common.db.models import Tenant
 from courier.common.db.models_exports import Export, ExportSpec, Timesheet
+from courier.exporter.schedule import Run, claim_period
 from courier.exporter.spec import ExportSpecModel
+from courier.exporter.worker import Exporter
+from tests.support.pgp_fixtures import (  # noqa: F401
+    partner_gpg,
+    pgp_settings,
+    tenant_keys,
+    tenant_with_keys,
+)
 
 DAY = date(2026, 11, 2)  # a Monday
 
@@ -87,3 +95,15 @@ def quick_exporter(monkeypatch: pytest.MonkeyPatch) -> None:
 async def exports(db: Database) -> list[Export]:
     async with db.session() as s:
         return list(await s.scalars(select(Export)))
+
+
+async def run_export(db: Database, exporter: Exporter, tenant: Tenant, **overrides: Any) -> Export:
+    """Apply a spec, claim its export of DAY and let `exporter` build and deliver it."""
+    spec_row = await make_spec(db, tenant, **overrides)
+    export = await claim_period(db, spec_row, Run(exporter.clock(), DAY, DAY))
+    assert export is not None
+    await exporter.process(export.id)
+    async with db.session() as s:
+        found = await s.get(Export, export.id, populate_existing=True)
+        assert found is not None
+        return found

@@ -21,6 +21,13 @@ from courier.common.storage import Storage
 from courier.common.uow import UnitOfWork
 from courier.importer.apply import handle
 from courier.importer.spec import FeedSpec
+from tests.support.pgp_fixtures import (  # noqa: F401
+    partner_gpg,
+    pgp_settings,
+    stranger_gpg,
+    tenant_keys,
+    tenant_with_keys,
+)
 
 Drop = Callable[..., Awaitable[FileReceived]]
 Send = Callable[..., Awaitable[Import]]

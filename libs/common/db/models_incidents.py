@@ -48,6 +48,7 @@ PARTNER_KINDS = frozenset(
         "export_not_collected",
         "password_expiring",
         "ssh_key_expiring",
+        "pgp_key_expiring",
         "source_unreachable",
     }
 )
