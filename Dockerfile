@@ -7,6 +7,11 @@ COPY services services
 RUN pip wheel --no-cache-dir --wheel-dir /wheels .
 
 FROM python:3.11-slim
+# gnupg: OpenPGP decryption of partners' files and encryption of exports (python-gnupg
+# drives the gpg binary).
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends gnupg \
+    && rm -rf /var/lib/apt/lists/*
 RUN useradd --system --uid 10001 courier
 COPY --from=build /wheels /wheels
 RUN pip install --no-cache-dir /wheels/*.whl && rm -rf /wheels
