@@ -19,6 +19,7 @@ from courier.common.db.engine import Database
 from courier.common.db.models import SftpAccount
 from courier.common.db.models_gateway import AccountKey
 from courier.gateway import admin
+from courier.gateway.algorithms import LEGACY_MIN_PREFIX
 
 if TYPE_CHECKING:
     from courier.console.accounts import AccountView
@@ -180,6 +181,7 @@ def show(username: str, as_json: AsJson = False) -> None:
     console.print(f"  auth: {account.auth_policy}; rights: {_rights(account)}")
     console.print(f"  quota: {account.quota_bytes or 'none'}")
     console.print(f"  allowed from: {', '.join(account.allowed_cidrs or []) or 'nowhere'}")
+    console.print(f"  legacy algorithms: {'on' if account.legacy_algorithms else 'off'}")
     console.print(f"  password set: {account.password_set_at or '-'}")
     console.print(f"  password expires: {account.password_expires_at or 'never'}")
     for k in keys:
@@ -301,6 +303,33 @@ def disable(username: str) -> None:
 def enable(username: str) -> None:
     run_db(lambda db: admin.update(db, username, enabled=True))
     console.print(f"{username} enabled")
+
+
+@app.command("legacy-algorithms")
+def legacy_algorithms(
+    username: str,
+    state: Annotated[str, typer.Argument(help="on or off.", metavar="on|off")],
+) -> None:
+    """Offer this account's addresses the legacy SSH algorithms (for clients that know no
+    better), or stop; recorded in the console audit."""
+    if state not in ("on", "off"):
+        err.print("[red]error:[/] say on or off")
+        raise typer.Exit(2)
+    choice = run_db(
+        lambda db: admin.set_legacy_algorithms(db, username, state == "on", actor=actor())
+    )
+    was = "" if choice.changed else " (already)"
+    console.print(f"legacy algorithms {state} for {username}{was}", highlight=False)
+    if choice.on:
+        offered = ", ".join(choice.offered_to) or "no address yet"
+        console.print(f"offered to: {offered}", highlight=False)
+    v4, v6 = LEGACY_MIN_PREFIX[4], LEGACY_MIN_PREFIX[6]
+    for cidr in choice.too_wide:
+        console.print(
+            f"not offered to {cidr}: too wide a range (legacy algorithms need /{v4} or "
+            f"narrower for IPv4, /{v6} or narrower for IPv6)",
+            highlight=False,
+        )
 
 
 @app.command("policy")

@@ -50,8 +50,36 @@ def section(name: str) -> Callable[[SectionHandler], SectionHandler]:
     return register
 
 
+# A spec file is small; aliases of aliases could expand one a billion-fold (the "billion
+# laughs"), so a document larger than this once aliases are expanded is refused.
+MAX_NODES = 100_000
+
+
 class _LineLoader(yaml.SafeLoader):
-    pass
+    def construct_document(self, node: yaml.Node) -> Any:
+        if _expanded_size(node, {}) > MAX_NODES:
+            raise yaml.constructor.ConstructorError(
+                None,
+                None,
+                f"more than {MAX_NODES} values once aliases are expanded",
+                node.start_mark,
+            )
+        return super().construct_document(node)
+
+
+def _expanded_size(node: yaml.Node, sizes: dict[int, int]) -> int:
+    """Values in the document under `node` with every alias written out (each shared
+    node counted once per use, computed once)."""
+    if id(node) in sizes:
+        return sizes[id(node)]
+    sizes[id(node)] = 1  # a node inside itself: the constructor refuses it
+    size = 1
+    if isinstance(node, yaml.SequenceNode):
+        size += sum(_expanded_size(item, sizes) for item in node.value)
+    elif isinstance(node, yaml.MappingNode):
+        size += sum(_expanded_size(k, sizes) + _expanded_size(v, sizes) for k, v in node.value)
+    sizes[id(node)] = size
+    return size
 
 
 def _mapping_with_line(loader: yaml.SafeLoader, node: yaml.MappingNode) -> dict[str, Any]:
@@ -83,9 +111,12 @@ def register_sections() -> None:
 def load(path: Path) -> tuple[Document, dict[str, list[Item]]]:
     register_sections()
     try:
-        raw = yaml.load(path.read_text(), Loader=_LineLoader)
+        # Bytes: YAML reads UTF-8 (or UTF-16 with a BOM) itself and names a bad byte.
+        raw = yaml.load(path.read_bytes(), Loader=_LineLoader)
     except yaml.YAMLError as exc:
         raise SpecError(f"{path}: not valid YAML: {exc}") from exc
+    except RecursionError:
+        raise SpecError(f"{path}: not valid YAML: nested too deeply") from None
     if not isinstance(raw, dict):
         raise SpecError(f"{path}: expected a mapping with 'tenant' and sections")
     try:

@@ -18,7 +18,7 @@ from nats.js.api import DeliverPolicy, RetentionPolicy, StorageType, StreamConfi
 from nats.js.errors import NotFoundError
 
 from courier.common.events import Event
-from courier.common.settings import Settings
+from courier.common.settings import Settings, without_password
 
 E = TypeVar("E", bound=Event)
 
@@ -152,7 +152,8 @@ class Bus:
         them for a publish timeout per row through an outage.
         """
         if not self.broker.connection.is_connected:
-            raise ConnectionError(f"not connected to NATS at {self.settings.nats_url}")
+            where = without_password(self.settings.nats_url)
+            raise ConnectionError(f"not connected to NATS at {where}")
         subject = self.subject(event.subject)
         return await self.broker.publish(
             event.model_dump(mode="json"),

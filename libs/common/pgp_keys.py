@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from pydantic import BaseModel, SecretStr
-from sqlalchemy import or_, select
+from sqlalchemy import ColumnElement, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from courier.common import console_audit, pgp
@@ -130,15 +130,15 @@ async def _names(session: AsyncSession, keys: Sequence[PgpKey]) -> _Names:
         found = await session.execute(
             select(Tenant.id, Tenant.slug).where(Tenant.id.in_(tenant_ids))
         )
-        tenants = dict(found.tuples().all())
+        tenants = {row[0]: row[1] for row in found}
     if account_ids:
         found = await session.execute(
             select(SftpAccount.id, SftpAccount.username).where(SftpAccount.id.in_(account_ids))
         )
-        accounts = dict(found.tuples().all())
+        accounts = {row[0]: row[1] for row in found}
     if feed_ids:
         found = await session.execute(select(Feed.id, Feed.name).where(Feed.id.in_(feed_ids)))
-        feeds = dict(found.tuples().all())
+        feeds = {row[0]: row[1] for row in found}
     return _Names(tenants, accounts, feeds)
 
 
@@ -440,7 +440,7 @@ async def courier_public_key(
 # ------------------------------------------------------------------ which keys to use
 
 
-def _partner_scope(account_id: uuid.UUID | None, feed_id: uuid.UUID | None):  # type: ignore[no-untyped-def]
+def _partner_scope(account_id: uuid.UUID | None, feed_id: uuid.UUID | None) -> ColumnElement[bool]:
     """A partner key counts tenant-wide, or for the one account or feed it is limited to."""
     clauses = [PgpKey.account_id.is_(None) & PgpKey.feed_id.is_(None)]
     if account_id is not None:
@@ -450,7 +450,9 @@ def _partner_scope(account_id: uuid.UUID | None, feed_id: uuid.UUID | None):  # 
     return or_(*clauses)
 
 
-async def _account_id(session: AsyncSession, tenant_id: uuid.UUID, username: str | None):  # type: ignore[no-untyped-def]
+async def _account_id(
+    session: AsyncSession, tenant_id: uuid.UUID, username: str | None
+) -> uuid.UUID | None:
     if not username:
         return None
     return await session.scalar(

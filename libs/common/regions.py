@@ -16,6 +16,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlencode, urlparse, urlunparse
@@ -351,3 +352,9 @@ class RegionalStorage:
 
     async def local_path(self, key: str) -> Path | None:
         return await (await self.store_for(key)).local_path(key)
+
+    async def sweep_temporary(self, older_than: datetime) -> int:
+        """Every region's primary store, each once."""
+        primaries = [self.regions.primary(name) for name in self.regions.names()]
+        stores = {store.url: store for store in primaries}
+        return sum([await store.sweep_temporary(older_than) for store in stores.values()])

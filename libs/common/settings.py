@@ -2,15 +2,42 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
+from urllib.parse import urlsplit, urlunsplit
 
 from pydantic import BaseModel, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
-class RegionStores(BaseModel):
+def without_password(url: str) -> str:
+    """`url` fit to print or log: a password in it (`scheme://user:password@host`, in each
+    of a comma-separated list of servers) reads `***`."""
+    return ",".join(_masked(part) for part in url.split(","))
+
+
+def _masked(url: str) -> str:
+    try:
+        parts = urlsplit(url)
+        if parts.password is None:
+            return url
+    except ValueError:
+        return "(an unreadable URL)"
+    host = parts.netloc.rsplit("@", 1)[1]
+    return urlunsplit(parts._replace(netloc=f"{parts.username}:***@{host}"))
+
+
+class _PrintsNoPassword(BaseModel):
+    """A repr (in a traceback, a log line, a test failure) without URLs' passwords."""
+
+    def __repr_args__(self) -> Iterator[tuple[str | None, Any]]:
+        for name, value in super().__repr_args__():
+            yield name, without_password(value) if isinstance(value, str) else value
+
+
+class RegionStores(_PrintsNoPassword):
     """Where one region keeps its tenants' files: every byte of a tenant stays here."""
 
     storage_url: str
@@ -22,7 +49,7 @@ class RegionStores(BaseModel):
     kms_key_id: str | None = None
 
 
-class Settings(BaseSettings):
+class Settings(_PrintsNoPassword, BaseSettings):
     model_config = SettingsConfigDict(env_prefix="COURIER_", extra="ignore")
 
     nats_url: str = "nats://127.0.0.1:4222"
@@ -59,6 +86,20 @@ class Settings(BaseSettings):
     gateway_audit_flush_seconds: float = 0.2
     # A stop disconnects open sessions and waits this long at most for them to wind down.
     gateway_drain_seconds: float = 10.0
+    # Temporary objects of uploads (a crash leaves them) untouched this long are removed,
+    # looked for this often.
+    gateway_sweep_seconds: float = 3600.0
+    gateway_temporary_max_age_seconds: float = 86400.0
+    # Connection flood (DHEat): one address may open this many connections per window,
+    # and hold this many not yet logged in at once; beyond either, a new connection is
+    # dropped before the SSH version line (0 turns a limit off).
+    gateway_flood_connections: int = 20
+    gateway_flood_window_seconds: float = 10.0
+    gateway_flood_unauthenticated: int = 10
+    # One `sftp_connection_flood` alert per flooding address this often (per replica).
+    gateway_flood_alert_minutes: float = 15.0
+    # Offer delayed zlib compression (after login); off by default.
+    gateway_compression: bool = False
 
     console_host: str = "127.0.0.1"
     console_port: int = 8080

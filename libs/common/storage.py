@@ -108,6 +108,11 @@ class Storage(Protocol):
 
     async def local_path(self, key: str) -> Path | None: ...
 
+    async def sweep_temporary(self, older_than: datetime) -> int:
+        """Remove what writers left unfinished and untouched since `older_than` (a crash
+        mid-upload leaves it); returns how many were removed."""
+        ...
+
 
 async def sha256_of(storage: Storage, key: str) -> tuple[str, int]:
     h = hashlib.sha256()
@@ -162,15 +167,20 @@ class _FileWriter:
 
     async def finalize(self) -> ObjectInfo:
         os.fsync(self._fd)
-        os.close(self._fd)
+        # Marked closed first: the number may be reused at once by another open file,
+        # which an abort after a failed rename below must not close.
+        fd, self._fd = self._fd, -1
+        os.close(fd)
         dest = self.storage.path(self.key)
         dest.parent.mkdir(parents=True, exist_ok=True)
         os.replace(self._tmp, dest)
         return await self.storage.stat(self.key)
 
     async def abort(self) -> None:
-        with contextlib.suppress(OSError):
-            os.close(self._fd)
+        fd, self._fd = self._fd, -1
+        if fd >= 0:
+            with contextlib.suppress(OSError):
+                os.close(fd)
         self._tmp.unlink(missing_ok=True)
 
 
@@ -326,6 +336,20 @@ class FileStorage:
 
     async def local_path(self, key: str) -> Path | None:
         return self.path(key)
+
+    async def sweep_temporary(self, older_than: datetime) -> int:
+        """Writers' files in `.tmp` not written to since `older_than` (a live writer's
+        file changes with every write)."""
+        removed = 0
+        cutoff = older_than.timestamp()
+        for path in (self.root / _TMP_DIR).glob("w-*"):
+            try:
+                if path.stat().st_mtime < cutoff:
+                    path.unlink()
+                    removed += 1
+            except FileNotFoundError:
+                continue  # finalized or aborted meanwhile
+        return removed
 
 
 # ---------------------------------------------------------------- s3://
@@ -777,6 +801,29 @@ class S3Storage:
 
     async def local_path(self, key: str) -> Path | None:
         return None
+
+    async def sweep_temporary(self, older_than: datetime) -> int:
+        """Abort multipart uploads under this store's prefix begun before `older_than`
+        and with no part uploaded since (their parts cost storage and are never seen)."""
+
+        def _sweep() -> int:
+            removed = 0
+            prefix = f"{self.prefix}/" if self.prefix else ""
+            paginator = self.client.get_paginator("list_multipart_uploads")
+            for page in paginator.paginate(Bucket=self.bucket, Prefix=prefix):
+                for upload in page.get("Uploads", []):
+                    if upload["Initiated"] >= older_than:
+                        continue
+                    ids = {"Bucket": self.bucket, "Key": upload["Key"]}
+                    parts = self.client.list_parts(**ids, UploadId=upload["UploadId"])
+                    if any(p["LastModified"] >= older_than for p in parts.get("Parts", [])):
+                        continue  # a long upload still under way
+                    with contextlib.suppress(self.client.exceptions.NoSuchUpload):
+                        self.client.abort_multipart_upload(**ids, UploadId=upload["UploadId"])
+                        removed += 1
+            return removed
+
+        return await asyncio.to_thread(_sweep)
 
 
 def open_storage(url: str, *, sse: str | None = None, kms_key_id: str | None = None) -> Storage:

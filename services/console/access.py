@@ -29,6 +29,7 @@ from courier.common import console_audit
 from courier.common.console_users import Principal, principal_for_token, principal_of
 from courier.common.db.models_console import ConsoleSession, ConsoleUser
 from courier.common.settings import Settings
+from courier.console.security import tls_on
 
 COOKIE = "courier_session"
 CSRF_FIELD = "csrf"
@@ -75,7 +76,7 @@ class Cookies:
         key = settings.console_secret_key
         self.secret = key.get_secret_value() if key else secrets.token_urlsafe(32)
         self.signer = Signer(self.secret, salt="courier-console-session")
-        self.secure = settings.console_base_url.startswith("https://")
+        self.secure = tls_on(settings)
         self.idle = timedelta(minutes=settings.console_session_idle_minutes)
         self.absolute = timedelta(hours=settings.console_session_max_hours)
 
@@ -92,13 +93,17 @@ class Cookies:
         except BadSignature:
             return None
 
+    def secure_for(self, request: Request) -> bool:
+        """Secure behind TLS: the public address is https, or this request came over it."""
+        return self.secure or request.url.scheme == "https"
+
     def set(self, response: Response, value: str, request: Request) -> None:
         response.set_cookie(
             COOKIE,
             value,
             httponly=True,
             samesite="lax",
-            secure=self.secure or request.url.scheme == "https",
+            secure=self.secure_for(request),
             path="/",
             max_age=int(self.absolute.total_seconds()),
         )
@@ -109,7 +114,7 @@ class Cookies:
             path="/",
             httponly=True,
             samesite="lax",
-            secure=self.secure or request.url.scheme == "https",
+            secure=self.secure_for(request),
         )
 
 

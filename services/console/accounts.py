@@ -59,6 +59,8 @@ class AccountView(BaseModel):
     permissions: list[str]
     quota_bytes: int | None
     allowed_cidrs: list[str]
+    # Its allowlisted addresses are offered the legacy SSH algorithms too.
+    legacy_algorithms: bool = False
     keys: list[KeyView]
     password_set: bool
     password_set_at: datetime | None
@@ -110,6 +112,7 @@ def _view(
         permissions=_permissions(account),
         quota_bytes=account.quota_bytes,
         allowed_cidrs=list(account.allowed_cidrs or []),
+        legacy_algorithms=account.legacy_algorithms,
         keys=[
             KeyView(
                 algorithm=k.algorithm,

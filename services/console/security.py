@@ -19,13 +19,15 @@ import hashlib
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
+from pathlib import Path
 
 from fastapi import FastAPI
 from fastapi.openapi.docs import get_swagger_ui_html
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from courier.common.settings import Settings
-from courier.console.render import TEMPLATES
+
+SIGNIN_TEMPLATE = Path(__file__).parent / "templates" / "signin.html"
 
 # Browsers remember HTTPS-only for a year; subdomains are left to their own owners.
 HSTS = "max-age=31536000"
@@ -57,7 +59,7 @@ def source_hashes(blocks: Iterable[str]) -> list[str]:
 
 def content_security_policy() -> str:
     """Only the console's own files and the hashed blocks above; never framed."""
-    signin = (TEMPLATES / "signin.html").read_text()
+    signin = SIGNIN_TEMPLATE.read_text()
     scripts = " ".join(["'self'", *source_hashes(inline_blocks(API_DOCS_HTML, "script"))])
     styles = " ".join(["'self'", *source_hashes(inline_blocks(signin, "style"))])
     return "; ".join(
@@ -97,6 +99,7 @@ class Policy:
 
 
 def tls_on(settings: Settings) -> bool:
+    """Whether people reach the console over https (see the module's docstring)."""
     return settings.console_base_url.startswith("https://")
 
 

@@ -134,5 +134,5 @@ async def signout(request: Request, viewer: CurrentViewer) -> Response:
             s, request, viewer, action="signout", tenant_id=viewer.tenant_id, summary="signed out"
         )
     response = RedirectResponse("/signin", status_code=303)
-    app.cookies.clear(response)
+    app.cookies.clear(response, request)
     return response

@@ -12,6 +12,7 @@ from sqlalchemy import select
 from courier.common.db.engine import Database
 from courier.common.db.models import SftpAccount, Tenant
 from courier.common.db.models_gateway import AccountKey
+from courier.gateway.algorithms import narrow_enough
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
@@ -101,3 +102,19 @@ async def allowed_networks(db: Database) -> list[Network]:
         )
         cidrs = sorted({c for row in rows for c in (row or [])})
     return networks(cidrs)
+
+
+async def legacy_networks(db: Database) -> list[Network]:
+    """The allowlisted ranges of enabled accounts with legacy algorithms on.
+
+    A range too wide to be one partner's (see `algorithms.LEGACY_MIN_PREFIX`) is left
+    out, so an allowlist opened up later cannot offer the legacy set to everyone.
+    """
+    async with db.session() as session:
+        rows = await session.scalars(
+            select(SftpAccount.allowed_cidrs).where(
+                SftpAccount.enabled.is_(True), SftpAccount.legacy_algorithms.is_(True)
+            )
+        )
+        cidrs = sorted({c for row in rows for c in (row or [])})
+    return [net for net in networks(cidrs) if narrow_enough(net)]

@@ -31,6 +31,7 @@ from courier.common.passwords import (
     strength_problems,
 )
 from courier.gateway.accounts import POLICIES
+from courier.gateway.algorithms import too_wide
 
 # ed25519, ECDSA, and RSA of at least 3072 bits; nothing DSA or short RSA.
 KEY_ALGORITHMS = {
@@ -412,6 +413,47 @@ async def change_allowlist(db: Database, username: str, cidr: str, *, allow: boo
             current.discard(network)
         account.allowed_cidrs = sorted(current)
         return account.allowed_cidrs
+
+
+@dataclass(frozen=True)
+class LegacyChoice:
+    """An account's legacy-algorithm setting, and the ranges it does not reach."""
+
+    username: str
+    on: bool
+    changed: bool
+    offered_to: list[str]
+    too_wide: list[str]
+
+
+async def set_legacy_algorithms(
+    db: Database, username: str, on: bool, *, actor: str
+) -> LegacyChoice:
+    """Offer (or stop offering) the legacy SSH algorithms to this account's addresses.
+
+    Never global: only the account's allowlisted ranges get them, and of those only
+    ranges narrow enough to be the partner's own. A change is recorded in the
+    console audit (`sftp_account.legacy_algorithms`) with who made it.
+    """
+    async with db.transaction() as session:
+        account = await get_account(session, username)
+        cidrs = list(account.allowed_cidrs or [])
+        wide = too_wide(cidrs)
+        offered = [c for c in cidrs if c not in wide] if on else []
+        changed = account.legacy_algorithms != on
+        if changed:
+            account.legacy_algorithms = on
+            console_audit.record(
+                session,
+                actor=actor,
+                action="sftp_account.legacy_algorithms",
+                tenant_id=account.tenant_id,
+                target_type="sftp_account",
+                target_id=account.id,
+                summary=f"{username}: legacy SSH algorithms turned {'on' if on else 'off'}",
+                details={"legacy_algorithms": on, "offered_to": offered, "too_wide": wide},
+            )
+    return LegacyChoice(username, on, changed, offered, wide if on else [])
 
 
 async def update(db: Database, username: str, **changes: object) -> SftpAccount:

@@ -20,8 +20,6 @@ from dataclasses import dataclass
 import asyncssh
 from asyncssh.kex import get_kex_algs
 
-from courier.gateway.accounts import Network
-
 # What the gateway answers with before the key exchange ("SSH-2.0-Courier").
 SERVER_VERSION = "Courier"
 
@@ -111,7 +109,7 @@ def legacy(base: Algorithms) -> Algorithms:
     )
 
 
-def narrow_enough(network: Network) -> bool:
+def narrow_enough(network: ipaddress.IPv4Network | ipaddress.IPv6Network) -> bool:
     return network.prefixlen >= LEGACY_MIN_PREFIX[network.version]
 
 

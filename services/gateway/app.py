@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 from courier.common.runtime import Runtime
 from courier.gateway.audit import AuditLog
 from courier.gateway.bans import Guard
 from courier.gateway.expiry import keep_checking
 from courier.gateway.server import GatewayContext, start
+from courier.gateway.sweeper import keep_sweeping
 
 
 async def main(runtime: Runtime) -> None:
@@ -34,6 +37,12 @@ async def main(runtime: Runtime) -> None:
             guard.keep_fresh(),
             audit.run(),
             keep_checking(runtime.db, settings.gateway_password_check_seconds, runtime.clock),
+            keep_sweeping(
+                runtime.storage,
+                settings.gateway_sweep_seconds,
+                timedelta(seconds=settings.gateway_temporary_max_age_seconds),
+                runtime.clock,
+            ),
             drain=_drain,
             last=audit.flush,
         )

@@ -50,8 +50,9 @@ class AuditLog:
                 username=ref.username,
                 tenant=ref.tenant,
                 kind=kind,
-                reason=reason,
-                path=path,
+                # Clipped to their columns: one over-long line must not hold back the batch.
+                reason=reason[:255] if reason else reason,
+                path=path[:1024] if path else path,
                 bytes=size,
             )
         )

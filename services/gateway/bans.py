@@ -17,7 +17,7 @@ from courier.common.db.models_gateway import Ban, SessionEvent
 from courier.common.logging import get_logger
 from courier.common.settings import Settings
 from courier.common.tasks import uninterrupted
-from courier.gateway.accounts import Network, address_in, allowed_networks
+from courier.gateway.accounts import Network, address_in, allowed_networks, legacy_networks
 from courier.gateway.metrics import SFTP_BANS
 
 log = get_logger(__name__)
@@ -34,6 +34,8 @@ class Guard:
         self.settings = settings
         self.db = db
         self.allowed: list[Network] = []
+        # Where accounts with legacy algorithms on may connect from.
+        self.legacy: list[Network] = []
         self.banned: dict[str, datetime] = {}
 
     def admits(self, address: str) -> bool:
@@ -47,8 +49,12 @@ class Guard:
         until = self.banned.get(address)
         return until is None or until <= _now()
 
+    def legacy_for(self, address: str) -> bool:
+        return address_in(address, self.legacy)
+
     async def refresh(self) -> None:
         self.allowed = await allowed_networks(self.db)
+        self.legacy = await legacy_networks(self.db)
         self.banned = await active_bans(self.db)
 
     async def keep_fresh(self) -> None:

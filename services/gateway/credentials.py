@@ -17,6 +17,7 @@ import secrets
 import time
 
 from courier.common.passwords import verify_password
+from courier.gateway.metrics import SFTP_PASSWORD_VERIFICATIONS
 
 REMEMBER_SECONDS = 300.0
 
@@ -37,18 +38,25 @@ class PasswordChecker:
             return False
         return hmac.compare_digest(entry[1], self._digest(password))
 
-    async def check(self, username: str, password_hash: str | None, password: str) -> bool:
+    async def check(
+        self, username: str, password_hash: str | None, password: str, *, recall: bool = True
+    ) -> bool:
+        """Whether `password` matches. `recall=False` runs argon2id even for a password
+        remembered as right: for a check whose success is not told to the client, so
+        that a right password costs what a wrong one does."""
         if password_hash is None:
             # Unknown account: spend the same time as a real check.
+            SFTP_PASSWORD_VERIFICATIONS.inc()
             await asyncio.to_thread(verify_password, None, password)
             return False
-        if self._remembered(username, password_hash, password):
+        if recall and self._remembered(username, password_hash, password):
             return True
         # One argon2 run per account at a time: a burst waits for the first and reuses it.
         lock = self._locks.setdefault(username, asyncio.Lock())
         async with lock:
-            if self._remembered(username, password_hash, password):
+            if recall and self._remembered(username, password_hash, password):
                 return True
+            SFTP_PASSWORD_VERIFICATIONS.inc()
             ok = await asyncio.to_thread(verify_password, password_hash, password)
             if ok:
                 self._known[(username, password_hash)] = (time.monotonic(), self._digest(password))

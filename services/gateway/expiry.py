@@ -1,6 +1,7 @@
 """Passwords and SSH keys nearing their expiry raise `password_expiring` and
 `ssh_key_expiring` alerts, which reach the partner's contacts through the monitor and
-the notifier.
+the notifier. The same pass reminds of OpenPGP keys (`courier.common.pgp_keys`), the
+other credentials partners hold with us.
 
 Each alert is staged in the outbox in the transaction that marks what it reminded of,
 so a bus outage delays it but neither loses nor repeats it. A password gets one

@@ -1,31 +1,58 @@
-"""Host keys generated once and kept, so partners' pinned fingerprints stay valid."""
+"""Host keys generated once and kept, so partners' pinned fingerprints stay valid.
+
+ed25519 and RSA (3072 bits, signed with SHA-2 only). An ECDSA key left by an older
+version stays on disk but is no longer offered: NIST-curve host keys fail an audit.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import os
 from pathlib import Path
 
 import asyncssh
 
-KEY_TYPES = ("ssh-ed25519", "ecdsa-sha2-nistp256", "rsa-sha2-512")
-_FILES = {"ssh-ed25519": "ssh_host_ed25519_key", "ecdsa-sha2-nistp256": "ssh_host_ecdsa_key"}
+from courier.common.logging import get_logger
+
+log = get_logger(__name__)
+
+RSA_BITS = 3072
+# Algorithm, file, generation options; the first is required, the others are offered
+# when present or creatable (a read-only mount missing one starts without it).
+_KEYS: tuple[tuple[str, str, dict[str, int]], ...] = (
+    ("ssh-ed25519", "ssh_host_ed25519_key", {}),
+    ("ssh-rsa", "ssh_host_rsa_key", {"key_size": RSA_BITS}),
+)
+
+
+def _create(path: Path, alg: str, options: dict[str, int]) -> None:
+    key = asyncssh.generate_private_key(alg, **options)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_bytes(key.export_private_key())
+    os.chmod(tmp, 0o600)
+    os.replace(tmp, path)
+    path.with_suffix(".pub").write_bytes(key.export_public_key())
 
 
 def load_or_create(directory: Path) -> list[asyncssh.SSHKey]:
-    directory.mkdir(parents=True, exist_ok=True)
+    # A read-only mount exists already; a key missing from it is reported below.
+    with contextlib.suppress(OSError):
+        directory.mkdir(parents=True, exist_ok=True)
     keys = []
-    for alg, filename in _FILES.items():
+    for index, (alg, filename, options) in enumerate(_KEYS):
         path = directory / filename
         if not path.exists():
-            key = asyncssh.generate_private_key(alg)
-            tmp = path.with_suffix(".tmp")
-            tmp.write_bytes(key.export_private_key())
-            os.chmod(tmp, 0o600)
-            os.replace(tmp, path)
-            path.with_suffix(".pub").write_bytes(key.export_public_key())
+            try:
+                _create(path, alg, options)
+            except OSError as exc:
+                if index == 0:
+                    raise
+                log.warning("host key missing and not creatable", file=str(path), error=str(exc))
+                continue
         keys.append(asyncssh.read_private_key(path))
     return keys
 
 
 def fingerprints(directory: Path) -> dict[str, str]:
+    """SHA256 fingerprint by key type, as `ssh-keygen -lf` and OpenSSH clients show it."""
     return {key.get_algorithm(): key.get_fingerprint("sha256") for key in load_or_create(directory)}

@@ -10,6 +10,8 @@ from typing import Any
 
 import asyncssh
 import structlog
+from asyncssh.constants import MSG_SERVICE_ACCEPT, MSG_SERVICE_REQUEST
+from asyncssh.packet import SSHPacket, String
 
 from courier.common.bus import Bus
 from courier.common.clock import Clock, SystemClock
@@ -18,50 +20,19 @@ from courier.common.logging import get_logger
 from courier.common.metrics import SFTP_AUTH_FAILURES, SFTP_SESSIONS
 from courier.common.settings import Settings
 from courier.common.storage import Storage
-from courier.gateway import admin, hostkeys
+from courier.gateway import admin, algorithms, hostkeys
 from courier.gateway.accounts import Principal, load_principal
 from courier.gateway.audit import AuditLog, SessionRef
 from courier.gateway.bans import Guard
 from courier.gateway.credentials import PasswordChecker
+from courier.gateway.flood import FloodGate, raise_flood_alert
 from courier.gateway.metrics import SFTP_REFUSED_CONNECTIONS
 from courier.gateway.sftp import CourierSFTPServer
 
 log = get_logger(__name__)
 
-# Modern algorithms only: no SHA-1 signatures or key exchange, no CBC.
-KEX_ALGS = [
-    "curve25519-sha256",
-    "curve25519-sha256@libssh.org",
-    "ecdh-sha2-nistp256",
-    "ecdh-sha2-nistp384",
-    "ecdh-sha2-nistp521",
-    "diffie-hellman-group16-sha512",
-    "diffie-hellman-group18-sha512",
-    "diffie-hellman-group14-sha256",
-]
-ENCRYPTION_ALGS = [
-    "aes128-gcm@openssh.com",
-    "aes256-gcm@openssh.com",
-    "chacha20-poly1305@openssh.com",
-    "aes256-ctr",
-    "aes192-ctr",
-    "aes128-ctr",
-]
-MAC_ALGS = [
-    "hmac-sha2-256-etm@openssh.com",
-    "hmac-sha2-512-etm@openssh.com",
-    "hmac-sha2-256",
-    "hmac-sha2-512",
-]
-SIG_ALGS = [
-    "ssh-ed25519",
-    "ecdsa-sha2-nistp256",
-    "ecdsa-sha2-nistp384",
-    "ecdsa-sha2-nistp521",
-    "rsa-sha2-512",
-    "rsa-sha2-256",
-]
 _ANY_FACTORS = frozenset({"password", "publickey"})
+_USERAUTH_SERVICE = b"ssh-userauth"
 STOPPING = "gateway stopping"
 # What an SSH client shows when it asks the partner for a new password.
 CHANGE_PROMPT = "Your password has expired: choose a new one."
@@ -104,6 +75,16 @@ class GatewayContext:
     # Connections, SFTP channels, account loads and disconnect audits still under way.
     busy: Busy = field(default_factory=Busy)
     stopping: bool = False
+    # Per-address connection limits, checked before any SSH work.
+    flood: FloodGate = field(init=False)
+    # What a key exchange offers; legacy addresses (see `algorithms`) get the wider set.
+    offer: algorithms.Algorithms = field(init=False)
+    legacy_offer: algorithms.Algorithms = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.flood = FloodGate(self.settings)
+        self.offer = algorithms.modern(compression=self.settings.gateway_compression)
+        self.legacy_offer = algorithms.legacy(self.offer)
 
     def spawn(self, coro: Any) -> None:
         task = asyncio.get_running_loop().create_task(coro)
@@ -180,6 +161,39 @@ class GatewayConnection(asyncssh.SSHServerConnection):
             return
         await super().send_userauth_success()
 
+    def offer(self, algs: algorithms.Algorithms) -> None:
+        """Propose `algs` in this connection's key exchange.
+
+        Called from the owner's `connection_made`, before the client's version line
+        arrives (asyncssh sends its KEXINIT only then), so the first key exchange and
+        any re-key use them. asyncssh keeps these per connection but offers no setter.
+        """
+        self._kex_algs = [a.encode() for a in algs.kex]
+        self._enc_algs = [a.encode() for a in algs.encryption]
+        self._mac_algs = [a.encode() for a in algs.mac]
+        self._cmp_algs = [a.encode() for a in algs.compression]
+
+    def _process_service_request(self, pkttype: int, pktid: int, packet: SSHPacket) -> None:
+        """Accept the user-auth service again while a login is under way.
+
+        paramiko asks for the service before each method it tries, so its second factor
+        arrives after a second request. OpenSSH's sshd accepts that; asyncssh would
+        disconnect, and a paramiko partner could never log in to a password+key account.
+        """
+        if not (self._auth_in_progress and self._next_service is None):
+            super()._process_service_request(pkttype, pktid, packet)
+            return
+        service = packet.get_string()
+        packet.check_end()
+        if service != _USERAUTH_SERVICE:
+            raise asyncssh.ServiceNotAvailable("Unexpected service in service request")
+        self.send_packet(MSG_SERVICE_ACCEPT, String(service))
+
+    _packet_handlers = {
+        **asyncssh.SSHServerConnection._packet_handlers,
+        MSG_SERVICE_REQUEST: _process_service_request,
+    }
+
 
 class GatewaySSHServer(asyncssh.SSHServer):
     def __init__(self, ctx: GatewayContext) -> None:
@@ -198,9 +212,14 @@ class GatewaySSHServer(asyncssh.SSHServer):
         self.expired_key_seen = False
         # The right password was offered, but it had expired.
         self.password_expired_seen = False
+        # A known account tried from an address outside its allowlist: refused as a
+        # wrong password would be (the audit keeps the reason).
+        self.outside_allowlist = False
         self.authenticated = False
         # Set when the gateway itself ends the connection (a stop), not the client.
         self.stop_reason: str | None = None
+        # Admitted and counted by the flood limits as not logged in yet.
+        self.unsettled = False
 
     # ------------------------------------------------------------ connection
 
@@ -221,6 +240,25 @@ class GatewaySSHServer(asyncssh.SSHServer):
             self.session.log.warning("connection refused", reason=reason)
             conn.abort()
             return
+        refusal = self.ctx.flood.admit(self.session.peer)
+        if refusal is not None:
+            # Before the version line: a flood costs the server no key exchange.
+            self.refused = True
+            SFTP_REFUSED_CONNECTIONS.labels(reason="flood").inc()
+            if refusal.alert:
+                # One line per flood (the metric counts each refusal): logs cannot be flooded.
+                self.session.log.warning(
+                    "connection flood", reason="flood", limit=refusal.limit, detail=refusal.detail
+                )
+                self.ctx.spawn(raise_flood_alert(self.ctx.db, self.session.peer, refusal))
+            conn.abort()
+            return
+        self.unsettled = True
+        if self.ctx.guard.legacy_for(self.session.peer):
+            self.session.log.info("legacy algorithms offered")
+            conn.offer(self.ctx.legacy_offer)  # type: ignore[attr-defined]
+        else:
+            conn.offer(self.ctx.offer)  # type: ignore[attr-defined]
         SFTP_SESSIONS.inc()
         self.ctx.connections[self] = conn
         self.ctx.busy.hold(self)
@@ -229,6 +267,7 @@ class GatewaySSHServer(asyncssh.SSHServer):
         self.session.lost = True
         if self.refused:
             return
+        self._settle()
         SFTP_SESSIONS.dec()
         self.ctx.connections.pop(self, None)
         self.ctx.spawn(self._closed(exc))
@@ -250,7 +289,11 @@ class GatewaySSHServer(asyncssh.SSHServer):
             return
         elif self.username is not None and self.failed_reason is None:
             # The client gave up without completing every factor the account needs.
-            if self.disabled_seen:
+            if self.candidate is None:
+                reason = "unknown_user"
+            elif self.outside_allowlist:
+                reason = "address_not_allowed"
+            elif self.disabled_seen:
                 reason = "disabled"
             elif self.expired_key_seen and "publickey" not in self.passed:
                 reason = "key_expired"
@@ -261,6 +304,11 @@ class GatewaySSHServer(asyncssh.SSHServer):
             else:
                 reason = "key_missing" if "password" in self.passed else "password_missing"
             await self._fail(reason, raise_ban=False)
+
+    def _settle(self) -> None:
+        if self.unsettled:
+            self.unsettled = False
+            self.ctx.flood.settled(self.session.peer)
 
     # ------------------------------------------------------------ login
 
@@ -273,20 +321,27 @@ class GatewaySSHServer(asyncssh.SSHServer):
         if not self.ctx.guard.admits_now(self.session.peer):
             raise asyncssh.PermissionDenied("address banned")
         self.candidate = await self.ctx.principal(username)
-        if self.candidate is not None and not self.candidate.allows(self.session.peer):
-            await self._fail("address_not_allowed")
-            raise asyncssh.PermissionDenied("not allowed from this address")
+        # Not refused here: a refusal before any credential would tell the client the
+        # account exists. It fails at its credentials like an unknown user.
+        self.outside_allowlist = self.candidate is not None and not self.candidate.allows(
+            self.session.peer
+        )
         return True
 
     def _remaining(self) -> frozenset[str]:
         factors = self.candidate.factors if self.candidate else _ANY_FACTORS
         return factors - self.passed
 
+    def _offers(self, method: str) -> bool:
+        """Before a first factor every login is offered both methods, whatever the
+        account (or none) needs: the list names no account's policy."""
+        return not self.passed or method in self._remaining()
+
     def public_key_auth_supported(self) -> bool:
-        return "publickey" in self._remaining()
+        return self._offers("publickey")
 
     def password_auth_supported(self) -> bool:
-        return "password" in self._remaining()
+        return self._offers("password")
 
     def kbdint_auth_supported(self) -> bool:
         # asyncssh would otherwise take passwords through keyboard-interactive too, where
@@ -297,7 +352,9 @@ class GatewaySSHServer(asyncssh.SSHServer):
         self.pending = None
         account = self.candidate
         fingerprint = key.get_fingerprint("sha256")
-        if account is None or fingerprint not in account.keys:
+        if account is None or self.outside_allowlist or "publickey" not in account.factors:
+            return False
+        if fingerprint not in account.keys:
             return False
         if not account.enabled:
             self.disabled_seen = True
@@ -314,24 +371,12 @@ class GatewaySSHServer(asyncssh.SSHServer):
 
     async def validate_password(self, username: str, password: str) -> bool:
         self.pending = None
-        account = self.candidate
-        ok = await self.ctx.passwords.check(
-            username, account.password_hash if account else None, password
-        )
+        account = await self._checked_password(username, password)
         if account is None:
-            await self._fail("unknown_user")
             return False
-        if not ok:
-            await self._fail("password")
-            return False
-        if not account.enabled:
-            await self._fail("disabled")
-            raise asyncssh.PermissionDenied("account disabled")
         expires = account.password_expires_at
         if expires is not None and expires <= self.ctx.clock.now():
             self.password_expired_seen = True
-            if not self._may_change_password():
-                return False
             # The client asks its user for a new one and comes back to change_password.
             self.session.log.info("password expired: change requested")
             raise asyncssh.PasswordChangeRequired(CHANGE_PROMPT)
@@ -347,20 +392,7 @@ class GatewaySSHServer(asyncssh.SSHServer):
         login's password factor (a password+key account has shown its key already).
         """
         self.pending = None
-        account = self.candidate
-        ok = await self.ctx.passwords.check(
-            username, account.password_hash if account else None, old_password
-        )
-        if account is None:
-            await self._fail("unknown_user")
-            return False
-        if not ok:
-            await self._fail("password")
-            return False
-        if not account.enabled:
-            await self._fail("disabled")
-            raise asyncssh.PermissionDenied("account disabled")
-        if not self._may_change_password():
+        if await self._checked_password(username, old_password) is None:
             return False
         try:
             await admin.set_password(self.ctx.db, username, new_password, now=self.ctx.clock.now())
@@ -375,15 +407,53 @@ class GatewaySSHServer(asyncssh.SSHServer):
         self.pending = "password"
         return True
 
-    def _may_change_password(self) -> bool:
-        """A password+key account proves its key before its password may be changed,
-        so the old password alone never sets a new one. (Clients offer keys first.)"""
+    async def _checked_password(self, username: str, password: str) -> Principal | None:
+        """The account when this password may count as its password factor now.
+
+        Every refusal looks and costs the same to the client: one argon2id verify
+        (against a dummy hash for an unknown user or an address outside the account's
+        allowlist), one audit line and the ban count, then the same failure. Only the
+        audit line says which it was. As with OpenSSH's `AuthenticationMethods
+        publickey,password`, a password+key account takes its password only after its
+        key, so a right password alone tells nobody it was right.
+        """
         account = self.candidate
-        assert account is not None
-        if "publickey" in account.factors and "publickey" not in self.passed:
-            self.session.log.info("expired password offered before the key")
-            return False
-        return True
+        usable = account is not None and not self.outside_allowlist
+        key_first = account is not None and (
+            "password" not in account.factors
+            or ("publickey" in account.factors and "publickey" not in self.passed)
+        )
+        ok = await self.ctx.passwords.check(
+            username, account.password_hash if usable else None, password, recall=not key_first
+        )
+        if account is None:
+            reason = "unknown_user"
+        elif self.outside_allowlist:
+            reason = "address_not_allowed"
+        elif "password" not in account.factors:
+            reason = self._key_missing_reason(account)
+        elif not ok:
+            reason = "password"
+        elif not account.enabled:
+            # The right password proves who asks: they may know why.
+            await self._fail("disabled")
+            raise asyncssh.PermissionDenied("account disabled")
+        elif key_first:
+            reason = self._key_missing_reason(account)
+        else:
+            return account
+        await self._fail(reason)
+        return None
+
+    def _key_missing_reason(self, account: Principal) -> str:
+        """Why a right password did not log in: the key the account needs is not in."""
+        if self.expired_key_seen:
+            return "key_expired"
+        expires = account.password_expires_at
+        if expires is not None and expires <= self.ctx.clock.now():
+            self.password_expired_seen = True
+            return "password_expired"
+        return "key_missing"
 
     def factor_passed(self) -> bool:
         """Called on each method's success: True once every factor of the account is in."""
@@ -395,6 +465,7 @@ class GatewaySSHServer(asyncssh.SSHServer):
         account = self.candidate
         assert account is not None
         self.authenticated = True
+        self._settle()
         self.session.principal = account
         self.session.log = self.session.log.bind(
             username=account.username, tenant=account.tenant.slug
@@ -452,16 +523,20 @@ async def start(ctx: GatewayContext) -> asyncio.AbstractServer:
         server_host_keys=keys,
         sftp_factory=_sftp_factory,
         allow_scp=False,
-        kex_algs=KEX_ALGS,
-        encryption_algs=ENCRYPTION_ALGS,
-        mac_algs=MAC_ALGS,
-        signature_algs=SIG_ALGS,
+        # Each connection proposes `ctx.offer` or `ctx.legacy_offer` (see `offer`).
+        kex_algs=list(ctx.offer.kex),
+        encryption_algs=list(ctx.offer.encryption),
+        mac_algs=list(ctx.offer.mac),
+        compression_algs=list(ctx.offer.compression),
+        signature_algs=list(algorithms.USER_SIGNATURE),
+        server_version=algorithms.SERVER_VERSION,
         login_timeout=60,
         keepalive_interval=30,
         # Large windows and packets keep throughput up on high-latency links.
         window=8 * 1024 * 1024,
         max_pktsize=256 * 1024,
     )
+    algorithms.keep_host_keys(options)
     loop = asyncio.get_running_loop()
     # asyncssh's own listener always builds its stock connection class; this one adds
     # partial success, so the listener is built here from the same options.

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import errno
 import functools
 import hashlib
+import os
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -20,8 +22,17 @@ from courier.common.received import record_file
 from courier.common.regions import RegionViolation
 from courier.common.storage import NotFound, Reader, Storage, Writer
 from courier.gateway.accounts import Principal
-from courier.gateway.metrics import SFTP_DOWNLOAD_SECONDS
-from courier.gateway.vfs import Entry, Location, TenantTree, VfsError, resolve
+from courier.gateway.metrics import SFTP_DOWNLOAD_SECONDS, SFTP_REFUSED_NAMES
+from courier.gateway.vfs import (
+    Entry,
+    Location,
+    NameRefused,
+    TenantTree,
+    VfsError,
+    check_upload,
+    printable,
+    resolve,
+)
 
 if TYPE_CHECKING:
     from courier.gateway.server import GatewayContext, Session
@@ -34,7 +45,9 @@ _FILE_MODE = 0o100640
 
 _ERRORS = {
     "no_such_file": asyncssh.SFTPNoSuchFile,
-    "no_such_path": asyncssh.SFTPNoSuchPath,
+    # NO_SUCH_PATH is SFTP v4+: asyncssh turns it into a bare FAILURE for v3 clients
+    # (OpenSSH, most others), where internal-sftp answers NO_SUCH_FILE.
+    "no_such_path": asyncssh.SFTPNoSuchFile,
     "permission_denied": asyncssh.SFTPPermissionDenied,
     "failure": asyncssh.SFTPFailure,
     "op_unsupported": asyncssh.SFTPOpUnsupported,
@@ -109,6 +122,15 @@ class Download:
     sent: int = 0
     started: float = field(default_factory=time.monotonic)
 
+    def seek(self, offset: int, whence: int) -> int:
+        """Where data lies, for asyncssh's `ranges@asyncssh.com` (its clients ask before
+        every download): an object in storage has no holes, so all of it is data."""
+        if whence == os.SEEK_DATA and offset < self.size:
+            return offset
+        if whence == os.SEEK_HOLE:
+            return self.size
+        raise OSError(errno.ENXIO, "no data past the end of the file")
+
 
 class CourierSFTPServer(asyncssh.SFTPServer):
     def __init__(self, chan: asyncssh.SSHServerChannel, ctx: GatewayContext) -> None:
@@ -163,10 +185,19 @@ class CourierSFTPServer(asyncssh.SFTPServer):
 
     @_in_region
     async def open(self, path: bytes, pflags: int, attrs: SFTPAttrs) -> Upload | Download:
-        loc = self._resolve(path)
+        writing = bool(pflags & (asyncssh.FXF_WRITE | asyncssh.FXF_APPEND | asyncssh.FXF_CREAT))
+        try:
+            loc = resolve(path)
+        except VfsError as exc:
+            if not writing:
+                raise _sftp_error(exc) from exc
+            self._name_refused(path, exc)
+            if isinstance(exc, NameRefused):
+                # A name any file system would take, but not one this gateway stores.
+                raise asyncssh.SFTPPermissionDenied(str(exc)) from exc
+            raise _sftp_error(exc) from exc
         if loc.is_directory:
             raise asyncssh.SFTPFailure(f"{loc.path} is a directory")
-        writing = bool(pflags & (asyncssh.FXF_WRITE | asyncssh.FXF_APPEND | asyncssh.FXF_CREAT))
         key = self.tree.key(loc)
         if writing:
             if loc.is_result:
@@ -176,6 +207,7 @@ class CourierSFTPServer(asyncssh.SFTPServer):
             if not self.principal.can_upload:
                 self._audit("upload_refused", loc.path, reason="read-only account")
                 raise asyncssh.SFTPPermissionDenied(f"{loc.path}: this account cannot upload")
+            self._check_name(loc)
             room = await self._room()
             if room is not None and room <= 0:
                 self._audit("upload_refused", loc.path, reason="quota exceeded")
@@ -190,6 +222,23 @@ class CourierSFTPServer(asyncssh.SFTPServer):
         except NotFound as exc:
             raise asyncssh.SFTPNoSuchFile(f"{loc.path}: no such file") from exc
         return Download(loc, key, reader.size, reader)
+
+    def _check_name(self, loc: Location) -> None:
+        """Refuse at open (or rename) a name that could not be stored and imported whole."""
+        try:
+            check_upload(loc)
+        except VfsError as exc:
+            self._name_refused(loc.path, exc)
+            raise _sftp_error(exc) from exc
+
+    def _name_refused(self, path: bytes | str, exc: VfsError) -> None:
+        """The partner is told at once; support finds the name (escaped) in the audit."""
+        raw = path.decode("utf-8", "backslashreplace") if isinstance(path, bytes) else path
+        shown = printable(raw)
+        reason = exc.reason if isinstance(exc, NameRefused) else "invalid_path"
+        SFTP_REFUSED_NAMES.labels(reason=reason).inc()
+        self.session.log.warning("upload refused", path=shown, reason=reason)
+        self._audit("upload_refused", shown, reason=f"file name refused: {exc}")
 
     async def _room(self) -> int | None:
         quota = self.principal.quota_bytes
@@ -261,7 +310,16 @@ class CourierSFTPServer(asyncssh.SFTPServer):
                 "upload_refused", file_obj.loc.path, file_obj.writer.size, "connection lost"
             )
             return
-        await file_obj.writer.finalize()
+        try:
+            await file_obj.writer.finalize()
+        except Exception as exc:
+            # Nothing of it stays: neither the file nor its temporary object.
+            await file_obj.writer.abort()
+            self.session.log.exception("upload not stored", path=file_obj.loc.path)
+            self._audit("upload_refused", file_obj.loc.path, file_obj.writer.size, "storage failed")
+            raise asyncssh.SFTPFailure(
+                f"{file_obj.loc.path}: the file could not be stored; it was logged for support"
+            ) from exc
         SFTP_UPLOAD_SECONDS.observe(time.monotonic() - file_obj.started)
         sha = file_obj.digest.hexdigest() if file_obj.sequential else None
         self.session.log.info("upload completed", path=file_obj.loc.path, size=file_obj.writer.size)
@@ -326,6 +384,7 @@ class CourierSFTPServer(asyncssh.SFTPServer):
             raise asyncssh.SFTPPermissionDenied("only files in /inbound can be renamed")
         if not self.principal.can_upload:
             raise asyncssh.SFTPPermissionDenied("this account cannot change /inbound")
+        self._check_name(new)
         src, dst = self.tree.key(old), self.tree.key(new)
         try:
             await self.storage.copy(src, dst)

@@ -10,6 +10,7 @@ partner) and `/outbound/test` (sample exports).
 from __future__ import annotations
 
 import posixpath
+import unicodedata
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -73,7 +74,7 @@ def resolve(raw: bytes | str, cwd: str = "/") -> Location:
     try:
         text = raw.decode("utf-8") if isinstance(raw, bytes) else raw
     except UnicodeDecodeError as exc:
-        raise VfsError("no_such_path", "file names must be UTF-8") from exc
+        raise NameRefused("no_such_path", "not_utf8", "file names must be UTF-8") from exc
     if "\x00" in text or "\\" in text:
         raise VfsError("permission_denied", "invalid character in path")
     joined = posixpath.join(cwd, text) if text else cwd
@@ -88,6 +89,72 @@ def resolve(raw: bytes | str, cwd: str = "/") -> Location:
     if parts[0] not in AREAS:
         raise VfsError("no_such_path", f"{path}: only /inbound and /outbound exist")
     return Location("/" + "/".join(parts), parts[0], "/".join(parts[1:]))
+
+
+# The longest file name an upload may have, in UTF-8 bytes. What the name becomes must
+# fit everywhere: a file system's 255-byte names with the result file's suffix
+# (`.<UTC stamp>-<id>.result.csv`, 37 bytes) added, and the 255-character columns that
+# hold it (with `test/` in front for a test file).
+MAX_NAME_BYTES = 200
+# Bidirectional controls make a name read differently from what it is
+# (`invoice\u202ecsv.exe`); no partner's file needs them.
+_BIDI_CONTROLS = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
+
+
+class NameRefused(VfsError):
+    """An upload refused for its name: `reason` is a short token for audit and metrics."""
+
+    def __init__(self, code: str, reason: str, message: str) -> None:
+        super().__init__(code, message)
+        self.reason = reason
+
+
+def check_upload(loc: Location) -> None:
+    """Refuse, before a byte is written, a name that could not be stored, announced and
+    imported whole: so no upload fails at its end, and none is stored but never seen.
+
+    Uploads go into `/inbound` or `/inbound/test`; other folders do not exist (they cannot
+    be made), as OpenSSH would say for a missing directory. The name holds no control
+    or bidirectional-control character, does not begin with a space nor end with a space
+    or a dot (names Windows cannot hold), and is at most `MAX_NAME_BYTES` long.
+    """
+    folder, _, name = loc.relpath.rpartition("/")
+    if folder and folder not in FIXED_DIRS.get(loc.area or "", ()):
+        raise NameRefused(
+            "no_such_file",
+            "no_such_folder",
+            f"{printable(loc.path)}: no such folder; uploads go to /inbound or /inbound/test",
+        )
+    if any(unicodedata.category(c) == "Cc" or c in _BIDI_CONTROLS for c in name):
+        raise NameRefused(
+            "permission_denied",
+            "control_character",
+            f"{printable(loc.path)}: file names may not hold control characters",
+        )
+    if name != name.lstrip() or name != name.rstrip(" ."):
+        raise NameRefused(
+            "permission_denied",
+            "edge_space_or_dot",
+            f"{printable(loc.path)}: file names may not begin with a space "
+            "or end with a space or a dot",
+        )
+    if len(name.encode("utf-8")) > MAX_NAME_BYTES:
+        raise NameRefused(
+            "permission_denied",
+            "too_long",
+            f"{printable(loc.path)[:80]}...: file names are limited to {MAX_NAME_BYTES} bytes",
+        )
+
+
+def printable(text: str) -> str:
+    """`text` safe for a log line, the audit and a terminal: control and bidirectional
+    characters shown as escapes (`\\x01`, `\\u202e`)."""
+    return "".join(
+        c.encode("unicode_escape").decode("ascii")
+        if unicodedata.category(c) == "Cc" or c in _BIDI_CONTROLS
+        else c
+        for c in text
+    )
 
 
 class TenantTree:

@@ -35,7 +35,7 @@ from sqlalchemy import select
 
 from courier.common import pgp
 from courier.common.areas import received_key
-from courier.common.db.models import Import, ReceivedFile, Tenant
+from courier.common.db.models import Feed, Import, ReceivedFile, Tenant
 from courier.common.feeds import TEST_FOLDER, match_feed, seen_by, split_test, unwrap_name
 from courier.common.logging import get_logger
 from courier.common.pgp_keys import KeySet, KeysNotConfigured, decryption_keys
@@ -70,8 +70,10 @@ ZIP_METHOD = "zip member {name!r} is compressed in a way Courier cannot read: us
 ZIP_TWICE = "the zip holds {name!r} twice"
 ZIP_EMPTY = "the zip holds no files"
 ZIP_NOTHING = "no file in the zip has a name a feed takes: expected one of {patterns}"
-NESTED = "a zip inside a zip is not unpacked: send it on its own"
+NESTED = "a packed or encrypted file inside a zip is not opened: send it on its own"
 UNTAKEN = "no feed takes this name"
+UNSEALED = "its feed takes OpenPGP-encrypted files only, and the zip was not encrypted"
+UNSIGNED = "its feed takes signed files only, and the zip was not signed"
 # What support reads when the platform, not the partner, is at fault.
 KEYS_MISSING = (
     "the file could not be decrypted on our side; nothing was changed and our support "
@@ -272,7 +274,7 @@ async def opened(
     The stored bytes of a wrapped file are checked against the announced sha256 first
     (a plain file's are checked as its rows are read). Raises
     `Refused` (the partner's file), `CannotOpen` (ours) or `ChecksumMismatch`."""
-    if not wraps(spec):
+    if not wraps(spec) or await is_member(uow, imp):
         # The feed's checks hash a plain file as they read it.
         yield Opened(stored, imp.sha256)
         return
@@ -354,11 +356,16 @@ async def unpack(uow: UnitOfWork, imp: Import, zipped: Opened) -> None:
         feed = match_feed(feeds, info.filename)
         if feed is None:
             skipped.append({"name": info.filename, "reason": UNTAKEN})
-        elif "zip" in seen_by(feed, info.filename).layers:
+        elif seen_by(feed, info.filename).layers:
             skipped.append({"name": info.filename, "reason": NESTED})
+        elif why := _unsealed(feed, zipped.details):
+            skipped.append({"name": info.filename, "reason": why})
         else:
             taken.append(info)
     if not taken:
+        if any(m["reason"] != UNTAKEN for m in skipped):
+            why = "; ".join(f"{m['name']}: {m['reason']}" for m in skipped)
+            raise Refused(f"nothing in the zip can be imported ({why})", skipped=skipped)
         patterns = ", ".join(f.pattern for f in feeds) or "none (no feed takes files yet)"
         raise Refused(ZIP_NOTHING.format(patterns=patterns), skipped=skipped)
     tenant = await session.get(Tenant, imp.tenant_id)
@@ -408,6 +415,25 @@ async def unpack(uow: UnitOfWork, imp: Import, zipped: Opened) -> None:
     imp.status, imp.error = "unpacked", None
     imp.details = {**zipped.details, "members": listed, "skipped": skipped}
     log.info("zip unpacked", members=len(listed), skipped=len(skipped))
+
+
+def _unsealed(feed: Feed, opened: dict[str, Any]) -> str | None:
+    """Why a member may not go to `feed`: it asks for more than the zip had (a plain zip
+    never carries a file past a feed that takes encrypted files only)."""
+    spec = FeedSpec.of_feed(feed.name, feed.kind, feed.pattern, feed.spec or {})
+    if spec.decrypt == "pgp" and not opened.get("decrypted"):
+        return UNSEALED
+    if spec.require_signature and not opened.get("signed_by"):
+        return UNSIGNED
+    return None
+
+
+async def is_member(uow: UnitOfWork, imp: Import) -> bool:
+    """A file unpacked from a zip: opened already, with the zip (see `unpack`)."""
+    source = await uow.session.scalar(
+        select(ReceivedFile.source).where(ReceivedFile.id == imp.file_id)
+    )
+    return source == "unpack"
 
 
 async def _account_of(uow: UnitOfWork, imp: Import) -> str | None:

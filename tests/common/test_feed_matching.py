@@ -7,7 +7,7 @@ import itertools
 import pytest
 
 from courier.common.db.models import Feed
-from courier.common.feeds import match_feed
+from courier.common.feeds import match_feed, seen_by
 
 
 def _feed(name: str, pattern: str, enabled: bool = True) -> Feed:
@@ -66,3 +66,45 @@ def test_feed_names_compare_character_by_character_not_by_the_databases_collatio
     assert match_feed(feeds, "a.csv").name == "leave1"  # type: ignore[union-attr]
     feeds.append(_feed("leave-z", "*.csv"))
     assert match_feed(feeds, "a.csv").name == "leave-z"  # type: ignore[union-attr]
+
+
+def _wrapping(name: str, pattern: str, **spec: str) -> Feed:
+    return Feed(name=name, kind="leave_balances", pattern=pattern, enabled=True, spec=spec)
+
+
+WRAPPING = [
+    _wrapping("leave", "leave_{yyyyMMdd}.csv", decrypt="pgp", unpack="auto"),
+    _wrapping("staff", "staff_*.csv", unpack="gzip"),
+    _wrapping("roles", "roles_*.csv"),
+]
+
+
+@pytest.mark.parametrize(
+    ("name", "taken_by", "layers"),
+    [
+        ("leave_20261201.csv", "leave", ()),
+        ("leave_20261201.csv.pgp", "leave", ("pgp",)),
+        ("leave_20261201.csv.GPG", "leave", ("pgp",)),
+        ("leave_20261201.csv.asc", "leave", ("pgp",)),
+        ("leave_20261201.csv.gz.pgp", "leave", ("pgp", "gzip")),
+        ("leave_20261201.csv.zip", "leave", ("zip",)),
+        # A zip may be named like the files it holds, its suffix in place of theirs.
+        ("leave_20261201.zip", "leave", ("zip",)),
+        ("leave_20261201.zip.pgp", "leave", ("pgp", "zip")),
+        # Layers apply in one order only: encrypted outside, packed inside.
+        ("leave_20261201.csv.pgp.gz", None, ()),
+        ("leave_20261301.csv.pgp", None, ()),
+        ("staff_1.csv.gz", "staff", ("gzip",)),
+        # A feed takes only the layers it declares.
+        ("staff_1.csv.pgp", None, ()),
+        ("staff_1.zip", None, ()),
+        ("roles_1.csv.gz", None, ()),
+    ],
+)
+def test_a_feed_that_decrypts_or_unpacks_takes_its_pattern_with_the_layers_suffixes(
+    name: str, taken_by: str | None, layers: tuple[str, ...]
+) -> None:
+    found = match_feed(WRAPPING, name)
+    assert (found.name if found else None) == taken_by
+    if found is not None:
+        assert seen_by(found, name).layers == layers

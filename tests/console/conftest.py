@@ -10,7 +10,6 @@ from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
 
 import pytest
-import structlog
 from fastapi import FastAPI
 
 from courier.cli import provision
@@ -23,6 +22,7 @@ from courier.common.settings import Settings
 from courier.common.storage import Storage
 from courier.console.api import create_app
 from courier.monitor.pickups import watch_delivery
+from tests.support.logs import logs_to_stderr
 from tests.support.staged import staged
 from tests.support.tenant_objects import build_export, declare_feed, import_file
 
@@ -38,13 +38,8 @@ def app(db: Database, storage: Storage, settings: Settings) -> FastAPI:
 @pytest.fixture
 def logs(capfd: pytest.CaptureFixture[str]) -> Iterator[pytest.CaptureFixture[str]]:
     """The services' JSON log lines as written to standard error (file descriptor 2)."""
-    saved = structlog.get_config()
-    with open(2, "w", closefd=False) as stderr:
-        structlog.configure(logger_factory=structlog.PrintLoggerFactory(file=stderr))
-        try:
-            yield capfd
-        finally:
-            structlog.configure(**saved)
+    with logs_to_stderr():
+        yield capfd
 
 
 @pytest.fixture

@@ -5,12 +5,10 @@ screenshot in test-artifacts/screenshots/ (docs/console/ shows copies of them)."
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import re
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
-import httpx
 import pytest
 from playwright.async_api import Page, expect
 from sqlalchemy import select
@@ -18,10 +16,16 @@ from sqlalchemy import select
 from courier.cli import provision
 from courier.common.db.models import ImportRecord, LeaveBalance
 from courier.common.db.models_incidents import SlaPolicy
-from courier.common.settings import Settings
 from courier.monitor import expectations
-from tests.support.browser import browser_page, shot, skip_without_chromium
-from tests.support.console import PASSWORD, make_user
+from tests.support.browser import (
+    browser_page,
+    console,
+    linked,
+    shot,
+    sign_in,
+    skip_without_chromium,
+)
+from tests.support.console import make_user
 from tests.support.paging import Mailbox, body
 from tests.support.paging_fixtures import mailbox, paging, rota, sns, sns_server  # noqa: F401
 from tests.support.services import at_once, eventually, running
@@ -44,37 +48,6 @@ def database_url(sqlite_databases) -> Iterator[str]:
         sqlite_databases.drop(url)
 
 
-def _linked(settings: Settings) -> Settings:
-    """Settings whose links (e-mails, redirects) point at the console this test runs."""
-    return settings.model_copy(
-        update={"console_base_url": f"http://127.0.0.1:{settings.console_port}"}
-    )
-
-
-@contextlib.asynccontextmanager
-async def console(settings: Settings) -> AsyncIterator[str]:
-    """The console process serving HTTP on its port; yields its base URL."""
-    base = settings.console_base_url
-    async with running("console", settings), httpx.AsyncClient(base_url=base) as http:
-
-        async def listening() -> bool:
-            try:
-                return (await http.get("/healthz")).status_code == 200
-            except httpx.TransportError:
-                return False
-
-        await eventually(listening)
-        yield base
-
-
-async def sign_in(page: Page, username: str, password: str = PASSWORD) -> None:
-    """Fill the sign-in page the console sent the browser to."""
-    await expect(page).to_have_url(re.compile(r"/signin\?next="))
-    await page.get_by_label("User name").fill(username)
-    await page.get_by_label("Password").fill(password)
-    await page.get_by_role("button", name="Sign in").click()
-
-
 async def reload_until(page: Page, selector: str, text: str, within: float = 20) -> None:
     """Reload until `selector` reads `text` (another service is doing the work)."""
     deadline = asyncio.get_running_loop().time() + within
@@ -85,7 +58,7 @@ async def reload_until(page: Page, selector: str, text: str, within: float = 20)
 
 
 async def test_a_person_signs_in_and_sees_the_imports_list(db, storage, settings) -> None:
-    settings = _linked(settings)
+    settings = linked(settings)
     acme = await populate(db, storage, "acme")
     await make_user(db, "ann", "support")
     async with console(settings) as base, browser_page(base) as page:
@@ -103,7 +76,7 @@ async def test_a_person_signs_in_and_sees_the_imports_list(db, storage, settings
 async def test_an_import_opens_and_its_errored_rows_show_their_reason(
     db, storage, settings
 ) -> None:
-    settings = _linked(settings)
+    settings = linked(settings)
     acme = await populate(db, storage, "acme")
     async with db.session() as s:
         [reason] = await s.scalars(
@@ -129,7 +102,7 @@ async def test_an_import_opens_and_its_errored_rows_show_their_reason(
 
 
 async def test_the_original_file_downloads_byte_for_byte(db, storage, settings) -> None:
-    settings = _linked(settings)
+    settings = linked(settings)
     acme = await populate(db, storage, "acme")
     await make_user(db, "cara", "customer", "acme")
     async with console(settings) as base, browser_page(base) as page:
@@ -145,7 +118,7 @@ async def test_the_original_file_downloads_byte_for_byte(db, storage, settings) 
 
 
 async def test_a_held_import_is_approved_and_applied(db, storage, settings, bus) -> None:
-    settings = _linked(settings)
+    settings = linked(settings)
     acme = await populate(db, storage, "acme")
     await make_user(db, "ann", "support")
     async with (
@@ -174,7 +147,7 @@ async def test_an_incident_opens_from_its_email_and_is_acknowledged_and_resolved
     rota,  # noqa: F811
     mailbox: Mailbox,  # noqa: F811
 ) -> None:
-    settings = _linked(paging)
+    settings = linked(paging)
     tenant = await provision.ensure_tenant(db, "acme", "Acme Ltd", "Europe/London")
     await make_user(db, "ann", "support")
     incident_id = await open_incident(db, tenant, "payroll_20261201.txt")
@@ -204,7 +177,7 @@ async def test_an_incident_opens_from_its_email_and_is_acknowledged_and_resolved
 
 
 async def test_the_feed_timeline_is_drawn(db, storage, settings) -> None:
-    settings = _linked(settings)
+    settings = linked(settings)
     acme = await populate(db, storage, "acme")
     # Ten days of windows laid out and closed by the monitor's functions: missed ones.
     now = datetime.now(UTC)
@@ -224,7 +197,7 @@ async def test_the_feed_timeline_is_drawn(db, storage, settings) -> None:
 
 
 async def test_a_customer_sees_only_their_own_tenant(db, storage, settings) -> None:
-    settings = _linked(settings)
+    settings = linked(settings)
     acme = await populate(db, storage, "acme")
     globex = await populate(db, storage, "globex")
     await make_user(db, "cara", "customer", "acme")
@@ -245,7 +218,7 @@ async def test_a_customer_sees_only_their_own_tenant(db, storage, settings) -> N
 
 async def test_the_pages_of_the_navigation_open(db, storage, settings) -> None:
     """Each page in the menu opens for an admin (and is pictured for the docs)."""
-    settings = _linked(settings)
+    settings = linked(settings)
     acme = await populate(db, storage, "acme")
     await make_user(db, "ann", "admin")
     await make_user(db, "cara", "customer", "acme")
@@ -269,7 +242,7 @@ async def test_the_pages_of_the_navigation_open(db, storage, settings) -> None:
 
 
 async def test_the_api_docs_render_from_the_consoles_own_assets(db, settings) -> None:
-    settings = _linked(settings)
+    settings = linked(settings)
     await make_user(db, "ann", "admin")
     async with console(settings) as base, browser_page(base) as page:
         await page.goto("/")

@@ -11,13 +11,14 @@ import pytest
 from sqlalchemy import func, select
 
 from courier.common.db.engine import Database
-from courier.common.db.models import Import, LeaveBalance, ReceivedFile, Tenant
+from courier.common.db.models import LeaveBalance, ReceivedFile, Tenant
 from courier.common.settings import Settings
 from courier.gateway import admin
 from tests.support.clients import asyncssh_connect, openssh_available, openssh_sftp
 from tests.support.console import api_client, make_token
 from tests.support.fixtures_data import leave_csv
-from tests.support.services import eventually, running
+from tests.support.imports import all_imports, finished_imports
+from tests.support.services import running
 
 PASSWORD = "Corr3ct-Horse-Battery"
 
@@ -43,19 +44,6 @@ async def partner(db: Database, tenant: Tenant, leave_feed: None, partner_key: P
 
 async def _connect(port: int, user: str, key: Path) -> asyncssh.SSHClientConnection:
     return await asyncssh_connect(port, user, PASSWORD, client_keys=[str(key)])
-
-
-async def _imports(db: Database) -> list[Import]:
-    async with db.session() as s:
-        return list(await s.scalars(select(Import).order_by(Import.received_at)))
-
-
-async def _wait_imports(db: Database, n: int) -> list[Import]:
-    async def probe() -> list[Import] | None:
-        found = await _imports(db)
-        return found if len(found) >= n and all(i.finished_at for i in found) else None
-
-    return await eventually(probe)
 
 
 async def _balances(db: Database) -> dict[tuple[str, str], Decimal]:
@@ -87,7 +75,7 @@ async def test_openssh_upload_is_imported_audited_and_downloadable(
             identity=partner_key,
         )
         assert "Uploading" in result.stdout, result.stderr
-        [imp] = await _wait_imports(db, 1)
+        [imp] = await finished_imports(db, 1)
         assert (imp.status, imp.created, imp.updated, imp.unchanged, imp.errored) == (
             "completed", 3, 0, 0, 0,
         )  # fmt: skip
@@ -112,7 +100,7 @@ async def test_openssh_upload_is_imported_audited_and_downloadable(
             password=PASSWORD,
             identity=partner_key,
         )
-        _, imp2 = await _wait_imports(db, 2)
+        _, imp2 = await finished_imports(db, 2)
         assert (imp2.status, imp2.created, imp2.updated, imp2.unchanged, imp2.errored) == (
             "completed_with_errors", 1, 1, 1, 1,
         )  # fmt: skip
@@ -151,13 +139,13 @@ async def test_asyncssh_upload_and_wrong_header_is_rejected_whole(
         ):
             async with sftp.open("/inbound/leave_good.csv", "wb") as f:
                 await f.write(good)
-            await _wait_imports(db, 1)
+            await finished_imports(db, 1)
             async with sftp.open("/inbound/leave_bad.csv", "wb") as f:
                 await f.write(bad)
             assert sorted(await sftp.listdir("/inbound")) == [
                 ".", "..", "leave_bad.csv", "leave_good.csv", "test",
             ]  # fmt: skip
-        imports = await _wait_imports(db, 2)
+        imports = await finished_imports(db, 2)
     good_imp, bad_imp = imports
     assert good_imp.status == "completed" and good_imp.created == 1
     assert bad_imp.status == "rejected"
@@ -182,9 +170,9 @@ async def test_temporary_name_is_announced_only_after_rename(
             async with sftp.open("/inbound/leave_x.csv.filepart", "wb") as f:
                 await f.write(leave_csv("E9,annual,1,2026-11-01"))
             await asyncio.sleep(1)
-            assert await _imports(db) == []
+            assert await all_imports(db) == []
             await sftp.rename("/inbound/leave_x.csv.filepart", "/inbound/leave_x.csv")
-        [imp] = await _wait_imports(db, 1)
+        [imp] = await finished_imports(db, 1)
     assert imp.file_name == "leave_x.csv" and imp.created == 1
 
 

@@ -22,7 +22,7 @@ from courier.common.settings import Settings
 from courier.common.storage import Storage
 from courier.common.uow import UnitOfWork
 from courier.importer.apply import handle
-from courier.importer.unwrap import KEYS_MISSING
+from courier.importer.unwrap import KEYS_MISSING, UNSEALED
 from tests.importer.conftest import Drop, import_of
 from tests.support.fixtures_data import leave_csv
 from tests.support.pgp import GpgHome, KeyPair
@@ -425,4 +425,21 @@ async def test_a_damaged_gzip_and_a_password_zip_are_refused_with_their_reasons(
     locked = await receive("leave_2.zip", (tmp_path / "leave_2.zip").read_bytes())
     assert locked.status == "rejected"
     assert locked.error.startswith("zip member 'leave_1.csv' is protected by a zip password")
+    assert await balances(db) == {}
+
+
+async def test_a_plain_zip_never_carries_a_file_past_a_feed_that_takes_encrypted_files_only(
+    db, storage, feed, receive, tmp_path
+) -> None:
+    await feed("leave", "leave_balances", "leave_*.csv", decrypt="pgp")
+    await feed("bundle", "staff", "bundle_*.csv", unpack="zip")
+    written(tmp_path, "leave_1.csv", LEAVE)
+    run("zip", "-q", "bundle_1.zip", "leave_1.csv", cwd=tmp_path)
+
+    imp = await receive("bundle_1.zip", (tmp_path / "bundle_1.zip").read_bytes())
+
+    assert (imp.status, imp.error) == (
+        "rejected",
+        f"nothing in the zip can be imported (leave_1.csv: {UNSEALED})",
+    )
     assert await balances(db) == {}

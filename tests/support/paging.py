@@ -107,19 +107,29 @@ class Mailbox:
 
 
 @contextlib.contextmanager
-def smtp_server(directory: Path) -> Iterator[Mailbox]:
-    """aiosmtpd that refuses mail until the client has switched to TLS."""
+def smtp_server(directory: Path, login: tuple[str, str] | None = None) -> Iterator[Mailbox]:
+    """aiosmtpd that refuses mail until the client has switched to TLS (and, given a
+    `login` (user, password), until it has authenticated as that user)."""
     import ssl
+    from urllib.parse import quote
 
     from aiosmtpd.controller import Controller
+    from aiosmtpd.smtp import AuthResult, LoginPassword
+
+    def authenticator(server: Any, session: Any, envelope: Any, mechanism: str, data: Any) -> Any:
+        known = isinstance(data, LoginPassword) and login is not None
+        ok = known and (data.login.decode(), data.password.decode()) == login
+        return AuthResult(success=ok, handled=False)
 
     cert, key = self_signed(directory)
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     context.load_cert_chain(cert, key)
     port = free_port()
-    box = Mailbox(f"smtp://127.0.0.1:{port}", cert)
+    userinfo = f"{quote(login[0], safe='')}:{quote(login[1], safe='')}@" if login else ""
+    box = Mailbox(f"smtp://{userinfo}127.0.0.1:{port}", cert)
+    auth: dict[str, Any] = {"authenticator": authenticator, "auth_required": True} if login else {}
     controller = Controller(
-        box, hostname="127.0.0.1", port=port, tls_context=context, require_starttls=True
+        box, hostname="127.0.0.1", port=port, tls_context=context, require_starttls=True, **auth
     )
     controller.start()
     try:

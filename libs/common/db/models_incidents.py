@@ -38,7 +38,14 @@ BigId = BigInteger().with_variant(Integer(), "sqlite")
 
 # Kinds on our side get the 6-hour resolve clock; the rest need the partner contacted.
 PLATFORM_KINDS = frozenset(
-    {"import_failed", "export_build_failed", "max_deliveries", "service_down", "monitor_error"}
+    {
+        "import_failed",
+        "export_build_failed",
+        "max_deliveries",
+        "service_down",
+        "monitor_error",
+        "sftp_connection_flood",
+    }
 )
 PARTNER_KINDS = frozenset(
     {
