@@ -11,6 +11,7 @@ from pydantic import BaseModel
 
 from courier.cli import output
 from courier.cli.context import run_with_db
+from courier.cli.users import actor
 from courier.common.db.engine import Database
 from courier.common.settings import get_settings
 from courier.gateway import hostkeys
@@ -30,6 +31,8 @@ class BanView(BaseModel):
     reason: str
     banned_at: datetime
     until: datetime
+    # Ended by an operator (`--lift`) rather than by its time running out.
+    lifted: bool = False
 
 
 def run_db(fn: Callable[[Database], Awaitable[T]]) -> T:
@@ -47,28 +50,35 @@ def bans_cmd(
     from courier.gateway import bans
 
     if lift:
-        if not run_db(lambda db: bans.lift(db, lift)):
+        if not run_db(lambda db: bans.lift(db, lift, actor=actor())):
             err.print(f"[red]error:[/] {lift} is not banned")
             raise typer.Exit(1)
         console.print(f"ban on {lift} lifted")
         return
-    found = [
-        BanView(
-            address=b.address,
-            failures=b.failures,
-            reason=b.reason,
-            banned_at=b.banned_at,
-            until=b.until,
-        )
-        for b in run_db(lambda db: bans.list_bans(db, include_expired))
-    ]
+
+    async def _list(db: Database) -> list[BanView]:
+        rows = await bans.list_bans(db, include_expired)
+        lifted = await bans.lifted_addresses(db, rows)
+        return [
+            BanView(
+                address=b.address,
+                failures=b.failures,
+                reason=b.reason,
+                banned_at=b.banned_at,
+                until=b.until,
+                lifted=b.address in lifted,
+            )
+            for b in rows
+        ]
+
+    found = run_db(_list)
     if as_json:
         output.print_json(console, found)
         return
     output.table(
         console,
-        ("address", "failures", "reason", "banned at", "until"),
-        [(b.address, b.failures, b.reason, b.banned_at, b.until) for b in found],
+        ("address", "failures", "reason", "banned at", "until", "lifted"),
+        [(b.address, b.failures, b.reason, b.banned_at, b.until, b.lifted) for b in found],
     )
 
 

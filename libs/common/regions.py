@@ -353,6 +353,12 @@ class RegionalStorage:
     async def local_path(self, key: str) -> Path | None:
         return await (await self.store_for(key)).local_path(key)
 
+    async def keeps_times(self, key: str) -> bool:
+        return await (await self.store_for(key)).keeps_times(key)
+
+    async def set_modified(self, key: str, when: datetime) -> None:
+        await (await self.store_for(key, write=True)).set_modified(key, when)
+
     async def sweep_temporary(self, older_than: datetime) -> int:
         """Every region's primary store, each once."""
         primaries = [self.regions.primary(name) for name in self.regions.names()]

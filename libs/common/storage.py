@@ -113,6 +113,14 @@ class Storage(Protocol):
         mid-upload leaves it); returns how many were removed."""
         ...
 
+    async def keeps_times(self, key: str) -> bool:
+        """Whether `set_modified` can change the modification time of `key`."""
+        ...
+
+    async def set_modified(self, key: str, when: datetime) -> None:
+        """Set the modification time of `key` (only where `keeps_times`)."""
+        ...
+
 
 async def sha256_of(storage: Storage, key: str) -> tuple[str, int]:
     h = hashlib.sha256()
@@ -336,6 +344,15 @@ class FileStorage:
 
     async def local_path(self, key: str) -> Path | None:
         return self.path(key)
+
+    async def keeps_times(self, key: str) -> bool:
+        return True
+
+    async def set_modified(self, key: str, when: datetime) -> None:
+        try:
+            os.utime(self.path(key), (when.timestamp(), when.timestamp()))
+        except FileNotFoundError as exc:
+            raise NotFound(key) from exc
 
     async def sweep_temporary(self, older_than: datetime) -> int:
         """Writers' files in `.tmp` not written to since `older_than` (a live writer's
@@ -801,6 +818,13 @@ class S3Storage:
 
     async def local_path(self, key: str) -> Path | None:
         return None
+
+    async def keeps_times(self, key: str) -> bool:
+        # S3 sets LastModified itself; a copy to change it would rewrite the object.
+        return False
+
+    async def set_modified(self, key: str, when: datetime) -> None:
+        raise StorageError("S3 keeps no modification time of its own choosing")
 
     async def sweep_temporary(self, older_than: datetime) -> int:
         """Abort multipart uploads under this store's prefix begun before `older_than`

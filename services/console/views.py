@@ -33,6 +33,7 @@ STATUSES = (
     "failed",
     "duplicate",
     "discarded",
+    "unpacked",
 )
 Action = Literal["created", "updated", "deleted", "unchanged", "errored"]
 # Rows of the errored-rows CSV read per query (keyset batches, constant memory).

@@ -12,7 +12,9 @@ from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import func, select
 
+from courier.common import console_audit
 from courier.common.db.engine import Database
+from courier.common.db.models_console import ConsoleAuditEntry
 from courier.common.db.models_gateway import Ban, SessionEvent
 from courier.common.logging import get_logger
 from courier.common.settings import Settings
@@ -21,6 +23,10 @@ from courier.gateway.accounts import Network, address_in, allowed_networks, lega
 from courier.gateway.metrics import SFTP_BANS
 
 log = get_logger(__name__)
+
+
+# The console audit's action for an operator's lifting of a ban.
+LIFTED = "gateway_ban.lift"
 
 
 def _now() -> datetime:
@@ -132,11 +138,39 @@ async def list_bans(db: Database, include_expired: bool = False) -> list[Ban]:
         return list(await session.scalars(query))
 
 
-async def lift(db: Database, address: str) -> bool:
-    """End a ban now; failures before this moment no longer count against the address."""
+async def lift(db: Database, address: str, *, actor: str = "system") -> bool:
+    """End a ban now; failures before this moment no longer count against the address.
+
+    The console audit records who lifted it, so the ban reads as lifted, not expired.
+    """
     async with db.transaction() as session:
         row = await session.scalar(select(Ban).where(Ban.address == address))
         if row is None or row.until <= _now():
             return False
         row.until = _now()
+        console_audit.record(
+            session,
+            actor=actor,
+            action=LIFTED,
+            target_type="address",
+            target_id=address,
+            summary=f"ban on {address} lifted ({row.failures} failed logins forgiven)",
+        )
     return True
+
+
+async def lifted_addresses(db: Database, bans: list[Ban]) -> set[str]:
+    """The addresses among `bans` whose (last) ban was lifted rather than left to end."""
+    if not bans:
+        return set()
+    async with db.session() as session:
+        rows = await session.execute(
+            select(ConsoleAuditEntry.target_id, func.max(ConsoleAuditEntry.at))
+            .where(
+                ConsoleAuditEntry.action == LIFTED,
+                ConsoleAuditEntry.target_id.in_([b.address for b in bans]),
+            )
+            .group_by(ConsoleAuditEntry.target_id)
+        )
+        last = dict(rows.tuples().all())
+    return {b.address for b in bans if b.address in last and last[b.address] >= b.banned_at}

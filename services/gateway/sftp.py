@@ -9,6 +9,7 @@ import os
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, TypeVar
 
 import asyncssh
@@ -111,6 +112,8 @@ class Upload:
     # Bytes /inbound may still take before the account's quota is reached (None = no limit).
     room: int | None = None
     refused: str | None = None
+    # A modification time the client set, applied once the file is stored.
+    mtime: datetime | None = None
 
 
 @dataclass
@@ -279,11 +282,59 @@ class CourierSFTPServer(asyncssh.SFTPServer):
         assert isinstance(file_obj, Download)
         return _attrs(Entry(file_obj.loc.relpath, False, file_obj.size))
 
-    def fsetstat(self, file_obj: object, attrs: SFTPAttrs) -> None:
-        """Clients set times and modes after upload; storage keeps its own, so accept and drop."""
+    # Attribute changes answer as OpenSSH's internal-sftp would in a chroot where the
+    # platform owns the directories and the pickup files, and the partner the files it
+    # uploaded: directories and others' files PERMISSION_DENIED, a missing file
+    # NO_SUCH_FILE. On its own files a modification time is kept where storage can keep
+    # one; a mode, a size or an owner storage cannot keep is OP_UNSUPPORTED, never a
+    # success that changes nothing.
 
-    def setstat(self, path: bytes, attrs: SFTPAttrs) -> None:
-        self._resolve(path)
+    @_in_region
+    async def setstat(self, path: bytes, attrs: SFTPAttrs) -> None:
+        loc = self._resolve(path)
+        if loc.is_directory:
+            raise asyncssh.SFTPPermissionDenied(f"{loc.path}: directories cannot be changed")
+        try:
+            entry = await self.tree.stat(loc)
+        except VfsError as exc:
+            raise _sftp_error(exc) from exc
+        if entry.is_dir or not self._owns(loc):
+            raise asyncssh.SFTPPermissionDenied(f"{loc.path}: this file cannot be changed")
+        key = self.tree.key(loc)
+        mtime = await self._settable(loc, key, attrs, entry.size)
+        if mtime is not None:
+            await self.storage.set_modified(key, mtime)
+
+    @_in_region
+    async def fsetstat(self, file_obj: object, attrs: SFTPAttrs) -> None:
+        if not isinstance(file_obj, Upload):
+            assert isinstance(file_obj, Download)
+            raise asyncssh.SFTPPermissionDenied(f"{file_obj.loc.path}: this file cannot be changed")
+        # Clients set the time after the last write: it is applied once the file is stored.
+        file_obj.mtime = await self._settable(
+            file_obj.loc, file_obj.key, attrs, file_obj.writer.size
+        )
+
+    def _owns(self, loc: Location) -> bool:
+        """The partner's own files: uploads in /inbound, for an account that uploads."""
+        return loc.area == "inbound" and self.principal.can_upload and not loc.is_directory
+
+    async def _settable(
+        self, loc: Location, key: str, attrs: SFTPAttrs, size: int
+    ) -> datetime | None:
+        """The modification time to set, once every other attribute is known to need no
+        change; a change storage cannot keep is refused."""
+        if attrs.uid is not None or attrs.gid is not None or attrs.owner or attrs.group:
+            raise asyncssh.SFTPPermissionDenied(f"{loc.path}: owners cannot be changed")
+        if attrs.size is not None and attrs.size != size:
+            raise asyncssh.SFTPOpUnsupported(f"{loc.path}: files cannot be truncated here")
+        if attrs.permissions is not None and attrs.permissions & 0o7777 != _FILE_MODE & 0o7777:
+            raise asyncssh.SFTPOpUnsupported(f"{loc.path}: file modes are not kept here")
+        if attrs.mtime is None:
+            return None
+        if not await self.storage.keeps_times(key):
+            raise asyncssh.SFTPOpUnsupported(f"{loc.path}: modification times are not kept here")
+        return datetime.fromtimestamp(attrs.mtime, UTC)
 
     async def close(self, file_obj: object) -> None:
         if isinstance(file_obj, Download):
@@ -320,6 +371,12 @@ class CourierSFTPServer(asyncssh.SFTPServer):
             raise asyncssh.SFTPFailure(
                 f"{file_obj.loc.path}: the file could not be stored; it was logged for support"
             ) from exc
+        if file_obj.mtime is not None:
+            try:
+                await self.storage.set_modified(file_obj.key, file_obj.mtime)
+            except Exception:
+                # The file is whole and stored: a time not kept must not lose it.
+                self.session.log.exception("modification time not set", path=file_obj.loc.path)
         SFTP_UPLOAD_SECONDS.observe(time.monotonic() - file_obj.started)
         sha = file_obj.digest.hexdigest() if file_obj.sequential else None
         self.session.log.info("upload completed", path=file_obj.loc.path, size=file_obj.writer.size)

@@ -114,7 +114,8 @@ def test_allowlist_disable_and_policy_commands(cli) -> None:  # type: ignore[no-
 
 def test_hostkey_fingerprints_stay_the_same(cli) -> None:  # type: ignore[no-untyped-def]
     first = cli("gateway", "hostkey")
-    assert "ssh-ed25519 SHA256:" in first and "ecdsa-sha2-nistp256 SHA256:" in first
+    assert "ssh-ed25519 SHA256:" in first and "ssh-rsa SHA256:" in first
+    assert "ecdsa" not in first  # NIST-curve host keys are no longer offered
     assert cli("gateway", "hostkey") == first
 
 

@@ -22,7 +22,7 @@ from courier.common.settings import Settings
 from courier.common.storage import FileStorage, Storage
 from courier.gateway.sweeper import sweep
 from courier.gateway.vfs import MAX_NAME_BYTES, NameRefused, check_upload, printable, resolve
-from tests.gateway.conftest import Partner, audit_lines
+from tests.gateway.conftest import Partner, audit_lines, audit_soon
 from tests.support.imports import all_imports, finished_imports, received_names
 from tests.support.services import eventually, running
 
@@ -205,7 +205,7 @@ async def test_a_rename_to_a_refused_name_is_refused_and_the_upload_kept(
         await sftp.rename("/inbound/leave.csv.filepart", "/inbound/leave.csv")
         assert await sftp.listdir("/inbound") == [".", "..", "leave.csv", "test"]
     assert await eventually(lambda: received_names(db)) == ["leave.csv"]
-    [line] = await audit_lines(db, "upload_refused")
+    [line] = await audit_soon(db, "upload_refused")
     assert line.path == "/inbound/leave\\r\\n.csv"
 
 

@@ -17,7 +17,7 @@ from sqlalchemy import select
 from courier.common.db.engine import Database
 from courier.common.db.models_console import ConsoleAuditEntry
 from courier.common.settings import Settings
-from courier.gateway.algorithms import post_quantum_kex
+from courier.gateway.algorithms import modern, post_quantum_kex
 from tests.gateway.conftest import Partner
 from tests.support.cli import cli_env, courier
 from tests.support.clients import asyncssh_connect
@@ -109,6 +109,11 @@ async def test_clients_negotiate_the_post_quantum_exchange_or_curve25519_and_aea
     assert "cipher: chacha20-poly1305@openssh.com MAC: <implicit>" in text
     assert "kex: host key algorithm: ssh-ed25519" in text
     assert "compression: none" in text
+
+
+def test_compression_is_offered_only_when_configured_and_only_after_login() -> None:
+    assert modern().compression == ("none",)
+    assert modern(compression=True).compression == ("zlib@openssh.com", "none")
 
 
 async def test_a_client_with_only_legacy_algorithms_is_refused_by_default(
