@@ -53,6 +53,11 @@ def gpg_available() -> bool:
     return shutil.which(GPG_BINARY) is not None
 
 
+class PgpKeyLocked(Exception):
+    """Our secret key would not open with the configured passphrase: our fault, not
+    the partner's file."""
+
+
 @dataclass(frozen=True)
 class KeyInfo:
     """What people see of a key: never its secret part."""
@@ -262,6 +267,12 @@ class Keyring:
         try:
             if "exceeded --max-output limit" in (result.stderr or ""):
                 raise PgpTooLarge(f"the plaintext passes {max_output} bytes")
+            if status & {"BAD_PASSPHRASE", "MISSING_PASSPHRASE"} or _locked(result.stderr):
+                dst.unlink(missing_ok=True)
+                raise PgpKeyLocked(
+                    "the tenant's secret key does not open with the configured "
+                    "COURIER_PGP_PASSPHRASE"
+                )
             if "NO_SECKEY" in status or ("DECRYPTION_FAILED" in status and not self.own):
                 raise PgpRefused(WRONG_KEY.format(fingerprints=", ".join(self.own) or "-"))
             if "NODATA" in status and not status & {"DECRYPTION_OKAY", "BEGIN_DECRYPTION"}:
@@ -327,6 +338,21 @@ def _gpg_failure(stderr: str) -> str | None:
         if line.startswith("gpg: ") and " failed: " in line
     ]
     return failed[0] if failed else None
+
+
+# libgpg-error codes of `[GNUPG:] ERROR pkdecrypt_failed N` that mean our secret key
+# stayed locked: bad passphrase, no passphrase, passphrase entry cancelled.
+_LOCKED_CODES = {11, 31, 99}
+
+
+def _locked(stderr: str) -> bool:
+    for line in (stderr or "").splitlines():
+        parts = line.split()
+        if parts[:3] == ["[GNUPG:]", "ERROR", "pkdecrypt_failed"] and len(parts) > 3:
+            with contextlib.suppress(ValueError):
+                if int(parts[3]) & 0xFFFF in _LOCKED_CODES:
+                    return True
+    return False
 
 
 def _status_words(stderr: str) -> set[str]:

@@ -303,6 +303,8 @@ async def opened(
                 raise limits.refusal(imp.size) from exc
             except pgp.PgpRefused as exc:
                 raise Refused(exc.reason) from exc
+            except pgp.PgpKeyLocked as exc:
+                raise CannotOpen(KEYS_MISSING, str(exc)) from exc
             details |= {"decrypted": True, "signed_by": found.signer}
             current, sha256 = plain, await asyncio.to_thread(sha256_file, plain)
         kind = spec.unpack

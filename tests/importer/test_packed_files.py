@@ -12,6 +12,7 @@ from decimal import Decimal
 from pathlib import Path
 
 import pytest
+from pydantic import SecretStr
 from sqlalchemy import select
 
 from courier.common.db.engine import Database
@@ -232,6 +233,23 @@ async def test_without_the_passphrase_courier_fails_the_file_on_its_side_and_app
     imp = await import_of(db, event.file_id)
     assert (imp.status, imp.error) == ("failed", KEYS_MISSING)
     assert "COURIER_PGP_PASSPHRASE" in imp.details["cause"]
+    assert await balances(db) == {}
+
+
+async def test_a_wrong_configured_passphrase_is_our_failure_not_the_partners_file(
+    db, storage, drop, feed, tenant_with_keys, tenant_keys, partner_gpg, settings, tmp_path
+) -> None:
+    await feed("leave", "leave_balances", "leave_*.csv", decrypt="pgp")
+    data = sealed(partner_gpg, tenant_keys, written(tmp_path, "leave_1.csv", LEAVE))
+    event = await drop("leave_1.csv.pgp", data)
+    wrong = settings.model_copy(update={"pgp_passphrase": SecretStr("not the passphrase")})
+
+    await handle(event, UnitOfWork(db, storage, settings=wrong))
+
+    imp = await import_of(db, event.file_id)
+    assert (imp.status, imp.error) == ("failed", KEYS_MISSING)
+    assert "does not open with the configured COURIER_PGP_PASSPHRASE" in imp.details["cause"]
+    assert "not the passphrase" not in str(imp.details)
     assert await balances(db) == {}
 
 

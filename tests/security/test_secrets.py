@@ -86,7 +86,7 @@ class Secrets:
 
 
 @pytest.fixture
-def secrets(settings: Settings) -> Secrets:
+def secrets() -> Secrets:
     return Secrets()
 
 
