@@ -6,9 +6,10 @@ STAMP  := $(VENV)/.installed-$(shell sha1sum pyproject.toml | cut -c1-12)
 # Debian packages the tests talk to as real peers (OpenSSH client and server) and the
 # browser the console tests drive (Chromium, through Playwright; never downloaded), and
 # the OpenPGP, zip and gzip tools partners encrypt and pack files with, and the SFTP
-# clients partners use (PuTTY psftp, lftp, rclone, curl).
+# clients partners use (PuTTY psftp, lftp, rclone, curl), and Prometheus for promtool,
+# which checks and unit-tests the shipped alert rules and dashboard queries.
 DEBS   := openssh-client openssh-server sshpass chromium gnupg zip unzip \
-          putty-tools lftp rclone curl
+          putty-tools lftp rclone curl prometheus
 
 .PHONY: run test lint format system-packages clean bench
 

@@ -86,6 +86,8 @@ def settings(database_url: str, nats_server_url: str, tmp_path: Path) -> Setting
         gateway_host="127.0.0.1",
         gateway_port=infra.free_port(),
         gateway_host_key_dir=tmp_path / "hostkeys",
+        # A test's stop does not wait long for a session it left open.
+        gateway_drain_seconds=1,
         console_port=infra.free_port(),
         health_port=0,
         ack_wait_seconds=5,

@@ -131,6 +131,8 @@ def up(data_dir: Path, sftp_port: int, console_port: int, console: Console) -> N
         "COURIER_BACKUP_URL": file_url(data_dir / "backup"),
         "COURIER_GATEWAY_PORT": str(sftp_port),
         "COURIER_GATEWAY_HOST_KEY_DIR": str(data_dir / "hostkeys"),
+        # Well inside the 10 s a stop of the stack waits before it kills.
+        "COURIER_GATEWAY_DRAIN_SECONDS": "3",
         "COURIER_CONSOLE_PORT": str(console_port),
         "COURIER_CONSOLE_BASE_URL": f"http://127.0.0.1:{console_port}",
         "COURIER_POLL_RECONCILE_SECONDS": "30",

@@ -1,4 +1,4 @@
-"""`courier gateway bans|hostkey|sessions`: operating the SFTP gateway."""
+"""`courier gateway bans|hostkey|sessions|drain`: operating the SFTP gateway."""
 
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ from courier.gateway.admin import AdminError
 
 T = TypeVar("T")
 
-app = typer.Typer(no_args_is_help=True, help="The SFTP gateway: bans, host keys, sessions.")
+app = typer.Typer(no_args_is_help=True, help="The SFTP gateway: bans, host keys, sessions, drain.")
 console = output.Output()
 err = output.Output(stderr=True)
 AsJson = Annotated[bool, typer.Option("--json", help="Print JSON (stable keys).")]
@@ -58,7 +58,6 @@ def bans_cmd(
 
     async def _list(db: Database) -> list[BanView]:
         rows = await bans.list_bans(db, include_expired)
-        lifted = await bans.lifted_addresses(db, rows)
         return [
             BanView(
                 address=b.address,
@@ -66,7 +65,7 @@ def bans_cmd(
                 reason=b.reason,
                 banned_at=b.banned_at,
                 until=b.until,
-                lifted=b.address in lifted,
+                lifted=b.lifted_at is not None,
             )
             for b in rows
         ]
@@ -84,10 +83,13 @@ def bans_cmd(
 
 @app.command("hostkey")
 def hostkey() -> None:
-    """Fingerprints of the gateway's host keys (created on first use), for partners to pin."""
+    """Fingerprints of the gateway's host keys (created on first use), for partners to pin,
+    and of the keys to come during a rotation (marked `next`)."""
     directory = get_settings().gateway_host_key_dir
     for algorithm, fingerprint in hostkeys.fingerprints(directory).items():
         console.print(f"{algorithm} {fingerprint}", highlight=False)
+    for algorithm, fingerprint in hostkeys.fingerprints(directory, coming=True).items():
+        console.print(f"{algorithm} {fingerprint} next", highlight=False)
 
 
 @app.command("sessions")
@@ -131,3 +133,41 @@ def sessions_cmd(
             ("at", "event", "path", "bytes", "reason"),
             [(e.at, e.kind, e.path, e.bytes, e.reason) for e in rows[0].events],
         )
+
+
+@app.command("drain")
+def drain_cmd(
+    within: Annotated[
+        float | None,
+        typer.Option(help="Give up after this many seconds (default: the drain's own deadline)."),
+    ] = None,
+) -> None:
+    """Drain the gateway on this host (a pod's preStop hook): no new sessions, open ones
+    finish, the rest are disconnected at COURIER_GATEWAY_DRAIN_SECONDS. Returns once no
+    session is left; exit 1 when no gateway answers or sessions outlast --within."""
+    import time
+
+    import httpx
+
+    from courier.gateway.drain import WIND_DOWN_SECONDS
+
+    settings = get_settings()
+    if not settings.health_port:
+        err.print("[red]error:[/] COURIER_HEALTH_PORT is not set: the gateway has no /drain")
+        raise typer.Exit(1)
+    url = f"http://127.0.0.1:{settings.health_port}/drain"
+    budget = within if within is not None else settings.gateway_drain_seconds + WIND_DOWN_SECONDS
+    deadline = time.monotonic() + budget
+    try:
+        status = httpx.post(url, timeout=5).raise_for_status().json()
+        console.print(f"draining: {status['sessions']} sessions open")
+        while not status["drained"] and time.monotonic() < deadline:
+            time.sleep(0.5)
+            status = httpx.get(url, timeout=5).raise_for_status().json()
+    except httpx.HTTPError as exc:
+        err.print(f"[red]error:[/] no gateway drain at {url}: {exc}")
+        raise typer.Exit(1) from None
+    if not status["drained"]:
+        err.print(f"[red]error:[/] {status['sessions']} sessions still open after {budget:g} s")
+        raise typer.Exit(1)
+    console.print("drained: no session left")

@@ -67,8 +67,10 @@ class Bus:
     def __init__(self, settings: Settings, client_name: str = "courier") -> None:
         self.settings = settings
         self.namespace = settings.nats_namespace
+        self.replicas = settings.nats_replicas
         self.broker = NatsBroker(
-            settings.nats_url,
+            # One URL, or the cluster's nodes comma-separated (any one answering will do).
+            [url.strip() for url in settings.nats_url.split(",") if url.strip()],
             name=client_name,
             logger=None,
             ack_policy=AckPolicy.NACK_ON_ERROR,
@@ -101,6 +103,7 @@ class Bus:
                 storage=StorageType.FILE,
                 duplicate_window=DUPLICATE_WINDOW_SECONDS,
                 max_age=spec.max_age_days * 86400.0,
+                num_replicas=self.replicas,
             )
             for spec in STREAMS
         ]
@@ -113,6 +116,7 @@ class Bus:
                 retention=RetentionPolicy.LIMITS,
                 storage=StorageType.FILE,
                 max_age=30 * 86400.0,
+                num_replicas=self.replicas,
             )
         )
         for config in configs:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 
 import uvicorn
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -15,7 +15,7 @@ from starlette.routing import Route
 ReadinessCheck = Callable[[], Awaitable[bool]]
 
 
-def health_routes(checks: dict[str, ReadinessCheck]) -> list[Route]:
+def health_routes(checks: dict[str, ReadinessCheck], extra: Sequence[Route] = ()) -> list[Route]:
     async def metrics(_: Request) -> Response:
         return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
@@ -39,15 +39,20 @@ def health_routes(checks: dict[str, ReadinessCheck]) -> list[Route]:
         Route("/metrics", metrics),
         Route("/healthz", healthz),
         Route("/readyz", readyz),
+        *extra,
     ]
 
 
-async def serve_health(host: str, port: int, checks: dict[str, ReadinessCheck]) -> None:
-    """Run until cancelled; port 0 means the service was asked not to expose one."""
+async def serve_health(
+    host: str, port: int, checks: dict[str, ReadinessCheck], extra: Sequence[Route] = ()
+) -> None:
+    """Run until cancelled; port 0 means the service was asked not to expose one.
+
+    `extra` routes are a service's own local controls (the gateway's `/drain`)."""
     if not port:
         await asyncio.Event().wait()
         return
-    app = Starlette(routes=health_routes(checks))
+    app = Starlette(routes=health_routes(checks, extra))
     server = uvicorn.Server(
         uvicorn.Config(
             app, host=host, port=port, log_level="warning", access_log=False, lifespan="off"

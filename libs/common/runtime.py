@@ -10,6 +10,7 @@ from typing import Any
 
 import structlog
 from sqlalchemy import text
+from starlette.routing import Route
 
 from courier.common.bus import Bus
 from courier.common.clock import Clock, SystemClock
@@ -46,6 +47,8 @@ class Runtime:
             "database": self._db_ready,
             "bus": self.bus.ping,
         }
+        # A service's own routes on its health port (set before `run`).
+        self.health_routes: list[Route] = []
 
     async def _db_ready(self) -> bool:
         async with self.db.session() as session:
@@ -71,7 +74,10 @@ class Runtime:
             for w in (
                 *workers,
                 serve_health(
-                    self.settings.health_host, self.settings.health_port, self.ready_checks
+                    self.settings.health_host,
+                    self.settings.health_port,
+                    self.ready_checks,
+                    self.health_routes,
                 ),
                 beat(
                     self.db, self.name, self.instance, self.clock, self.settings.heartbeat_seconds

@@ -56,6 +56,9 @@ class Settings(_PrintsNoPassword, BaseSettings):
     # Prefix for stream names and subjects so several environments (or test runs)
     # can share one NATS cluster without seeing each other's messages.
     nats_namespace: str = ""
+    # Copies JetStream keeps of every stream: 3 on a three-node cluster, so an acked
+    # message survives the loss of a node. Applied to existing streams at each start.
+    nats_replicas: int = 1
     database_url: str = "sqlite+aiosqlite:///courier.db"
     storage_url: str = "file://./courier-data/storage"
     backup_url: str | None = None
@@ -84,8 +87,10 @@ class Settings(_PrintsNoPassword, BaseSettings):
     gateway_password_check_seconds: float = 3600.0
     # Session audit lines are written in one batch this often (and once more at a stop).
     gateway_audit_flush_seconds: float = 0.2
-    # A stop disconnects open sessions and waits this long at most for them to wind down.
-    gateway_drain_seconds: float = 10.0
+    # A drain (preStop hook or SIGTERM) lets open sessions finish for this long, then
+    # disconnects the rest, which get 5 s more to wind down: a pod's grace period needs
+    # about 10 s over this (e.g. 25 s here, 35 s or more there).
+    gateway_drain_seconds: float = 25.0
     # Temporary objects of uploads (a crash leaves them) untouched this long are removed,
     # looked for this often.
     gateway_sweep_seconds: float = 3600.0

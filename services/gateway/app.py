@@ -7,6 +7,7 @@ from datetime import timedelta
 from courier.common.runtime import Runtime
 from courier.gateway.audit import AuditLog
 from courier.gateway.bans import Guard
+from courier.gateway.drain import Drain
 from courier.gateway.expiry import keep_checking
 from courier.gateway.server import GatewayContext, start
 from courier.gateway.sweeper import keep_sweeping
@@ -15,9 +16,11 @@ from courier.gateway.sweeper import keep_sweeping
 async def main(runtime: Runtime) -> None:
     """Serve SFTP until stopped.
 
-    The stop goes in order: no new connections, open sessions disconnected and wound
-    down (their last audit lines added), the periodic writers ended between two
-    transactions, one last audit flush, then the database closes.
+    The stop goes in order: the drain (no new connections, open sessions left to
+    finish until `gateway_drain_seconds` after it began, then disconnected and wound
+    down with their last audit lines added), the periodic writers ended between two
+    transactions, one last audit flush, then the database closes. A drain asked for
+    earlier (`courier gateway drain`, the preStop hook) is the same drain.
     """
     settings = runtime.settings
     guard = Guard(settings, runtime.db)
@@ -27,10 +30,9 @@ async def main(runtime: Runtime) -> None:
     )
     server = await start(ctx)
     runtime.log.info("sftp listening", host=settings.gateway_host, port=settings.gateway_port)
-
-    async def _drain() -> None:
-        server.close()
-        await ctx.close_sessions(settings.gateway_drain_seconds)
+    drain = Drain(ctx, server, settings.gateway_drain_seconds)
+    runtime.ready_checks["accepting_sessions"] = drain.accepting
+    runtime.health_routes.append(drain.route())
 
     try:
         await runtime.run(
@@ -43,7 +45,7 @@ async def main(runtime: Runtime) -> None:
                 timedelta(seconds=settings.gateway_temporary_max_age_seconds),
                 runtime.clock,
             ),
-            drain=_drain,
+            drain=drain.wait,
             last=audit.flush,
         )
     finally:

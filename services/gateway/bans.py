@@ -14,7 +14,6 @@ from sqlalchemy import func, select
 
 from courier.common import console_audit
 from courier.common.db.engine import Database
-from courier.common.db.models_console import ConsoleAuditEntry
 from courier.common.db.models_gateway import Ban, SessionEvent
 from courier.common.logging import get_logger
 from courier.common.settings import Settings
@@ -84,7 +83,9 @@ class Guard:
         since = _now() - timedelta(seconds=settings.gateway_ban_window_seconds)
         async with self.db.session() as session:
             # Failures before the end of an earlier ban (or its lifting) are forgiven.
-            last_until = await session.scalar(select(Ban.until).where(Ban.address == address))
+            last_until = await session.scalar(
+                select(func.max(Ban.until)).where(Ban.address == address)
+            )
             if last_until is not None and last_until <= _now():
                 since = max(since, last_until)
             failures = await session.scalar(
@@ -114,11 +115,14 @@ async def ban(
 ) -> datetime:
     until = _now() + timedelta(seconds=seconds)
     async with db.transaction() as session:
-        row = await session.scalar(select(Ban).where(Ban.address == address))
+        # A ban still running is extended; an ended one stays as history.
+        row = await session.scalar(
+            select(Ban).where(Ban.address == address, Ban.until > _now()).limit(1)
+        )
         if row is None:
             session.add(Ban(address=address, failures=failures, reason=reason, until=until))
         else:
-            row.failures, row.reason, row.banned_at, row.until = failures, reason, _now(), until
+            row.failures, row.reason, row.until = failures, reason, until
     SFTP_BANS.inc()
     log.warning("address banned", peer=address, until=until.isoformat(), failures=failures)
     return until
@@ -126,7 +130,9 @@ async def ban(
 
 async def active_bans(db: Database) -> dict[str, datetime]:
     async with db.session() as session:
-        rows = await session.execute(select(Ban.address, Ban.until).where(Ban.until > _now()))
+        rows = await session.execute(
+            select(Ban.address, func.max(Ban.until)).where(Ban.until > _now()).group_by(Ban.address)
+        )
         return {address: until for address, until in rows}
 
 
@@ -144,10 +150,13 @@ async def lift(db: Database, address: str, *, actor: str = "system") -> bool:
     The console audit records who lifted it, so the ban reads as lifted, not expired.
     """
     async with db.transaction() as session:
-        row = await session.scalar(select(Ban).where(Ban.address == address))
-        if row is None or row.until <= _now():
+        row = await session.scalar(
+            select(Ban).where(Ban.address == address, Ban.until > _now()).limit(1)
+        )
+        if row is None:
             return False
-        row.until = _now()
+        row.until = row.lifted_at = _now()
+        row.lifted_by = actor[:100]
         console_audit.record(
             session,
             actor=actor,
@@ -157,20 +166,3 @@ async def lift(db: Database, address: str, *, actor: str = "system") -> bool:
             summary=f"ban on {address} lifted ({row.failures} failed logins forgiven)",
         )
     return True
-
-
-async def lifted_addresses(db: Database, bans: list[Ban]) -> set[str]:
-    """The addresses among `bans` whose (last) ban was lifted rather than left to end."""
-    if not bans:
-        return set()
-    async with db.session() as session:
-        rows = await session.execute(
-            select(ConsoleAuditEntry.target_id, func.max(ConsoleAuditEntry.at))
-            .where(
-                ConsoleAuditEntry.action == LIFTED,
-                ConsoleAuditEntry.target_id.in_([b.address for b in bans]),
-            )
-            .group_by(ConsoleAuditEntry.target_id)
-        )
-        last = dict(rows.tuples().all())
-    return {b.address for b in bans if b.address in last and last[b.address] >= b.banned_at}

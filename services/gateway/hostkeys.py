@@ -2,6 +2,11 @@
 
 ed25519 and RSA (3072 bits, signed with SHA-2 only). An ECDSA key left by an older
 version stays on disk but is no longer offered: NIST-curve host keys fail an audit.
+
+Rotation: a key to come sits next to the current one as `<file>.next` (e.g.
+`ssh_host_ed25519_key.next`). It is not used in key exchange; after login the gateway
+announces it with OpenSSH's `hostkeys-00` extension, so OpenSSH clients add it to
+their known_hosts, while the operator publishes its fingerprint to everyone else.
 """
 
 from __future__ import annotations
@@ -53,6 +58,17 @@ def load_or_create(directory: Path) -> list[asyncssh.SSHKey]:
     return keys
 
 
-def fingerprints(directory: Path) -> dict[str, str]:
-    """SHA256 fingerprint by key type, as `ssh-keygen -lf` and OpenSSH clients show it."""
-    return {key.get_algorithm(): key.get_fingerprint("sha256") for key in load_or_create(directory)}
+NEXT = ".next"
+
+
+def load_next(directory: Path) -> list[asyncssh.SSHKey]:
+    """The keys to come (`<file>.next`), announced but not yet used; never created here."""
+    paths = [directory / f"{filename}{NEXT}" for _, filename, _ in _KEYS]
+    return [asyncssh.read_private_key(path) for path in paths if path.exists()]
+
+
+def fingerprints(directory: Path, *, coming: bool = False) -> dict[str, str]:
+    """SHA256 fingerprint by key type, as `ssh-keygen -lf` and OpenSSH clients show it:
+    of the keys in use, or (`coming`) of the keys to come."""
+    keys = load_next(directory) if coming else load_or_create(directory)
+    return {key.get_algorithm(): key.get_fingerprint("sha256") for key in keys}

@@ -503,6 +503,8 @@ class GatewaySSHServer(asyncssh.SSHServer):
 async def start(ctx: GatewayContext) -> asyncio.AbstractServer:
     settings = ctx.settings
     keys = hostkeys.load_or_create(settings.gateway_host_key_dir)
+    # Keys to come are announced to clients for a rotation (see `hostkeys`).
+    coming = hostkeys.load_next(settings.gateway_host_key_dir)
     await ctx.guard.refresh()
 
     def _server_factory() -> GatewaySSHServer:
@@ -520,7 +522,8 @@ async def start(ctx: GatewayContext) -> asyncio.AbstractServer:
     structlog.contextvars.bind_contextvars(service="gateway")
     options = await asyncssh.SSHServerConnectionOptions.construct(
         server_factory=_server_factory,
-        server_host_keys=keys,
+        server_host_keys=keys + coming,
+        send_server_host_keys=bool(coming),
         sftp_factory=_sftp_factory,
         allow_scp=False,
         # Each connection proposes `ctx.offer` or `ctx.legacy_offer` (see `offer`).

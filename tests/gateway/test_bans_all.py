@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime, timedelta
 
-import pytest
 from sqlalchemy import select, update
 
 from courier.common.db.engine import Database
@@ -83,11 +82,6 @@ async def test_lifting_is_in_the_console_audit_with_who_lifted_it(db: Database) 
     )
 
 
-@pytest.mark.xfail(
-    reason="gateway_bans holds one row per address: a new ban overwrites the ended one "
-    "(needs a schema change to keep each ban)",
-    strict=True,
-)
 async def test_an_address_banned_twice_lists_both_bans(settings: Settings, db: Database) -> None:
     await _ban(db, "198.51.100.1", 5)
     await _end(db, "198.51.100.1", timedelta(days=1))

@@ -59,10 +59,6 @@ class Drop:
     def fetched(self) -> Path:
         return self.here / "report.csv"
 
-    @property
-    def secrets(self) -> dict[str, object]:
-        return {"password": self.partner.password, "identity": self.partner.key_path}
-
 
 def _ok(result: SftpResult) -> SftpResult:
     assert result.returncode == 0, result.stdout + result.stderr
@@ -119,7 +115,8 @@ async def _lftp(d: Drop) -> list[str]:
             f"get /outbound/report.csv -o {d.fetched}",
         ],
         known_hosts=d.known_hosts,
-        **d.secrets,  # type: ignore[arg-type]
+        password=d.partner.password,
+        identity=d.partner.key_path,
     )
     return _long_listing(_ok(result).stdout)
 
@@ -134,7 +131,8 @@ async def _rclone(d: Drop) -> list[str]:
                 port=d.partner.port,
                 user=d.partner.username,
                 known_hosts=d.known_hosts,
-                **d.secrets,  # type: ignore[arg-type]
+                password=d.partner.password,
+                identity=d.partner.key_path,
             )
         )
 
@@ -157,7 +155,8 @@ async def _curl(d: Drop) -> list[str]:
                 path,
                 *args,
                 known_hosts=d.known_hosts,
-                **d.secrets,  # type: ignore[arg-type]
+                password=d.partner.password,
+                identity=d.partner.key_path,
             )
         )
 

@@ -35,19 +35,22 @@ async def openssh_sftp(
     identity: Path | None = None,
     host: str = "127.0.0.1",
     bind_address: str | None = None,
+    known_hosts: Path | None = None,
     within: float = 60,
 ) -> SftpResult:
-    """Run OpenSSH's sftp with commands on stdin.
+    """Run OpenSSH's sftp with commands on stdin (checking the host key against
+    `known_hosts` and taking the keys the server announces, when given).
 
     `sftp -b` would force BatchMode and so turn password login off; stdin keeps it on
     (with `sshpass` typing the password). Failed commands do not stop the script:
     callers read what went wrong from stderr, as a partner would.
     """
+    pinned = ["-o", f"UserKnownHostsFile={known_hosts}", "-o", "UpdateHostKeys=yes"]
     args = [
         "sftp",
         "-P", str(port),
-        "-o", "StrictHostKeyChecking=no",
-        "-o", "UserKnownHostsFile=/dev/null",
+        "-o", "StrictHostKeyChecking=" + ("yes" if known_hosts else "no"),
+        *(pinned if known_hosts else ["-o", "UserKnownHostsFile=/dev/null"]),
         "-o", "LogLevel=ERROR",
         "-o", "ConnectTimeout=10",
     ]  # fmt: skip

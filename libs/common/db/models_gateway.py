@@ -95,12 +95,20 @@ class SessionEvent(Base):
 
 
 class Ban(IdMixin, Base):
-    """An address refused at connect time until `until` (or until lifted)."""
+    """An address refused at connect time until `until` (or until lifted).
+
+    One row per ban, kept after it ends: an address banned again gets a new row, so
+    `courier gateway bans --all` shows its whole history.
+    """
 
     __tablename__ = "gateway_bans"
+    __table_args__ = (Index("ix_gateway_bans_address_until", "address", "until"),)
 
-    address: Mapped[str] = mapped_column(String(64), unique=True)
+    address: Mapped[str] = mapped_column(String(64))
     failures: Mapped[int] = mapped_column(default=0)
     reason: Mapped[str] = mapped_column(String(255))
     banned_at: Mapped[datetime] = mapped_column(default=utcnow)
     until: Mapped[datetime]
+    # Ended early by an operator (`courier gateway bans --lift`), and who.
+    lifted_at: Mapped[datetime | None] = mapped_column(default=None)
+    lifted_by: Mapped[str | None] = mapped_column(String(100), default=None)

@@ -1,0 +1,112 @@
+"""The production JetStream layout: three nodes, every stream kept three times, so an
+event the bus acked survives the loss of any one node."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import subprocess
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import nats
+import pytest
+
+from courier.common.bus import Bus
+from courier.common.events import FileReceived
+from courier.common.settings import Settings
+from tests.support.infra import free_port, nats_server_binary, wait_port
+
+
+@contextlib.contextmanager
+def three_nodes(store: Path) -> Iterator[dict[str, tuple[subprocess.Popen[bytes], str]]]:
+    """A three-node JetStream cluster on loopback: node name -> (process, client URL)."""
+    routes = {f"n{i}": free_port() for i in range(3)}
+    nodes: dict[str, tuple[subprocess.Popen[bytes], str]] = {}
+    try:
+        for name, route in routes.items():
+            port = free_port()
+            peers = ",".join(f"nats://127.0.0.1:{p}" for n, p in routes.items() if n != name)
+            proc = subprocess.Popen(
+                [nats_server_binary(), "-a", "127.0.0.1", "-p", str(port), "-js",
+                 "-sd", str(store / name), "--server_name", name, "--cluster_name", "courier",
+                 "--cluster", f"nats://127.0.0.1:{route}", "--routes", peers],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )  # fmt: skip
+            nodes[name] = (proc, f"nats://127.0.0.1:{port}")
+        for _, url in nodes.values():
+            wait_port("127.0.0.1", int(url.rsplit(":", 1)[1]))
+        yield nodes
+    finally:
+        for proc, _ in nodes.values():
+            proc.terminate()
+            proc.wait(10)
+
+
+def _settings(urls: list[str], namespace: str, replicas: int) -> Settings:
+    return Settings(nats_url=",".join(urls), nats_namespace=namespace, nats_replicas=replicas)
+
+
+async def _connected(settings: Settings) -> Bus:
+    """A bus whose streams are declared, once the cluster has elected its leader."""
+    for _ in range(60):
+        bus = Bus(settings, client_name="courier-test")
+        try:
+            await bus.connect()
+            return bus
+        except Exception:
+            with contextlib.suppress(Exception):
+                await bus.stop()
+            await asyncio.sleep(0.5)
+    raise AssertionError("the cluster never took the streams")
+
+
+async def _stream(url: str, name: str):  # type: ignore[no-untyped-def]
+    nc = await nats.connect(url)
+    try:
+        return await nc.jetstream().stream_info(name)
+    finally:
+        await nc.close()
+
+
+@pytest.mark.timeout(120)
+async def test_an_acked_event_survives_the_loss_of_its_streams_leader(tmp_path: Path) -> None:
+    namespace = f"t{uuid.uuid4().hex[:8]}"
+    with three_nodes(tmp_path) as nodes:
+        urls = [url for _, url in nodes.values()]
+        # An older version declared the streams with one copy; a start with
+        # COURIER_NATS_REPLICAS=3 raises them to three.
+        bus = await _connected(_settings(urls, namespace, replicas=1))
+        await bus.stop()
+        bus = await _connected(_settings(urls, namespace, replicas=3))
+        stream = bus.stream("COURIER_FILES")
+        try:
+            event = FileReceived(
+                file_id=uuid.uuid4(), tenant_id=uuid.uuid4(), tenant="acme",
+                name="leave_1.csv", storage_key="k", size=1, sha256="0" * 64,
+            )  # fmt: skip
+            await bus.publish(event)
+        finally:
+            await bus.stop()
+
+        info = await _stream(urls[0], stream)
+        assert info.config.num_replicas == 3
+        leader = info.cluster.leader
+        proc, lost = nodes[leader]
+        proc.terminate()
+        proc.wait(10)
+
+        left = [url for url in urls if url != lost]
+
+        async def kept() -> int:
+            for _ in range(60):
+                with contextlib.suppress(Exception):
+                    info = await _stream(left[0], stream)
+                    if info.cluster.leader and info.cluster.leader != leader:
+                        return info.state.messages
+                await asyncio.sleep(0.5)
+            raise AssertionError("no new leader for the stream")
+
+        assert await kept() == 1
