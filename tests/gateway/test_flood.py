@@ -127,6 +127,8 @@ def _stats(text: str) -> dict[str, int]:
     return {name.strip(): int(total.replace(",", "")) for name, total in found}
 
 
+# The database plays no part in a flood: one run is enough.
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 async def test_ssh_audit_dheat_attack_gets_no_more_key_exchanges_than_the_limit(
     partner: Partner, gateway_settings: Settings
 ) -> None:
@@ -142,7 +144,8 @@ async def test_ssh_audit_dheat_attack_gets_no_more_key_exchanges_than_the_limit(
         try:
             await asyncio.sleep(7)
             os.killpg(proc.pid, signal.SIGINT)
-            out, _ = await asyncio.wait_for(proc.communicate(), 30)
+            # Its worker processes wind down slowly on a busy machine.
+            out, _ = await asyncio.wait_for(proc.communicate(), 120)
         finally:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(proc.pid, signal.SIGKILL)
