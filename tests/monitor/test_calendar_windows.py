@@ -21,12 +21,12 @@ from courier.common.clock import ManualClock
 from courier.common.db.engine import Database
 from courier.common.db.models import Feed, Tenant
 from courier.common.db.models_incidents import ExpectationWindow, Notice, SlaPolicy
-from courier.common.events import FileRejected, ImportCompleted, ImportCounts
+from courier.common.events import FileRejected
 from courier.common.settings import Settings
 from courier.monitor import expectations, signals, sla
 from courier.notifier.rota import Rota
 from courier.notifier.routing import page_text
-from tests.support.paging import Mailbox, body
+from tests.support.paging import Mailbox, body, imported
 from tests.support.paging_fixtures import CONTACT
 from tests.support.services import at_once, eventually, running
 
@@ -56,22 +56,6 @@ async def _due_utc(db: Database) -> list[str]:
 
 def _warnings(mailbox: Mailbox) -> list[str]:
     return [body(m) for m in mailbox.to(CONTACT) if "not received yet" in m["Subject"]]
-
-
-def _imported(feed: Feed, tenant: Tenant, clock: ManualClock) -> ImportCompleted:
-    return ImportCompleted(
-        import_id=uuid.uuid4(),
-        file_id=uuid.uuid4(),
-        tenant_id=tenant.id,
-        tenant=tenant.slug,
-        feed_id=feed.id,
-        feed=feed.name,
-        name=f"leave_{clock.now():%Y%m%d}.csv",
-        status="completed",
-        counts=ImportCounts(created=1),
-        received_at=clock.now(),
-        occurred_at=clock.now(),
-    )
 
 
 async def test_a_feed_without_a_time_zone_is_laid_out_in_the_tenants(
@@ -152,7 +136,7 @@ async def test_the_contact_is_warned_before_the_window_closes_with_the_local_clo
     async with running("monitor", paging, clock), running("notifier", paging, clock):
         await eventually(lambda: _due_utc(db))
         clock.set(datetime(2026, 12, 1, 5, 50, tzinfo=UTC))
-        await bus.publish(_imported(feed, tenant, clock))
+        await bus.publish(imported(feed, tenant, f"leave_{clock.now():%Y%m%d}.csv", clock))
 
         async def satisfied() -> bool:
             async with db.session() as s:

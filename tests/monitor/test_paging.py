@@ -16,13 +16,11 @@ from courier.common.db.models_incidents import ExpectationWindow, Incident, Noti
 from courier.common.events import (
     AlertRaised,
     FileRejected,
-    ImportCompleted,
-    ImportCounts,
     ImportFailed,
 )
 from courier.common.settings import Settings
 from courier.notifier.rota import Rota
-from tests.support.paging import Mailbox, Sns, body
+from tests.support.paging import Mailbox, Sns, body, imported
 from tests.support.paging_fixtures import ANA, BEN, CONTACT
 from tests.support.services import at_once, eventually, running
 
@@ -35,23 +33,6 @@ async def _windows(db: Database) -> int:
 async def _incidents(db: Database, kind: str) -> list[Incident]:
     async with db.session() as s:
         return list(await s.scalars(select(Incident).where(Incident.kind == kind)))
-
-
-def _imported(feed: Feed, tenant: Tenant, name: str, clock: ManualClock) -> ImportCompleted:
-    """The importer's word that `feed` took the file, which arrived just now."""
-    return ImportCompleted(
-        import_id=uuid.uuid4(),
-        file_id=uuid.uuid4(),
-        tenant_id=tenant.id,
-        tenant=tenant.slug,
-        feed_id=feed.id,
-        feed=feed.name,
-        name=name,
-        status="completed",
-        counts=ImportCounts(created=1),
-        received_at=clock.now(),
-        occurred_at=clock.now(),
-    )
 
 
 async def test_missing_file_pages_oncall_and_emails_the_contact_with_feed_and_expected_time(
@@ -95,7 +76,7 @@ async def test_a_file_within_its_window_raises_nothing_and_a_late_one_resolves_t
     async with running("monitor", paging, clock):
         await eventually(lambda: _windows(db))
         clock.set(clock.now().replace(hour=9, minute=30))
-        await bus.publish(_imported(expected_feed, tenant, "leave_20261201.csv", clock))
+        await bus.publish(imported(expected_feed, tenant, "leave_20261201.csv", clock))
 
         async def satisfied() -> bool:
             async with db.session() as s:
@@ -113,7 +94,7 @@ async def test_a_file_within_its_window_raises_nothing_and_a_late_one_resolves_t
         assert "2026-12-02 09:00" in missing[0].summary
 
         clock.advance(minutes=30)
-        await bus.publish(_imported(expected_feed, tenant, "leave_20261202.csv", clock))
+        await bus.publish(imported(expected_feed, tenant, "leave_20261202.csv", clock))
 
         async def resolved() -> Incident | None:
             found = await _incidents(db, "missing_file")

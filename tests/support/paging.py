@@ -7,6 +7,7 @@ import contextlib
 import datetime as dt
 import ipaddress
 import urllib.request
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from email import message_from_bytes
@@ -14,6 +15,8 @@ from email.message import Message
 from pathlib import Path
 from typing import Any
 
+from courier.common.clock import Clock
+from courier.common.events import ImportCompleted, ImportCounts
 from tests.support.infra import free_port, wait_port
 
 SNS_REGION = "eu-west-1"
@@ -156,3 +159,20 @@ async def announced(db: Any) -> list[list[int]]:
 
     await flush(db, publish)
     return [e.notice_ids for e in events if isinstance(e, NoticesRaised)]
+
+
+def imported(feed: Any, tenant: Any, name: str, clock: Clock) -> ImportCompleted:
+    """The importer's word that `feed` took the file `name`, which arrived just now."""
+    return ImportCompleted(
+        import_id=uuid.uuid4(),
+        file_id=uuid.uuid4(),
+        tenant_id=tenant.id,
+        tenant=tenant.slug,
+        feed_id=feed.id,
+        feed=feed.name,
+        name=name,
+        status="completed",
+        counts=ImportCounts(created=1),
+        received_at=clock.now(),
+        occurred_at=clock.now(),
+    )
