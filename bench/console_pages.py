@@ -7,16 +7,21 @@ action filter (and of no filter) through the app in process (httpx ASGI, signed 
 as a support user: session, keyset queries, pending decisions, template), and the
 "jump to row" box at the middle row.
 
-Baselines, in the same run: the bare `SELECT … LIMIT 50` of the same rows (same
+Pages of `--page-size` records (default 100): the console's HTML page shows a fixed
+50 (`pages_imports.RECORDS_PAGE`), so that size opens the HTML page and any other size
+the console's JSON API (`/api/imports/{id}?limit=N`, the same keyset queries).
+
+Baselines, in the same run: the bare `SELECT … LIMIT n` of the same rows (same
 WHERE, same order, same cursor) over asyncpg; and the app's own floor, the first page
 of a 100-row import (sign-in check, template, the same queries on a tiny range).
 Prints the median of several opens of each, and the ratios. Run:
 
-    .venv/bin/python -m bench.console_pages [--rows N] [--server URL]
+    .venv/bin/python -m bench.console_pages [--rows N] [--server URL] [--page-size N]
 """
 
 from __future__ import annotations
 
+import argparse
 import statistics
 import time
 import uuid
@@ -37,9 +42,9 @@ from courier.common.db.models import Feed, Import, ReceivedFile
 from courier.common.settings import Settings
 from courier.common.storage import file_url, open_storage
 from courier.console.api import create_app
+from courier.console.pages_imports import RECORDS_PAGE
 
 DB_NAME = "courier_bench_console"
-PAGE = 50
 REPEAT = 7
 PASSWORD = "bench password, long enough"
 ACTIONS = ("created", "updated", "deleted", "unchanged", "errored")
@@ -88,7 +93,7 @@ async def seed(db: Database, conn: asyncpg.Connection, rows: int, feed: Feed) ->
                json_build_object('balance_hours', json_build_array('1.00', NULL))
         FROM generate_series(1, $2) s
         """,
-        import_id, max(rows // 100, PAGE * 3),
+        import_id, max(rows // 100, RECORDS_PAGE * 3),
     )  # fmt: skip
     # The importer stores these counts with the import; the pages never count rows.
     counts = dict(
@@ -147,32 +152,50 @@ async def timed(call, repeat: int = REPEAT) -> float:
     return statistics.median(times)
 
 
+def page_url(import_id: uuid.UUID, page_size: int) -> tuple[str, dict[str, str]]:
+    """The HTML page at its own size, else the JSON API with `limit`."""
+    if page_size == RECORDS_PAGE:
+        return f"/imports/{import_id}", {}
+    return f"/api/imports/{import_id}", {"limit": str(page_size)}
+
+
+def records_shown(answer: httpx.Response) -> int:
+    if answer.headers["content-type"].startswith("application/json"):
+        return len(answer.json()["records"])
+    return answer.text.count('<tr class="record ')
+
+
 async def measure(
-    http: httpx.AsyncClient, conn: asyncpg.Connection, import_id: uuid.UUID, rows: int
+    http: httpx.AsyncClient,
+    conn: asyncpg.Connection,
+    import_id: uuid.UUID,
+    rows: int,
+    page_size: int,
 ) -> list[tuple[str, str, float, float, int]]:
     results = []
     for action in (None, *ACTIONS):
         middle = await middle_cursor(conn, import_id, action)
         positions = {"first": None, "middle": middle, "last": None, "row": (rows // 2, 0)}
         for position, cursor in positions.items():
-            params = {"action": action} if action else {}
+            url, params = page_url(import_id, page_size)
+            if action:
+                params["action"] = action
             if position == "middle":
                 params["after"] = f"{cursor[0]}.{cursor[1]}"
             elif position == "last":
                 params["last"] = "true"
             elif position == "row":
                 params["row"] = str(cursor[0])
-            url = f"/imports/{import_id}"
             shown = 0
 
             async def page(url=url, params=params) -> None:
                 nonlocal shown
                 answer = await http.get(url, params=params)
                 assert answer.status_code == 200, answer.text[:500]
-                shown = answer.text.count('<tr class="record ')
+                shown = records_shown(answer)
 
             clause, order = where(action, position, cursor)
-            sql = f"SELECT * FROM import_records WHERE {clause} ORDER BY {order} LIMIT {PAGE}"
+            sql = f"SELECT * FROM import_records WHERE {clause} ORDER BY {order} LIMIT {page_size}"
             args = [import_id, *([action] if action else []), *(cursor or ())]
 
             async def bare(sql=sql, args=args) -> None:
@@ -183,7 +206,7 @@ async def measure(
     return results
 
 
-async def run(rows: int, server: str) -> None:
+async def run(rows: int, server: str, page_size: int) -> None:
     await admin(server, f'DROP DATABASE IF EXISTS "{DB_NAME}" WITH (FORCE)')
     await admin(server, f'CREATE DATABASE "{DB_NAME}"')
     url = make_url(server).set(drivername="postgresql+asyncpg", database=DB_NAME)
@@ -213,17 +236,19 @@ async def run(rows: int, server: str) -> None:
             async with httpx.AsyncClient(transport=transport, base_url="http://console") as http:
                 signed = await http.post("/signin", data={"username": "sam", "password": PASSWORD})
                 assert signed.status_code == 303, signed.text
-                results = await measure(http, conn, import_id, rows)
+                results = await measure(http, conn, import_id, rows, page_size)
 
                 async def small() -> None:
-                    assert (await http.get(f"/imports/{small_id}")).status_code == 200
+                    url, params = page_url(small_id, page_size)
+                    assert (await http.get(url, params=params)).status_code == 200
 
                 floor_ms = await timed(small)
     finally:
         await conn.close()
         await db.dispose()
         await admin(server, f'DROP DATABASE IF EXISTS "{DB_NAME}" WITH (FORCE)')
-    print(f"rows: {rows:,}; page: {PAGE} records; median of {REPEAT} opens")
+    surface = "HTML page" if page_size == RECORDS_PAGE else "JSON API"
+    print(f"rows: {rows:,}; page: {page_size} records ({surface}); median of {REPEAT} opens")
     print(f"app floor (first page of a 100-row import): {floor_ms:.1f} ms")
     print(
         f"{'action':<10} {'page':<7} {'app ms':>8} {'bare ms':>8} {'vs bare':>8} "
@@ -242,7 +267,9 @@ async def run(rows: int, server: str) -> None:
 
 
 def main() -> None:
-    main_on_server(run, __doc__ or "")
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--page-size", type=int, default=100)
+    main_on_server(run, __doc__ or "", parser)
 
 
 if __name__ == "__main__":

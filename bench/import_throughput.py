@@ -1,9 +1,11 @@
 """Import throughput on PostgreSQL: a 1,000,000-row leave-balance file with full audit.
 
-Baseline, in the same run: a bare COPY of the same file into an unindexed table, and
-the floor any keyed import has (that COPY plus inserting the parsed rows into a table of
-the leave balances' shape, indexes included). Prints the times, the ratios and the
-process's peak RSS. Run:
+Baselines, in the same run: a bare COPY of the same file into an unindexed table; the
+floor any keyed import has (that COPY plus inserting the parsed rows into a table of the
+leave balances' shape, indexes included); and pgloader loading the same file into a table
+of that shape with random uuid ids, no audit (installed through tests/system-packages.sh
+when missing, else skipped). Prints the times, the ratios (the target figure is the
+import over the floor) and the process's peak RSS. Run:
 
     .venv/bin/python bench/import_throughput.py [--rows N] [--server URL]
 """
@@ -14,6 +16,8 @@ import argparse
 import asyncio
 import random
 import resource
+import shutil
+import subprocess
 import tempfile
 import time
 from collections.abc import Awaitable, Callable
@@ -100,7 +104,58 @@ async def bare_copy(server: str, path: Path, tenant_id: object) -> tuple[float, 
         await conn.close()
 
 
+def have_pgloader() -> bool:
+    """pgloader on the PATH, installed from the distribution if missing and possible."""
+    if shutil.which("pgloader") is None:
+        script = Path(__file__).resolve().parent.parent / "tests" / "system-packages.sh"
+        subprocess.run(["sh", str(script), "pgloader"], check=False)
+    return shutil.which("pgloader") is not None
+
+
+async def pgloader(server: str, path: Path, tenant_id: object, work: Path) -> float:
+    """Seconds pgloader takes to load `path` into a keyed table of the balances' shape.
+
+    Random uuid ids (`gen_random_uuid()` default), both indexes, no audit, no comparison:
+    what a general-purpose loader does with the same file and the same keys.
+    """
+    conn = await connect(server, DB_NAME)
+    try:
+        await conn.execute(
+            "DROP TABLE IF EXISTS pgloader_balances; CREATE TABLE pgloader_balances "
+            "(LIKE leave_balances INCLUDING DEFAULTS INCLUDING INDEXES); "
+            "ALTER TABLE pgloader_balances ALTER id SET DEFAULT gen_random_uuid(), "
+            f"ALTER tenant_id SET DEFAULT '{tenant_id}', ALTER updated_at SET DEFAULT now()"
+        )
+    finally:
+        await conn.close()
+    target = make_url(server).set(drivername="postgresql", database=DB_NAME)
+    columns = "employee_id, leave_type, balance_hours, as_of"
+    command = work / "load.pgl"
+    command.write_text(
+        f"LOAD CSV FROM '{path}' ({columns})\n"
+        f"INTO {target.render_as_string(hide_password=False)}?pgloader_balances ({columns})\n"
+        "WITH skip header = 1, fields terminated by ',';\n"
+    )
+    started = time.perf_counter()
+    done = await asyncio.to_thread(
+        subprocess.run, ["pgloader", "--quiet", str(command)], capture_output=True, text=True
+    )
+    elapsed = time.perf_counter() - started
+    conn = await connect(server, DB_NAME)
+    try:
+        loaded = await conn.fetchval("SELECT count(*) FROM pgloader_balances")
+        await conn.execute("DROP TABLE pgloader_balances")
+    finally:
+        await conn.close()
+    if done.returncode != 0 or loaded != sum(1 for _ in path.open()) - 1:
+        raise RuntimeError(f"pgloader loaded {loaded} rows: {done.stdout}{done.stderr}")
+    return elapsed
+
+
 async def run(rows: int, server: str) -> None:
+    with_pgloader = have_pgloader()
+    if not with_pgloader:
+        print("pgloader is not installed and could not be: its comparison is skipped")
     await admin(server, f'DROP DATABASE IF EXISTS "{DB_NAME}" WITH (FORCE)')
     await admin(server, f'CREATE DATABASE "{DB_NAME}"')
     url = make_url(server).set(drivername="postgresql+asyncpg", database=DB_NAME)
@@ -120,6 +175,9 @@ async def run(rows: int, server: str) -> None:
             src = Path(tmp) / f"leave_{seed}.csv"
             generate(src, rows, seed, share)
             copy_seconds, floor_seconds = await bare_copy(server, src, tenant.id)
+            loader_seconds = (
+                await pgloader(server, src, tenant.id, Path(tmp)) if with_pgloader else None
+            )
             key = area_key(tenant.slug, "inbound", src.name)
             dest = storage.path(key)  # type: ignore[attr-defined]
             dest.parent.mkdir(parents=True, exist_ok=True)
@@ -128,30 +186,48 @@ async def run(rows: int, server: str) -> None:
             started = time.perf_counter()
             [imp] = await handle(event_for(row, tenant), UnitOfWork(db, storage))
             import_seconds = time.perf_counter() - started
-            results.append((label, imp.status, copy_seconds, floor_seconds, import_seconds))
+            results.append(
+                (label, imp.status, copy_seconds, floor_seconds, loader_seconds, import_seconds)
+            )
         await db.dispose()
     await admin(server, f'DROP DATABASE IF EXISTS "{DB_NAME}" WITH (FORCE)')
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(f"rows: {rows:,}")
-    for label, status, copy_s, floor_s, import_s in results:
+    for label, status, copy_s, floor_s, loader_s, import_s in results:
+        floor = copy_s + floor_s
         print(
             f"{label}: status {status}; bare COPY {copy_s:.2f} s; "
             f"import with audit {import_s:.2f} s; ratio {import_s / copy_s:.2f}x"
         )
         print(
             f"  floor (COPY + insert into the balances' indexed shape, no checks, no audit): "
-            f"{copy_s + floor_s:.2f} s; ratio {(copy_s + floor_s) / copy_s:.2f}x"
+            f"{floor:.2f} s; ratio {floor / copy_s:.2f}x"
         )
+        print(f"  import / floor: {import_s / floor:.2f}x")
+        if loader_s is not None:
+            print(
+                f"  pgloader (same file, keyed table, random uuid ids, no audit): "
+                f"{loader_s:.2f} s; "
+                f"import / pgloader {import_s / loader_s:.2f}x "
+                f"(pgloader / import {loader_s / import_s:.2f}x)"
+            )
     print(f"peak RSS: {peak_mb:.0f} MB")
 
 
-def main_on_server(run: Callable[[int, str], Awaitable[None]], doc: str) -> None:
-    """`--rows N --server URL`, then `run(rows, server)`: the PostgreSQL benches' command line."""
-    parser = argparse.ArgumentParser(description=doc.splitlines()[0])
+def main_on_server(
+    run: Callable[..., Awaitable[None]], doc: str, parser: argparse.ArgumentParser | None = None
+) -> None:
+    """`--rows N --server URL`, then `run(rows, server)`: the PostgreSQL benches' command line.
+
+    A bench with options of its own passes a `parser` holding them; they reach `run`
+    as keyword arguments.
+    """
+    parser = parser or argparse.ArgumentParser()
+    parser.description = doc.splitlines()[0]
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--server", default="postgresql://postgres@127.0.0.1:5432/test")
-    args = parser.parse_args()
-    asyncio.run(run(args.rows, args.server))
+    args = vars(parser.parse_args())
+    asyncio.run(run(args.pop("rows"), args.pop("server"), **args))
 
 
 def main() -> None:

@@ -31,6 +31,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import asyncssh
@@ -73,8 +74,23 @@ async def _prepare_db(url: str, key_path: Path) -> None:
         await db.dispose()
 
 
+@dataclass
+class Gateway:
+    port: int
+    pid: int
+
+    def cpu(self) -> float:
+        """CPU seconds (user + system) the gateway process has used so far."""
+        import psutil
+
+        times = psutil.Process(self.pid).cpu_times()
+        return times.user + times.system
+
+
 @contextlib.contextmanager
-def gateway(work: Path, key_path: Path, nats: str, storage_url: str | None = None) -> Iterator[int]:
+def gateway(
+    work: Path, key_path: Path, nats: str, storage_url: str | None = None
+) -> Iterator[Gateway]:
     """The gateway as a separate process, the way a container runs it (its primary
     storage `storage_url`, by default a folder in `work`)."""
     work.mkdir(parents=True, exist_ok=True)
@@ -104,7 +120,7 @@ def gateway(work: Path, key_path: Path, nats: str, storage_url: str | None = Non
     )
     try:
         infra.wait_port("127.0.0.1", port, timeout=30)
-        yield port
+        yield Gateway(port, proc.pid)
     finally:
         proc.terminate()
         try:
@@ -144,6 +160,8 @@ def throughput(size_mib: int, repeat: int) -> None:
             "OpenSSH sshd": {"upload": float("inf"), "download": float("inf")},
             "Courier gateway": {"upload": float("inf"), "download": float("inf")},
         }
+        # The gateway process's CPU seconds per transfer: less sensitive to other load.
+        cpu: dict[str, list[float]] = {"upload": [], "download": []}
 
         def keep_best(name: str, upload: float, download: float) -> None:
             best = results[name]
@@ -154,15 +172,19 @@ def throughput(size_mib: int, repeat: int) -> None:
 
         try:
             key = sshd.client_key_path
-            with gateway(work, key, nats) as port:
+            with gateway(work, key, nats) as gw:
                 # Interleaved rounds, best of each: the machine may be shared.
                 for _ in range(repeat):
                     up = _sftp(sshd.port, sshd.user, key, [f"put {source} bench.bin"], None)
                     down = _sftp(sshd.port, sshd.user, key, [f"get bench.bin {back}"], None)
                     keep_best("OpenSSH sshd", up, down)
                     back.unlink()
-                    up = _sftp(port, USER, key, [f"put {source} /inbound/bench.bin"], PASSWORD)
-                    down = _sftp(port, USER, key, [f"get /inbound/bench.bin {back}"], PASSWORD)
+                    start = gw.cpu()
+                    up = _sftp(gw.port, USER, key, [f"put {source} /inbound/bench.bin"], PASSWORD)
+                    middle = gw.cpu()
+                    down = _sftp(gw.port, USER, key, [f"get /inbound/bench.bin {back}"], PASSWORD)
+                    cpu["upload"].append(middle - start)
+                    cpu["download"].append(gw.cpu() - middle)
                     keep_best("Courier gateway", up, down)
                     if back.stat().st_size != size:
                         raise RuntimeError("download through the gateway came back short")
@@ -181,6 +203,13 @@ def throughput(size_mib: int, repeat: int) -> None:
     print(
         f"ratio gateway/OpenSSH: upload {base['upload'] / ours['upload']:.2f}x, "
         f"download {base['download'] / ours['download']:.2f}x"
+    )
+    gib = size / (1024 * MiB)
+    print(
+        f"gateway CPU s per GiB (min / median): "
+        f"upload {min(cpu['upload']) / gib:.2f} / {statistics.median(cpu['upload']) / gib:.2f}, "
+        f"download {min(cpu['download']) / gib:.2f} / "
+        f"{statistics.median(cpu['download']) / gib:.2f}"
     )
 
 
@@ -216,9 +245,10 @@ def storage(size_mib: int, repeat: int) -> None:
         key.chmod(0o600)
         s3_url = f"s3://{new_bucket(endpoint)}/courier?endpoint={endpoint}&region={S3_REGION}"
         with (
-            gateway(work / "file", key, nats) as file_port,
-            gateway(work / "s3", key, nats, s3_url) as s3_port,
+            gateway(work / "file", key, nats) as file_gw,
+            gateway(work / "s3", key, nats, s3_url) as s3_gw,
         ):
+            file_port, s3_port = file_gw.port, s3_gw.port
             # Interleaved rounds, best of each: the machine may be shared.
             for _ in range(repeat):
                 for name, port in (("file", file_port), ("s3", s3_port)):
@@ -298,8 +328,8 @@ def concurrent(sessions: int, size_mib: int) -> None:
         work = Path(tmp)
         key_path = work / "client_ed25519"
         asyncssh.generate_private_key("ssh-ed25519").write_private_key(key_path)
-        with gateway(work, key_path, nats) as port:
-            errors = asyncio.run(_concurrent(port, key_path, sessions, size_mib * MiB))
+        with gateway(work, key_path, nats) as gw:
+            errors = asyncio.run(_concurrent(gw.port, key_path, sessions, size_mib * MiB))
         if errors:
             print("gateway log (errors):")
             for line in (work / "gateway.log").read_text().splitlines():

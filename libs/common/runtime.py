@@ -34,14 +34,14 @@ class Runtime:
     def __init__(self, name: str, settings: Settings) -> None:
         self.name = name
         self.settings = settings
-        self.db = Database(settings.database_url)
+        self.instance = instance_name(name)
+        self.db = Database(settings.database_url, application_name=self.instance)
         self.bus = Bus(settings, client_name=f"courier-{name}")
         # Every file goes to its tenant's region: services write through this unchanged.
         self.regional = RegionalStorage(Regions(settings), self.db)
         self.storage: Storage = self.regional
         self.stopping = asyncio.Event()
         self.clock: Clock = SystemClock()
-        self.instance = instance_name(name)
         self.log = get_logger(f"courier.{name}")
         self.ready_checks: dict[str, Callable[[], Awaitable[bool]]] = {
             "database": self._db_ready,

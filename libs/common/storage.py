@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import hashlib
 import os
 import shutil
@@ -148,6 +149,17 @@ async def put_file(storage: Storage, key: str, path: Path) -> tuple[ObjectInfo, 
     return info, h.hexdigest()
 
 
+def pwrite_all(fd: int, data: bytes, offset: int) -> None:
+    """Write all of `data` at `offset`, or raise. A disk that fills up mid-way takes part
+    of a write and returns the count: that is ENOSPC too, never a silently short file."""
+    view = memoryview(data)
+    while view:
+        written = os.pwrite(fd, view, offset)
+        if written <= 0:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        view, offset = view[written:], offset + written
+
+
 # ---------------------------------------------------------------- file://
 
 _TMP_DIR = ".tmp"
@@ -169,7 +181,7 @@ class _FileWriter:
         if offset is None:
             offset = self._pos
         # pwrite on a local file is fast enough that a thread hop costs more than it saves.
-        os.pwrite(self._fd, data, offset)
+        pwrite_all(self._fd, data, offset)
         self._pos = offset + len(data)
         self.size = max(self.size, self._pos)
 
@@ -423,7 +435,7 @@ class _S3Writer:
             if offset < self._sent:
                 self._stale = True
         # pwrite on a local file is fast enough that a thread hop costs more than it saves.
-        os.pwrite(self._fd, data, offset)
+        pwrite_all(self._fd, data, offset)
         self._pos = offset + len(data)
         self.size = max(self.size, self._pos)
         self._reap()

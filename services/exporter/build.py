@@ -1,12 +1,16 @@
 """Build an export file: rows streamed from the database into a storage writer.
 
-On PostgreSQL, when every cell can be rendered in SQL (no custom formats), the file is
-PostgreSQL's own `COPY (SELECT …) TO STDOUT` output, streamed chunk by chunk; its few
-differences from Python's csv writer (line ending, empty strings) are evened out so
-both paths write the same bytes. Otherwise the result set is read in batches
-(server-side cursor), formatted in Python and written as it arrives. Either way memory
-does not grow with the file, and the file becomes visible only when the writer
-finalizes (temporary object, then an atomic rename).
+On PostgreSQL the file is PostgreSQL's own `COPY (SELECT …) TO STDOUT` output, streamed
+chunk by chunk. Cells are rendered in SQL: without a format, or with one `sqlformat`
+renders as Python would; a column whose format only Python renders alike is rendered
+in Python once per distinct value first, and COPY looks each cell up among those. The
+few differences between COPY and Python's csv writer (line ending, empty strings, a
+one-column `\\.`) are evened out so both paths write the same bytes. On SQLite (or past
+`MAX_RENDERED` distinct values) the result set is read in batches (server-side cursor),
+formatted in Python and written as it arrives. Either way memory does not grow with the
+file (the values rendered first are at most `MAX_RENDERED` a column), and the file
+becomes visible only when the writer finalizes (temporary object,
+then an atomic rename).
 """
 
 from __future__ import annotations
@@ -15,26 +19,25 @@ import csv
 import hashlib
 import io
 import re
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
-from decimal import Decimal
 from typing import Any
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import (
     DateTime,
+    Integer,
     Numeric,
     String,
     Text,
-    and_,
-    case,
     cast,
     func,
     literal,
     select,
     type_coerce,
 )
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.sql.elements import ColumnElement
 
 from courier.common.csvsafe import defuse, defuse_sql
@@ -42,8 +45,12 @@ from courier.common.db.engine import Database
 from courier.common.db.models_exports import Actual, Timesheet
 from courier.common.storage import ObjectInfo, Storage
 from courier.exporter.spec import FIELDS, Column, ExportSpecModel
+from courier.exporter.sqlformat import Render, Stored, number_sql, strftime_sql
 
 BATCH_ROWS = 20_000
+MEMO_VALUES = 50_000
+# Distinct values of a column rendered in Python before a COPY, at most.
+MAX_RENDERED = 200_000
 PG_NAME_BYTES = 63
 DEFAULT_DATETIME = "%Y-%m-%d %H:%M"
 _PG_DEFAULT_DATETIME = "YYYY-MM-DD HH24:MI"
@@ -83,101 +90,81 @@ class Built:
 
 
 Converter = Callable[[Any], Any]
+# A column's distinct values as text, and each rendered as Python renders it.
+Rendered = tuple[list[str], list[str]]
 
 
-# strftime directives `to_char` renders identically (zero-padded numbers only: names of
-# days and months depend on the locale, so those stay in Python).
-_PG_DIRECTIVES = {"Y": "YYYY", "y": "YY", "m": "MM", "d": "DD", "H": "HH24", "M": "MI",
-                  "S": "SS", "%": "%"}  # fmt: skip
+def _sql_format(kind: str, col: Column) -> Render | None:
+    """The column's custom format as SQL, None if only Python renders it alike."""
+    ftype = FIELDS[kind][col.field]
+    if col.format is None or ftype == "text":
+        return None
+    if ftype in ("date", "datetime"):
+        return strftime_sql(col.format)
+    return number_sql(col.format, ftype == "integer", _stored(_SOURCES[kind][col.field]))
 
 
-def pg_pattern(fmt: str) -> str | None:
-    """A strftime pattern as a `to_char` pattern, or None if it cannot be rendered alike."""
-    out, literal_run, i = [], "", 0
-    while i < len(fmt):
-        ch = fmt[i]
-        if ch == "%":
-            if i + 1 >= len(fmt) or fmt[i + 1] not in _PG_DIRECTIVES:
-                return None
-            token = _PG_DIRECTIVES[fmt[i + 1]]
-            if token == "%":
-                literal_run += "%"
-            else:
-                if literal_run:
-                    out.append(_pg_literal(literal_run))
-                    literal_run = ""
-                out.append(token)
-            i += 2
-            continue
-        literal_run += ch
-        i += 1
-    if literal_run:
-        out.append(_pg_literal(literal_run))
-    return "".join(out)
-
-
-def _pg_literal(text: str) -> str:
-    """Literal text in a `to_char` pattern: double-quoted, so no letter is read as a field."""
-    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
-
-
-_FIXED = re.compile(r"^\.(\d)f$")
-
-
-def fixed_places(fmt: str) -> int | None:
-    """Decimal places of a `.Nf` format spec (the one number format SQL renders alike)."""
-    m = _FIXED.match(fmt)
-    return int(m.group(1)) if m else None
+def _stored(attr: Any) -> Stored:
+    """What a number column holds, from its SQL type."""
+    kind = attr.type
+    if isinstance(kind, Numeric) and kind.precision is not None and kind.scale is not None:
+        return Stored(scale=kind.scale, whole_digits=kind.precision - kind.scale)
+    if isinstance(kind, Integer):
+        return Stored(scale=0, whole_digits=19)
+    return Stored()
 
 
 def _in_sql(kind: str, col: Column, dialect: str) -> bool:
-    """PostgreSQL renders the cell itself (no format, a date pattern or a `.Nf` number it
-    renders alike): text costs less to move than values formatted in Python."""
+    """PostgreSQL renders the cell itself (no format, or one it renders alike, see
+    `sqlformat`): text costs less to move than values formatted in Python."""
     if dialect != "postgresql":
         return False
-    if col.format is None:
+    if col.format is None or FIELDS[kind][col.field] == "text":
         return True
-    ftype = FIELDS[kind][col.field]
-    if ftype in ("date", "datetime"):
-        return pg_pattern(col.format) is not None
-    return ftype in ("number", "integer") and fixed_places(col.format) is not None
-
-
-def _sql_fixed(attr: Any, places: int) -> ColumnElement[Any]:
-    """`format(value, ".Nf")` in SQL: Python rounds half to even (PostgreSQL's `round`
-    rounds half away from zero) and keeps the sign of a negative value rounded to zero."""
-    x = cast(attr, Numeric)
-    scaled = x * literal(10**places, Numeric)
-    down = func.trunc(x, places)
-    halfway = func.abs(scaled - func.trunc(scaled)) == literal(Decimal("0.5"), Numeric)
-    odd = func.mod(func.trunc(scaled), 2) != 0
-    step = func.sign(x) * literal(Decimal(1).scaleb(-places), Numeric)
-    rounded = case(
-        (halfway & odd, down + step),
-        (halfway, down),
-        else_=func.round(x, places),
-    )
-    text = cast(rounded, Text)
-    negative_zero = and_(x < 0, rounded == 0)
-    return case((negative_zero, literal("-") + text), else_=text)
+    return _sql_format(kind, col) is not None
 
 
 def _converter(kind: str, col: Column, tz: ZoneInfo, neutralising: bool, dialect: str) -> Any:
-    """How a cell becomes text in Python; None when nothing (or csv's own str()) is needed."""
+    """How a column's cells become text in Python (None stays None); None when nothing
+    (or csv's own str()) is needed."""
     ftype = FIELDS[kind][col.field]
     fmt = col.format
     if _in_sql(kind, col, dialect):
         return None
     if ftype == "text":
-        return defuse if neutralising else None
+        return _Memo(defuse) if neutralising else None
     if ftype == "datetime":
         pattern = fmt or DEFAULT_DATETIME
-        return lambda v: _as_utc(v).astimezone(tz).strftime(pattern)
+        return _Memo(lambda v: _as_utc(v).astimezone(tz).strftime(pattern))
     if fmt is None:
         return None
     if ftype == "date":
-        return lambda v: v.strftime(fmt)
-    return lambda v: format(v, fmt)
+        return _Memo(lambda v: v.strftime(fmt))
+    if ftype == "integer":
+        return _Memo(lambda v: format(v, fmt))
+    # Decimals equal in value may differ in digits (8.0, 8.00, -0), which some formats
+    # show: each is formatted.
+    return lambda v: None if v is None else format(v, fmt)
+
+
+class _Memo(dict[Any, Any]):
+    """A converter whose text depends on the value alone, applied once per distinct
+    value: exports repeat values (dates, shift times, names) from line to line.
+    Bounded, so memory does not grow with the file."""
+
+    def __init__(self, convert: Converter) -> None:
+        super().__init__({None: None})
+        self.convert = convert
+
+    def __call__(self, value: Any) -> Any:
+        return self[value]
+
+    def __missing__(self, value: Any) -> Any:
+        if len(self) >= MEMO_VALUES:
+            self.clear()
+            self[None] = None
+        text = self[value] = self.convert(value)
+        return text
 
 
 def _as_utc(value: datetime | str) -> datetime:
@@ -186,18 +173,21 @@ def _as_utc(value: datetime | str) -> datetime:
     return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
-def _sql_text(
-    spec: ExportSpecModel, ftype: str, attr: Any, fmt: str | None = None
-) -> ColumnElement[Any]:
+def _sql_text(spec: ExportSpecModel, col: Column, attr: Any) -> ColumnElement[Any]:
     """A cell as PostgreSQL renders it, with the same rules as the Python converters."""
+    ftype = FIELDS[spec.kind][col.field]
+    render = _sql_format(spec.kind, col)
     if ftype == "datetime":
         local = func.timezone(spec.schedule.zone.key, attr)
-        pattern = pg_pattern(fmt) if fmt else _PG_DEFAULT_DATETIME
-        return type_coerce(func.to_char(local, pattern), String())
-    if ftype == "date" and fmt:
-        return type_coerce(func.to_char(attr, pg_pattern(fmt)), String())
-    if fmt is not None and (places := fixed_places(fmt)) is not None:
-        return _sql_fixed(attr, places)
+        if render is None:
+            return type_coerce(func.to_char(local, _PG_DEFAULT_DATETIME), String())
+        return type_coerce(render(local), String())
+    if render is not None and ftype == "date":
+        # As a timestamp: a date would become a timestamptz, midnight in the session's
+        # zone, which may not exist there (zones that change clocks at midnight).
+        return type_coerce(render(cast(attr, DateTime())), String())
+    if render is not None:
+        return type_coerce(render(attr), String())
     if ftype != "text":
         return cast(attr, Text)
     if not spec.neutralise_formulas:
@@ -213,56 +203,73 @@ def export_query(
     dialect: str,
     *,
     for_copy: bool = False,
+    mapped: dict[int, Rendered] | None = None,
 ) -> Any:
     """The rows of a period, in file order.
 
-    `for_copy`: cells named by their header, and an empty cell written as NULL
-    (COPY quotes an empty string, the csv writer does not).
+    `for_copy`: cells named by their header, and an empty cell written as the csv
+    writer writes it: as NULL among other columns (COPY quotes an empty string, the csv
+    writer does not), as an empty string when alone (both quote it, `""`, so the line
+    is not blank). `mapped`: columns whose cells are looked up, by their value as text,
+    among values Python rendered (see `_rendered_in_python`).
     """
     source = _SOURCES[spec.kind]
+    columns = spec.effective_columns()
     exprs: list[ColumnElement[Any]] = []
-    for col in spec.effective_columns():
+    joins: list[tuple[Any, ColumnElement[Any]]] = []
+    for i, col in enumerate(columns):
         attr = source[col.field]
         ftype = FIELDS[spec.kind][col.field]
         if for_copy:
-            text = func.nullif(_sql_text(spec, ftype, attr, col.format), literal(""))
+            if mapped and i in mapped:
+                keys, texts = mapped[i]
+                table = func.unnest(literal(keys, ARRAY(Text)), literal(texts, ARRAY(Text)))
+                lookup = table.table_valued("key", "text").render_derived(name=f"rendered_{i}")
+                joins.append((lookup, lookup.c.key == cast(attr, Text)))
+                text = lookup.c.text
+            else:
+                text = _sql_text(spec, col, attr)
+            if len(columns) > 1:
+                text = func.nullif(text, literal(""))
+            else:
+                text = func.coalesce(text, literal(""))
             exprs.append(text.label(col.header or col.field))
         elif _in_sql(spec.kind, col, dialect):
-            exprs.append(_sql_text(spec, ftype, attr, col.format))
+            exprs.append(_sql_text(spec, col, attr))
         elif ftype == "datetime":
             # Read the stored value as is; the converter makes it local.
             exprs.append(type_coerce(attr, DateTime()))
         else:
             exprs.append(attr)
+    query = select(*exprs).select_from(Timesheet if spec.kind == "timesheets" else Actual)
+    for lookup, on in joins:
+        query = query.outerjoin(lookup, on)
+    query = _in_period(query, spec, tenant_id, start, end)
     if spec.kind == "timesheets":
-        return (
-            select(*exprs)
-            .where(
-                Timesheet.tenant_id == tenant_id,
-                Timesheet.work_date.between(start, end),
-                Timesheet.approval.in_(spec.approval),
-            )
-            .order_by(Timesheet.work_date, Timesheet.employee_id, Timesheet.start_at)
+        return query.order_by(Timesheet.work_date, Timesheet.employee_id, Timesheet.start_at)
+    return query.order_by(Actual.work_date, Actual.location)
+
+
+def _in_period(query: Any, spec: ExportSpecModel, tenant_id: Any, start: date, end: date) -> Any:
+    if spec.kind == "timesheets":
+        return query.where(
+            Timesheet.tenant_id == tenant_id,
+            Timesheet.work_date.between(start, end),
+            Timesheet.approval.in_(spec.approval),
         )
-    return (
-        select(*exprs)
-        .where(Actual.tenant_id == tenant_id, Actual.work_date.between(start, end))
-        .order_by(Actual.work_date, Actual.location)
-    )
+    return query.where(Actual.tenant_id == tenant_id, Actual.work_date.between(start, end))
 
 
 def copy_eligible(spec: ExportSpecModel, dialect: str) -> bool:
     """Whether PostgreSQL's COPY writes exactly what the csv writer would.
 
-    Every cell rendered in SQL (no format, or a date pattern `to_char` renders alike);
-    header names within PostgreSQL's 63-byte identifiers; more than one column (csv
-    quotes a lone empty cell, COPY cannot).
+    Header names within PostgreSQL's 63-byte identifiers; a one-byte delimiter. Cells
+    with a format only Python renders are rendered once per distinct value (so too many
+    distinct values still take the Python writer, see `build_file`).
     """
     columns = spec.effective_columns()
     return (
         dialect == "postgresql"
-        and len(columns) > 1
-        and all(_in_sql(spec.kind, c, dialect) for c in columns)
         and all(len((c.header or c.field).encode()) <= PG_NAME_BYTES for c in columns)
         and len(spec.delimiter.encode()) == 1
         and spec.delimiter not in '"\r\n'
@@ -283,7 +290,9 @@ async def build_file(
     """Stream the period's rows into `key`; nothing is visible there unless this returns."""
     dialect = db.engine.dialect.name
     if use_copy and copy_eligible(spec, dialect):
-        return await _build_by_copy(db, storage, spec, tenant_id, start, end, key)
+        built = await _build_by_copy(db, storage, spec, tenant_id, start, end, key)
+        if built is not None:
+            return built
     stmt = export_query(spec, tenant_id, start, end, dialect).execution_options(
         yield_per=BATCH_ROWS
     )
@@ -350,18 +359,15 @@ async def _on_asyncpg(conn: Any, stmt: Any) -> tuple[str, list[Any], Any]:
     return compiled.string, args, raw
 
 
-def _convert(batch: Sequence[Any], converters: list[tuple[int, Converter]]) -> Sequence[Any]:
-    if not converters:
+def _convert(batch: Sequence[Any], converters: list[tuple[int, Converter]]) -> Iterable[Any]:
+    """The batch's rows with their cells converted, column by column (`map` over a
+    column costs far less than a Python loop over every cell)."""
+    if not converters or not batch:
         return batch
-    out = []
-    for row in batch:
-        cells = list(row)
-        for i, fn in converters:
-            value = cells[i]
-            if value is not None:
-                cells[i] = fn(value)
-        out.append(cells)
-    return out
+    columns: list[Iterable[Any]] = list(zip(*batch, strict=True))
+    for i, fn in converters:
+        columns[i] = map(fn.__getitem__ if isinstance(fn, _Memo) else fn, columns[i])
+    return zip(*columns, strict=True)
 
 
 async def _build_by_copy(
@@ -372,30 +378,73 @@ async def _build_by_copy(
     start: date,
     end: date,
     key: str,
+) -> Built | None:
+    """The file as PostgreSQL's COPY writes it, line endings made CRLF like the csv
+    writer; None (nothing written) if a column only Python renders has too many
+    distinct values to render them first."""
+    async with db.engine.connect() as conn:
+        raw = (await conn.get_raw_connection()).driver_connection
+        assert raw is not None
+        # One snapshot for the values rendered first and the file.
+        async with raw.transaction(readonly=True, isolation="repeatable_read"):
+            mapped = await _rendered_in_python(conn, raw, spec, tenant_id, start, end)
+            if mapped is None:
+                return None
+            stmt = export_query(
+                spec, tenant_id, start, end, "postgresql", for_copy=True, mapped=mapped
+            )
+            sql, args, _ = await _on_asyncpg(conn, stmt)
+            return await _copy_into(raw, sql, args, storage, spec, key)
+
+
+async def _rendered_in_python(
+    conn: Any, raw: Any, spec: ExportSpecModel, tenant_id: Any, start: date, end: date
+) -> dict[int, Rendered] | None:
+    """Each distinct value of the period's cells only Python renders alike, as text and
+    as Python renders it (the same converters as the Python writer, on the same
+    values as asyncpg decodes them); None past `MAX_RENDERED` values in a column."""
+    source = _SOURCES[spec.kind]
+    mapped: dict[int, Rendered] = {}
+    for i, col in enumerate(spec.effective_columns()):
+        convert = _converter(
+            spec.kind, col, spec.schedule.zone, spec.neutralise_formulas, "postgresql"
+        )
+        if convert is None:
+            continue
+        attr = source[col.field]
+        value = (
+            type_coerce(attr, DateTime()) if FIELDS[spec.kind][col.field] == "datetime" else attr
+        )
+        query = select(cast(attr, Text), value).distinct().where(attr.is_not(None))
+        query = _in_period(query, spec, tenant_id, start, end).limit(MAX_RENDERED + 1)
+        sql, args, _ = await _on_asyncpg(conn, query)
+        rows = await raw.fetch(sql, *args)
+        if len(rows) > MAX_RENDERED:
+            return None
+        mapped[i] = ([text for text, _ in rows], [convert(v) for _, v in rows])
+    return mapped
+
+
+async def _copy_into(
+    raw: Any, sql: str, args: list[Any], storage: Storage, spec: ExportSpecModel, key: str
 ) -> Built:
-    """The file as PostgreSQL's COPY writes it, line endings made CRLF like the csv writer."""
-    stmt = export_query(spec, tenant_id, start, end, "postgresql", for_copy=True)
     digest = hashlib.sha256()
     lines = _CrLf()
+    marker = _EndMarker() if len(spec.effective_columns()) == 1 else None
     writer = await storage.open_write(key)
     try:
 
-        async def sink(chunk: bytes) -> None:
+        async def sink(chunk: bytes, final: bool = False) -> None:
+            if marker is not None:
+                chunk = marker.convert(chunk, final=final)
             data = lines.convert(chunk)
             digest.update(data)
             await writer.write(data)
 
-        async with db.engine.connect() as conn:
-            sql, args, raw = await _on_asyncpg(conn, stmt)
-            async with raw.transaction(readonly=True):
-                status = await raw.copy_from_query(
-                    sql,
-                    *args,
-                    output=sink,
-                    format="csv",
-                    header=spec.header,
-                    delimiter=spec.delimiter,
-                )
+        status = await raw.copy_from_query(
+            sql, *args, output=sink, format="csv", header=spec.header, delimiter=spec.delimiter
+        )
+        await sink(b"", final=True)
         info: ObjectInfo = await writer.finalize()
     except BaseException:
         await writer.abort()
@@ -421,3 +470,22 @@ class _CrLf:
             parts[i] = parts[i].replace(b"\n", b"\r\n")
         self.quoted ^= len(parts) % 2 == 0
         return b'"'.join(parts)
+
+
+_QUOTED_MARKER = re.compile(rb'^"\\\."$', re.MULTILINE)
+
+
+class _EndMarker:
+    """A one-column file's `\\.` line unquoted: COPY quotes it there (it would be its own
+    end-of-data marker), the csv writer does not. Such a line can only be a whole cell
+    (inside a quoted cell every quote is doubled), so lines are rewritten whole, the
+    part after a chunk's last line break held back for the next."""
+
+    def __init__(self) -> None:
+        self.tail = b""
+
+    def convert(self, data: bytes, *, final: bool = False) -> bytes:
+        data = self.tail + data
+        cut = len(data) if final else data.rfind(b"\n") + 1
+        data, self.tail = data[:cut], data[cut:]
+        return _QUOTED_MARKER.sub(rb"\\.", data)

@@ -349,6 +349,11 @@ class Exporter:
         return {"path": dest.path(name), "collect_by": collect_by}
 
     def _alert(self, export: Export, kind: str, summary: str, **details: Any) -> AlertRaised:
+        # The partner told of it is the spec's contact (as for an export not collected);
+        # without one the monitor falls back to the tenant's feed contacts.
+        contacts = list((export.spec.spec or {}).get("contacts") or [])
+        if contacts:
+            details = {"contacts": contacts, **details}
         return AlertRaised(
             kind=kind,
             cause_key=f"export:{export.spec_id}:{export.period_start}",

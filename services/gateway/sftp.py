@@ -91,6 +91,31 @@ def _in_region(
     return handler
 
 
+# Why an upload was refused after its open (the audit's reason, the partner's message).
+QUOTA_EXCEEDED = "quota exceeded"
+NO_SPACE = "no space left in storage"
+STORAGE_FAILED = "storage failed"
+
+
+def _refusal(path: str, reason: str) -> asyncssh.SFTPError:
+    """What the partner is told of an upload refused mid-way: nothing of it was kept.
+    (SFTP v3 clients get FAILURE with this text; the text never names hosts or buckets.)"""
+    if reason == QUOTA_EXCEEDED:
+        return asyncssh.SFTPQuotaExceeded(f"{path}: upload quota exceeded")
+    if reason == NO_SPACE:
+        return asyncssh.SFTPNoSpaceOnFilesystem(
+            f"{path}: no space left to store this file; it was not received, send it again later"
+        )
+    return asyncssh.SFTPFailure(
+        f"{path}: the file could not be stored; it was not received and this was logged for support"
+    )
+
+
+def _storage_refusal(exc: BaseException) -> str:
+    full = isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT)
+    return NO_SPACE if full else STORAGE_FAILED
+
+
 def _attrs(entry: Entry) -> SFTPAttrs:
     mtime = int(entry.modified.timestamp()) if entry.modified else int(time.time())
     if entry.is_dir:
@@ -262,11 +287,23 @@ class CourierSFTPServer(asyncssh.SFTPServer):
     async def write(self, file_obj: object, offset: int, data: bytes) -> int:
         if not isinstance(file_obj, Upload):
             raise asyncssh.SFTPPermissionDenied("file not open for writing")
+        if file_obj.refused:
+            raise _refusal(file_obj.loc.path, file_obj.refused)
         if file_obj.room is not None and offset + len(data) > file_obj.room:
             # Nothing of it becomes visible: close() discards the partial object.
-            file_obj.refused = "quota exceeded"
-            raise asyncssh.SFTPQuotaExceeded(f"{file_obj.loc.path}: upload quota exceeded")
-        await file_obj.writer.write(data, offset)
+            file_obj.refused = QUOTA_EXCEEDED
+            raise _refusal(file_obj.loc.path, file_obj.refused)
+        try:
+            await file_obj.writer.write(data, offset)
+        except Exception as exc:
+            # A write storage did not take leaves a hole: the file is refused whole, and
+            # close() discards what was written, whatever the client does next.
+            file_obj.refused = _storage_refusal(exc)
+            self.session.log.warning(
+                "upload write failed", path=file_obj.loc.path, reason=file_obj.refused,
+                error=f"{type(exc).__name__}: {exc}",
+            )  # fmt: skip
+            raise _refusal(file_obj.loc.path, file_obj.refused) from None
         if file_obj.sequential and offset == file_obj.next_offset:
             file_obj.digest.update(data)
             file_obj.next_offset += len(data)
@@ -352,7 +389,7 @@ class CourierSFTPServer(asyncssh.SFTPServer):
                 "upload refused", path=file_obj.loc.path, reason=file_obj.refused
             )
             self._audit("upload_refused", file_obj.loc.path, reason=file_obj.refused)
-            raise asyncssh.SFTPQuotaExceeded(f"{file_obj.loc.path}: upload quota exceeded")
+            raise _refusal(file_obj.loc.path, file_obj.refused)
         if self.channel.is_closing() or self.session.lost:
             # The connection died with the file open: the upload is incomplete.
             await file_obj.writer.abort()
@@ -367,10 +404,9 @@ class CourierSFTPServer(asyncssh.SFTPServer):
             # Nothing of it stays: neither the file nor its temporary object.
             await file_obj.writer.abort()
             self.session.log.exception("upload not stored", path=file_obj.loc.path)
-            self._audit("upload_refused", file_obj.loc.path, file_obj.writer.size, "storage failed")
-            raise asyncssh.SFTPFailure(
-                f"{file_obj.loc.path}: the file could not be stored; it was logged for support"
-            ) from exc
+            reason = _storage_refusal(exc)
+            self._audit("upload_refused", file_obj.loc.path, file_obj.writer.size, reason)
+            raise _refusal(file_obj.loc.path, reason) from exc
         if file_obj.mtime is not None:
             try:
                 await self.storage.set_modified(file_obj.key, file_obj.mtime)

@@ -9,11 +9,14 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from courier.common.events import FileReceived, ImportDecide
+from courier.common.logging import get_logger
 from courier.common.runtime import Runtime
 from courier.common.uow import UnitOfWork
-from courier.importer.apply import DATABASE_ERRORS, handle
+from courier.importer.apply import DATABASE_ERRORS, database_error, handle
 from courier.importer.approval import decide
 from courier.importer.windows import keep_applying
+
+log = get_logger(__name__)
 
 
 @contextlib.asynccontextmanager
@@ -61,9 +64,19 @@ async def main(runtime: Runtime) -> None:
             async with working():
                 last_try = tries >= runtime.settings.max_deliver
                 await handle(event, unit_of_work(), last_try=last_try)
-        except DATABASE_ERRORS:
+        except DATABASE_ERRORS as exc:
             # Nothing was applied; the file comes back after a pause, and its last try
-            # records it as failed (see `import_or_fail`).
+            # records it as failed (see `import_or_fail`). Said here, as the bus's own
+            # logging is off: a fault that heals leaves no other trace.
+            log.warning(
+                "database error; the import was rolled back and the file comes back",
+                tenant=event.tenant,
+                file_id=str(event.file_id),
+                file_name=event.name,
+                delivery=tries,
+                retry_in=retry_delay(tries),
+                error=database_error(exc),
+            )
             if message is not None:
                 await message.nack(delay=retry_delay(tries))
             raise

@@ -22,7 +22,6 @@ from sqlalchemy import delete, select
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from courier.common.db.engine import is_sqlite
 from courier.common.db.models import Feed, Import, ImportRecord
 from courier.common.events import (
     Event,
@@ -38,13 +37,13 @@ from courier.common.metrics import IMPORT_RECORDS, IMPORT_SECONDS, IMPORTS, TEST
 from courier.common.received import event_for
 from courier.common.storage import NotFound, Storage
 from courier.common.uow import UnitOfWork
-from courier.importer import bulk_pg, copy_pg, rows, rowwise
-from courier.importer.changes import Context, Outcome, fingerprint
+from courier.importer import bulk_pg, copy_pg, rows, rowwise, small_pg
+from courier.importer.changes import Context, Engine, Outcome, fingerprint
 from courier.importer.decode import Decoder
 from courier.importer.decode import FileRejected as Refused
 from courier.importer.kinds import get_kind
 from courier.importer.ordering import enabled_feeds, queue_until
-from courier.importer.results import write_result
+from courier.importer.results import result_key, write_result
 from courier.importer.schedule import defer, hold_reason, slot_for, start_live
 from courier.importer.spec import FeedSpec
 from courier.importer.unwrap import CannotOpen, ChecksumMismatch, opened, unpack
@@ -54,6 +53,11 @@ log = get_logger(__name__)
 # Content that was applied (or is waiting to be): the same bytes again are a duplicate.
 TAKEN = ("completed", "completed_with_errors", "awaiting_approval", "scheduled")
 MB = 1024 * 1024
+# Up to this size a file is read in Python (a few ms for 1,000 rows) and imported in one
+# statement (`small_pg`), rather than parsed by PostgreSQL and merged through temporary
+# tables (`copy_pg`, `bulk_pg`), whose fixed cost of some fifteen round trips is what
+# bounds a feed flooded with small files.
+PYTHON_READS_UP_TO = 256 * 1024
 
 
 class FeedChanged(Exception):
@@ -134,7 +138,7 @@ def is_test(event: FileReceived, feed: Feed | None) -> bool:
 
 
 def _new_import(event: FileReceived, feed: Feed | None) -> Import:
-    return Import(
+    imp = Import(
         id=uuid.uuid4(),
         tenant_id=event.tenant_id,
         feed_id=feed.id if feed else None,
@@ -146,10 +150,19 @@ def _new_import(event: FileReceived, feed: Feed | None) -> Import:
         feed=feed,
         status="received",
         details={},
+        created=0,
+        updated=0,
+        deleted=0,
+        unchanged=0,
+        errored=0,
         received_at=event.occurred_at,
         started_at=datetime.now(UTC),
         test=is_test(event, feed),
     )
+    # Fixed from the start (it names the file by what never changes), so the row carries
+    # it from its first write instead of an UPDATE of its own.
+    imp.result_key = result_key(event.tenant, imp)
+    return imp
 
 
 async def handle(event: FileReceived, uow: UnitOfWork, *, last_try: bool = False) -> list[Import]:
@@ -165,37 +178,47 @@ async def handle(event: FileReceived, uow: UnitOfWork, *, last_try: bool = False
     structlog.contextvars.bind_contextvars(tenant=event.tenant, file_id=str(event.file_id))
     started = time.monotonic()
     try:
-        async with uow:
-            if await imported(uow.session, event.file_id) is not None:
-                log.info("file already imported; not applying again")
-                return []
-            feeds = await enabled_feeds(uow.session, event.tenant_id)
-            name, in_test_folder = split_test(event.name)
-            feed = match_feed(feeds, name)
-            if feed is None:
-                imp = _new_import(event, None)
-                imp.status = "rejected"
-                imp.error = "unrecognised file name"
-                imp.details = {"expected_patterns": [f.pattern for f in feeds]}
-                await _record(uow, imp, event)
-            elif not in_test_folder:
-                queue = await queue_until(uow.session, feed, feeds, event.file_id)
-        if feed is None:
-            _finish(imp, "unknown", started)
-            return [imp]
-        if in_test_folder:
-            # It changes nothing, so it waits for no earlier file of the feed.
-            test = await import_or_fail(uow, feed, event, last_try=last_try)
-            return [] if test is None else [test]
-        done = []
-        for row in queue:
-            current = event if row.id == event.file_id else event_for(row, row.tenant)
-            imp = await import_or_fail(uow, feed, current, last_try=last_try)
-            if imp is not None:
-                done.append(imp)
-        return done
+        async with uow.connected():
+            return await _handle(event, uow, started, last_try=last_try)
     finally:
         structlog.contextvars.unbind_contextvars("tenant", "file_id", "file_name", "import_id")
+
+
+async def _handle(
+    event: FileReceived, uow: UnitOfWork, started: float, *, last_try: bool
+) -> list[Import]:
+    """`handle`, its transactions on one connection."""
+    async with uow:
+        feeds = await enabled_feeds(uow.session, event.tenant_id)
+        name, in_test_folder = split_test(event.name)
+        feed = match_feed(feeds, name)
+        # A file of a feed is checked again under the feed's lock (`import_file`), and
+        # the queue holds only files not imported yet: no look-up here for those.
+        if feed is None and await imported(uow.session, event.file_id) is not None:
+            log.info("file already imported; not applying again")
+            return []
+        if feed is None:
+            imp = _new_import(event, None)
+            imp.status = "rejected"
+            imp.error = "unrecognised file name"
+            imp.details = {"expected_patterns": [f.pattern for f in feeds]}
+            await _record(uow, imp, event)
+        elif not in_test_folder:
+            queue = await queue_until(uow.session, feed, feeds, event.file_id)
+    if feed is None:
+        _finish(imp, "unknown", started)
+        return [imp]
+    if in_test_folder:
+        # It changes nothing, so it waits for no earlier file of the feed.
+        test = await import_or_fail(uow, feed, event, last_try=last_try)
+        return [] if test is None else [test]
+    done = []
+    for row in queue:
+        current = event if row.id == event.file_id else event_for(row, row.tenant)
+        imp = await import_or_fail(uow, feed, current, last_try=last_try)
+        if imp is not None:
+            done.append(imp)
+    return done
 
 
 async def import_file(uow: UnitOfWork, feed: Feed, event: FileReceived) -> Import | None:
@@ -357,7 +380,9 @@ async def _plan(
 ) -> Outcome:
     """`path` holds the file's plaintext, whose sha256 is `sha256`."""
     ctx = Context(imp.tenant_id, imp.feed_id, imp.id, spec, None, apply, guarded)  # type: ignore[arg-type]
-    if not is_sqlite(str(session.bind.url)) and copy_pg.eligible(spec):
+    small = path.stat().st_size <= PYTHON_READS_UP_TO
+    sqlite = session.bind.dialect.name == "sqlite"
+    if not sqlite and not small and copy_pg.eligible(spec):
         outcome = await _plan_by_copy(session, path, imp, ctx, sha256)
         if outcome is not None:
             return outcome
@@ -367,7 +392,10 @@ async def _plan(
         checker = rows.RowChecker(spec, layout, await _known_codes(session, imp.tenant_id, layout))
         counted = _Counting(checker.check(n, cells) for n, cells in records)
         ctx.layout = layout
-        engine = rowwise.run if is_sqlite(str(session.bind.url)) else bulk_pg.run
+        if sqlite:
+            engine: Engine = rowwise.run
+        else:
+            engine = small_pg.run if small else bulk_pg.run
         outcome = await engine(session, ctx, iter(counted))
         if counted.n == 0:
             raise Refused("header only: the file has no rows")
@@ -489,9 +517,14 @@ def _held(imp: Import, outcome: Outcome, hold: str | None) -> dict:
 
 
 async def conclude(uow: UnitOfWork, imp: Import, event: FileReceived) -> None:
-    """The partner's result file and the import's events, in the import's transaction."""
-    await uow.session.flush()
-    imp.result_key = await write_result(uow.session, uow.storage, imp, event.tenant)
+    """The partner's result file and the import's events, in the import's transaction.
+
+    The import row, its result key and its events reach the database with the commit:
+    one UPDATE and one INSERT, not a round trip each (a flood of small files is bound
+    by round trips)."""
+    key = await write_result(uow.session, uow.storage, imp, event.tenant)
+    if imp.result_key != key:
+        imp.result_key = key
     uow.stage(*events_for(imp, event))
 
 

@@ -10,6 +10,8 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
+import asyncpg
+from sqlalchemy import UniqueConstraint
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from courier.common.db.models import ImportRecord
@@ -55,7 +57,14 @@ def _json(pairs: list[tuple[str, str, str, str]]) -> str:
     return f"'{{' || concat_ws(', ', {parts}) || '}}'"
 
 
-def _text(expr: str) -> str:
+def _text(expr: str, f: Field) -> str:
+    """A value as JSON text: a string, or null.
+
+    Numbers and dates print without anything JSON escapes, so they are only quoted:
+    `to_json` on every value was half the cost of building the audit.
+    """
+    if f.type in ("decimal", "date"):
+        return f"""coalesce('"' || {expr}::text || '"', 'null')"""
     return f"coalesce(to_json({expr}::text)::text, 'null')"
 
 
@@ -105,13 +114,7 @@ async def run(session: AsyncSession, ctx: Context, rows: Iterator[Row]) -> Outco
 
 async def merge(raw: Any, ctx: Context) -> Outcome:
     """Compare the staged rows with the table, audit every row, apply the changes."""
-    spec = ctx.spec
-    kind = spec.kind_def
-    table = _q(kind.table.name)
-    fields = ctx.layout.fields
-    key = list(spec.key)
-    compared = [f for f in fields if f.name not in key]
-    others = [f for f in kind.fields if f.name not in key]
+    table = _q(ctx.spec.kind_def.table.name)
     # Sorts and hash joins over the whole file stay in memory.
     await raw.execute("SET LOCAL work_mem = '256MB'")
     await raw.execute(f"ANALYZE {STAGE}")
@@ -120,14 +123,58 @@ async def merge(raw: Any, ctx: Context) -> Outcome:
         # A large file meets the target table's real size, not stale statistics
         # (a table a previous import just filled still looks empty to the planner).
         await raw.execute(f"ANALYZE {table}")
+    if await _unique_key_finds_repeats(raw, ctx):
+        # Every row will be inserted, so the table's unique key refuses a repeated key
+        # on its own, and the search for repeats (a hash of every key) is skipped. If
+        # the file does repeat a key, the work is undone and done again with the search.
+        await raw.execute("SAVEPOINT courier_merge")
+        try:
+            out = await _merge(raw, ctx, find_repeats=False)
+        except asyncpg.UniqueViolationError:
+            await raw.execute("ROLLBACK TO SAVEPOINT courier_merge")
+        else:
+            await raw.execute("RELEASE SAVEPOINT courier_merge")
+            return out
+    return await _merge(raw, ctx, find_repeats=True)
 
+
+async def _unique_key_finds_repeats(raw: Any, ctx: Context) -> bool:
+    """True when inserting the file would itself fail on a repeated key.
+
+    That is: the rows are applied, row errors do not reject the file (a rejection
+    lists the repeats among its errors), the table has a unique constraint on the
+    tenant and the feed's key, and the tenant has no rows yet, so every row is created.
+    """
+    spec = ctx.spec
+    table = spec.kind_def.table
+    if not ctx.apply or spec.on_row_error == "reject_file":
+        return False
+    keyed = {"tenant_id", *spec.key}
+    if not any(
+        isinstance(c, UniqueConstraint) and {col.name for col in c.columns} == keyed
+        for c in table.constraints
+    ):
+        return False
+    return not await raw.fetchval(
+        f"SELECT EXISTS (SELECT 1 FROM {_q(table.name)} WHERE tenant_id = $1)", ctx.tenant_id
+    )
+
+
+async def _merge(raw: Any, ctx: Context, *, find_repeats: bool) -> Outcome:
+    spec = ctx.spec
+    kind = spec.kind_def
+    table = _q(kind.table.name)
+    fields = ctx.layout.fields
+    key = list(spec.key)
+    compared = [f for f in fields if f.name not in key]
+    others = [f for f in kind.fields if f.name not in key]
     on_key = " AND ".join(f"t.{_q(k)} = s.{_q(k)}" for k in key)
     key_text = "concat_ws('/', " + ", ".join(f"s.{_q(k)}" for k in key) + ")"
     t_key_text = "concat_ws('/', " + ", ".join(f"t.{_q(k)}" for k in key) + ")"
     partition = ", ".join(_q(k) for k in key)
     # A key seen again is an error on the later row, naming the first. Finding out
     # whether any key repeats (hashing) is much cheaper than ranking every row.
-    repeats = await raw.fetchval(
+    repeats = find_repeats and await raw.fetchval(
         f"SELECT 1 FROM {STAGE} WHERE error IS NULL GROUP BY {partition} HAVING count(*) > 1 "
         "LIMIT 1"
     )
@@ -178,15 +225,15 @@ async def merge(raw: Any, ctx: Context) -> Outcome:
     differs = " OR ".join(f"t.{_q(f.name)} IS DISTINCT FROM s.{_q(f.name)}" for f in compared)
     differs = differs or "false"
     created_json = _json(
-        [(f.name, f"s.{_q(f.name)} IS NOT NULL", "'null'", _text(f"s.{_q(f.name)}"))
+        [(f.name, f"s.{_q(f.name)} IS NOT NULL", "'null'", _text(f"s.{_q(f.name)}", f))
          for f in compared]
     )  # fmt: skip
     updated_json = _json(
         [(f.name, f"t.{_q(f.name)} IS DISTINCT FROM s.{_q(f.name)}",
-          _text(f"t.{_q(f.name)}"), _text(f"s.{_q(f.name)}")) for f in compared]
+          _text(f"t.{_q(f.name)}", f), _text(f"s.{_q(f.name)}", f)) for f in compared]
     )  # fmt: skip
     deleted_json = _json(
-        [(f.name, f"t.{_q(f.name)} IS NOT NULL", _text(f"t.{_q(f.name)}"), "'null'")
+        [(f.name, f"t.{_q(f.name)} IS NOT NULL", _text(f"t.{_q(f.name)}", f), "'null'")
          for f in others]
     )  # fmt: skip
     await raw.execute(audit_errors, ctx.import_id)

@@ -200,21 +200,35 @@ async def stage(
     comma = spec.decimal_separator == ","
     trim = f"btrim(coalesce(c{{}}, ''), {_SPACE})" if seen.spaces else "coalesce(c{}, '')"
     trimmed = ", ".join(trim.format(pos) + f" AS t{j}" for j, pos in enumerate(layout.positions))
-    checks = [
-        _ok_and_value(f, f"t{j}", spec.is_required(f.name), comma)
-        for j, f in enumerate(layout.fields)
-    ]
-    oks = ", ".join(f"{ok} AS ok{j}" for j, (ok, _) in enumerate(checks))
-    all_ok = " AND ".join(f"ok{j}" for j in range(len(checks)))
-    values = ", ".join(f"CASE WHEN ok{j} THEN {value} END" for j, (_, value) in enumerate(checks))
+    oks, values, lookups, joins = [], [], [], []
+    for j, f in enumerate(layout.fields):
+        ok, value = _ok_and_value(f, f"t{j}", spec.is_required(f.name), comma)
+        if f.type == "date":
+            # A file holds few distinct dates: each is checked once, and the rows
+            # look theirs up (the date check is the dearest of all, per cell).
+            cell = trim.format(layout.positions[j])
+            lookups.append(
+                f"d{j} AS MATERIALIZED (SELECT t{j}, {ok} AS ok, CASE WHEN {ok} THEN {value} END "
+                f"AS v FROM (SELECT DISTINCT {cell} AS t{j} FROM {RAW}) x)"
+            )
+            joins.append(f"JOIN d{j} USING (t{j})")
+            oks.append(f"d{j}.ok AS ok{j}")
+            values.append(f"v{j}")
+            oks.append(f"d{j}.v AS v{j}")
+        else:
+            oks.append(f"{ok} AS ok{j}")
+            values.append(f"CASE WHEN ok{j} THEN {value} END")
+    all_ok = " AND ".join(f"ok{j}" for j in range(len(layout.fields)))
     names = ", ".join(f'"{f.name}"' for f in layout.fields)
     # Row numbers as the Python reader counts them: the header is row 1.
     # (OFFSET 0 keeps each check computed once per row.)
     await raw.execute(
         f"""
+        {"WITH " + ", ".join(lookups) if lookups else ""}
         INSERT INTO {stage_table} (row_number, error, {names})
-        SELECT n + 1, CASE WHEN {all_ok} THEN NULL ELSE '?' END, {values}
-        FROM (SELECT *, {oks} FROM (SELECT n, {trimmed} FROM {RAW} OFFSET 0) t OFFSET 0) r
+        SELECT n + 1, CASE WHEN {all_ok} THEN NULL ELSE '?' END, {", ".join(values)}
+        FROM (SELECT t.*, {", ".join(oks)}
+              FROM (SELECT n, {trimmed} FROM {RAW} OFFSET 0) t {" ".join(joins)} OFFSET 0) r
         """
     )
     await _check_in_python(raw, layout, stage_table, checker)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import uuid
 
-from sqlalchemy import and_, or_, select
+from sqlalchemy import or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from courier.common.db.models import Feed, Import, ReceivedFile
@@ -30,24 +30,19 @@ async def enabled_feeds(session: AsyncSession, tenant_id: uuid.UUID) -> list[Fee
 async def queue_until(
     session: AsyncSession, feed: Feed, feeds: list[Feed], file_id: uuid.UUID
 ) -> list[ReceivedFile]:
-    """Files of `feed` not imported yet that arrived no later than `file_id`, oldest first."""
-    target = await session.get(ReceivedFile, file_id)
-    if target is None:
-        return []
+    """Files of `feed` not imported yet that arrived no later than `file_id`, oldest first.
+
+    One query: the file's own arrival is read by a subquery (none if it is unknown)."""
+    target = select(ReceivedFile.received_at).where(ReceivedFile.id == file_id).scalar_subquery()
+    tenant = select(ReceivedFile.tenant_id).where(ReceivedFile.id == file_id).scalar_subquery()
     waiting = await session.scalars(
         select(ReceivedFile)
         .outerjoin(Import, Import.file_id == ReceivedFile.id)
         .where(
-            ReceivedFile.tenant_id == target.tenant_id,
+            ReceivedFile.tenant_id == tenant,
             ReceivedFile.area == "inbound",
             Import.id.is_(None),
-            or_(
-                ReceivedFile.received_at < target.received_at,
-                and_(
-                    ReceivedFile.received_at == target.received_at,
-                    ReceivedFile.id == target.id,
-                ),
-            ),
+            or_(ReceivedFile.received_at < target, ReceivedFile.id == file_id),
         )
         .order_by(ReceivedFile.received_at, ReceivedFile.id)
     )

@@ -112,14 +112,17 @@ async def write_result(session: AsyncSession, storage: Storage, imp: Import, ten
     out = csv.writer(buf, lineterminator="\r\n")
     out.writerow(["status", "row", "key", "message"])
     out.writerow([imp.status, "", "", defuse(summary(imp))])
-    rows = await session.stream(
-        select(ImportRecord.row_number, ImportRecord.record_key, ImportRecord.error)
-        .where(ImportRecord.import_id == imp.id, ImportRecord.action == "errored")
-        .order_by(ImportRecord.row_number)
-        .limit(MAX_ROWS)
-    )
-    async for number, key, error in rows:
-        out.writerow(["errored", number, defuse(key), defuse(error)])
+    if imp.errored:
+        # Only an import that counts errored rows has any to list (a round trip saved
+        # for every clean file).
+        rows = await session.stream(
+            select(ImportRecord.row_number, ImportRecord.record_key, ImportRecord.error)
+            .where(ImportRecord.import_id == imp.id, ImportRecord.action == "errored")
+            .order_by(ImportRecord.row_number)
+            .limit(MAX_ROWS)
+        )
+        async for number, key, error in rows:
+            out.writerow(["errored", number, defuse(key), defuse(error)])
     # The same file's later outcome (approved, applied at its window) keeps its name.
     key = imp.result_key or result_key(tenant, imp)
     await storage.put(key, buf.getvalue().encode("utf-8"))

@@ -277,7 +277,8 @@ async def send_due(
         claimed = await _claim_messages(session, now)
     if not claimed:
         return 0
-    attempts = {n.id: n.attempts + 1 for n, _ in claimed}
+    # The claim counted this attempt already (RETURNING gives the updated row).
+    attempts = {n.id: n.attempts for n, _ in claimed}
     outgoing = _batch_messages(claimed, settings)
     gate = asyncio.Semaphore(CONCURRENCY)
     await asyncio.gather(*(_deliver(m, channels, gate) for m in outgoing))

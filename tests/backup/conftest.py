@@ -8,7 +8,6 @@ again when the server is started once more on the same port.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -25,41 +24,10 @@ from courier.common.db.models import Tenant
 from courier.common.regions import Regions
 from courier.common.settings import RegionStores, Settings
 from courier.common.uow import UnitOfWork
-from tests.support.infra import free_port, wait_port
-from tests.support.s3 import S3_REGION, new_bucket, s3_client
+from tests.support.s3 import S3_REGION, StoppableMoto, new_bucket, s3_client
 
 EU, AP = "eu-west-2", "ap-southeast-2"
 KMS_KEY = "alias/courier-ap"
-
-
-class StoppableMoto:
-    """A moto server on a fixed port that can go away and come back."""
-
-    def __init__(self) -> None:
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self._server: Any = None
-
-    def start(self) -> StoppableMoto:
-        from moto.server import ThreadedMotoServer
-
-        self._server = ThreadedMotoServer(ip_address="127.0.0.1", port=self.port, verbose=False)
-        self._server.start()
-        wait_port("127.0.0.1", self.port)
-        return self
-
-    def stop(self) -> None:
-        if self._server is not None:
-            self._server.stop()
-            self._server = None
-
-    @contextlib.contextmanager
-    def down(self) -> Iterator[None]:
-        self.stop()
-        try:
-            yield
-        finally:
-            self.start()
 
 
 @pytest.fixture(scope="session")

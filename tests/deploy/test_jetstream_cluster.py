@@ -5,9 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import subprocess
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import nats
@@ -16,33 +14,7 @@ import pytest
 from courier.common.bus import Bus
 from courier.common.events import FileReceived
 from courier.common.settings import Settings
-from tests.support.infra import free_port, nats_server_binary, wait_port
-
-
-@contextlib.contextmanager
-def three_nodes(store: Path) -> Iterator[dict[str, tuple[subprocess.Popen[bytes], str]]]:
-    """A three-node JetStream cluster on loopback: node name -> (process, client URL)."""
-    routes = {f"n{i}": free_port() for i in range(3)}
-    nodes: dict[str, tuple[subprocess.Popen[bytes], str]] = {}
-    try:
-        for name, route in routes.items():
-            port = free_port()
-            peers = ",".join(f"nats://127.0.0.1:{p}" for n, p in routes.items() if n != name)
-            proc = subprocess.Popen(
-                [nats_server_binary(), "-a", "127.0.0.1", "-p", str(port), "-js",
-                 "-sd", str(store / name), "--server_name", name, "--cluster_name", "courier",
-                 "--cluster", f"nats://127.0.0.1:{route}", "--routes", peers],
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL,
-            )  # fmt: skip
-            nodes[name] = (proc, f"nats://127.0.0.1:{port}")
-        for _, url in nodes.values():
-            wait_port("127.0.0.1", int(url.rsplit(":", 1)[1]))
-        yield nodes
-    finally:
-        for proc, _ in nodes.values():
-            proc.terminate()
-            proc.wait(10)
+from tests.support.cluster import fully_replicated, three_nodes
 
 
 def _settings(urls: list[str], namespace: str, replicas: int) -> Settings:
@@ -74,8 +46,8 @@ async def _stream(url: str, name: str):  # type: ignore[no-untyped-def]
 @pytest.mark.timeout(120)
 async def test_an_acked_event_survives_the_loss_of_its_streams_leader(tmp_path: Path) -> None:
     namespace = f"t{uuid.uuid4().hex[:8]}"
-    with three_nodes(tmp_path) as nodes:
-        urls = [url for _, url in nodes.values()]
+    with three_nodes(tmp_path) as cluster:
+        urls = cluster.urls
         # An older version declared the streams with one copy; a start with
         # COURIER_NATS_REPLICAS=3 raises them to three.
         bus = await _connected(_settings(urls, namespace, replicas=1))
@@ -102,10 +74,10 @@ async def test_an_acked_event_survives_the_loss_of_its_streams_leader(tmp_path: 
 
         info = await _stream(urls[0], stream)
         assert info.config.num_replicas == 3
-        leader = info.cluster.leader
-        proc, lost = nodes[leader]
-        proc.terminate()
-        proc.wait(10)
+        # The scale-up is answered before the new copies exist: wait until they do.
+        leader = await fully_replicated(urls, stream)
+        lost = cluster.nodes[leader].url
+        cluster.nodes[leader].stop()
 
         left = [url for url in urls if url != lost]
 

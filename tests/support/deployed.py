@@ -37,6 +37,13 @@ class ServiceProcess:
     starts: int = 0
 
     def start(self, ready_within: float = 60) -> ServiceProcess:
+        self.launch()
+        self.wait_ready(ready_within)
+        return self
+
+    def launch(self) -> ServiceProcess:
+        """Start the process without waiting for it: several replicas start side by side,
+        then `wait_ready` each."""
         log = self.log_path.open("ab")
         try:
             self.proc = subprocess.Popen(
@@ -49,7 +56,6 @@ class ServiceProcess:
         finally:
             log.close()
         self.starts += 1
-        self.wait_ready(ready_within)
         return self
 
     @property

@@ -110,9 +110,12 @@ class Mailbox:
 
 
 @contextlib.contextmanager
-def smtp_server(directory: Path, login: tuple[str, str] | None = None) -> Iterator[Mailbox]:
+def smtp_server(
+    directory: Path, login: tuple[str, str] | None = None, port: int | None = None
+) -> Iterator[Mailbox]:
     """aiosmtpd that refuses mail until the client has switched to TLS (and, given a
-    `login` (user, password), until it has authenticated as that user)."""
+    `login` (user, password), until it has authenticated as that user). Given the
+    `directory` and `port` of an earlier one, it is that server back (same certificate)."""
     import ssl
     from urllib.parse import quote
 
@@ -124,10 +127,12 @@ def smtp_server(directory: Path, login: tuple[str, str] | None = None) -> Iterat
         ok = known and (data.login.decode(), data.password.decode()) == login
         return AuthResult(success=ok, handled=False)
 
-    cert, key = self_signed(directory)
+    cert, key = directory / "smtp.crt", directory / "smtp.key"
+    if not (cert.exists() and key.exists()):
+        cert, key = self_signed(directory)
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     context.load_cert_chain(cert, key)
-    port = free_port()
+    port = port or free_port()
     userinfo = f"{quote(login[0], safe='')}:{quote(login[1], safe='')}@" if login else ""
     box = Mailbox(f"smtp://{userinfo}127.0.0.1:{port}", cert)
     auth: dict[str, Any] = {"authenticator": authenticator, "auth_required": True} if login else {}

@@ -31,6 +31,38 @@ def moto_s3() -> Iterator[str]:
         server.stop()
 
 
+class StoppableMoto:
+    """A moto server on a fixed port that can go away and come back. Moto keeps its
+    buckets (and SNS messages) in this process, so they are all there again when the
+    server is started once more on the same port."""
+
+    def __init__(self) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self._server: Any = None
+
+    def start(self) -> StoppableMoto:
+        from moto.server import ThreadedMotoServer
+
+        self._server = ThreadedMotoServer(ip_address="127.0.0.1", port=self.port, verbose=False)
+        self._server.start()
+        wait_port("127.0.0.1", self.port)
+        return self
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.stop()
+            self._server = None
+
+    @contextlib.contextmanager
+    def down(self) -> Iterator[None]:
+        self.stop()
+        try:
+            yield
+        finally:
+            self.start()
+
+
 def s3_client(endpoint: str) -> Any:
     import boto3
 

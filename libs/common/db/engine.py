@@ -29,7 +29,9 @@ def upsert_insert(session: AsyncSession, table: Any) -> Any:
     return pg_insert(table)
 
 
-def create_engine(url: str, **kwargs: object) -> AsyncEngine:
+def create_engine(url: str, application_name: str | None = None, **kwargs: object) -> AsyncEngine:
+    """`application_name` (PostgreSQL) names the process in `pg_stat_activity`, so an
+    operator (or a fault test) can tell which replica holds which connection."""
     if is_sqlite(url):
         # Several services share one SQLite file in `dev up`: wait on locks instead of failing.
         engine = create_async_engine(url, connect_args={"timeout": 30}, **kwargs)
@@ -50,6 +52,10 @@ def create_engine(url: str, **kwargs: object) -> AsyncEngine:
             conn.exec_driver_sql("BEGIN IMMEDIATE")
 
         return engine
+    if application_name:
+        # PostgreSQL keeps 63 bytes of it.
+        settings = {"application_name": application_name[:63]}
+        kwargs["connect_args"] = {"server_settings": settings}
     return create_async_engine(url, pool_pre_ping=True, **kwargs)
 
 
@@ -60,9 +66,9 @@ def session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
 class Database:
     """One engine and its session factory, owned by a service for its lifetime."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, application_name: str | None = None) -> None:
         self.url = url
-        self.engine = create_engine(url)
+        self.engine = create_engine(url, application_name)
         self.sessions = session_factory(self.engine)
 
     @asynccontextmanager
