@@ -119,7 +119,8 @@ def gateway(
         stderr=log,
     )
     try:
-        infra.wait_port("127.0.0.1", port, timeout=30)
+        # Imports and host keys take a while on a busy machine.
+        infra.wait_port("127.0.0.1", port, timeout=120)
         yield Gateway(port, proc.pid)
     finally:
         proc.terminate()

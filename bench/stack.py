@@ -379,6 +379,7 @@ async def put_asyncssh(port: int, partner: Partner, body: bytes, name: str) -> N
     except (
         asyncssh.ConnectionLost,
         asyncssh.SFTPConnectionLost,
+        asyncssh.ChannelOpenError,
         ConnectionResetError,
         BrokenPipeError,
         asyncssh.DisconnectError,
@@ -390,7 +391,7 @@ async def put_asyncssh(port: int, partner: Partner, body: bytes, name: str) -> N
         raise UploadFailed("sftp", f"{type(exc).__name__}: {exc}") from exc
     except TimeoutError as exc:
         raise UploadFailed("timeout", str(exc) or "timed out") from exc
-    except OSError as exc:
+    except (OSError, asyncssh.Error) as exc:
         raise UploadFailed("other", f"{type(exc).__name__}: {exc}") from exc
 
 

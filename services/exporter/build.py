@@ -26,9 +26,12 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import (
+    BigInteger,
+    Date,
     DateTime,
     Integer,
     Numeric,
+    SmallInteger,
     String,
     Text,
     cast,
@@ -90,8 +93,18 @@ class Built:
 
 
 Converter = Callable[[Any], Any]
-# A column's distinct values as text, and each rendered as Python renders it.
-Rendered = tuple[list[str], list[str]]
+# A column's distinct values as text, each rendered as Python renders it, and the
+# column's type in PostgreSQL (for a lookup by value rather than by text).
+Rendered = tuple[list[str], list[str], str]
+# Types whose text reads back as the same value (numeric does not: 8.0 = 8.00).
+_BY_VALUE: dict[str, Any] = {
+    "timestamp with time zone": DateTime(timezone=True),
+    "timestamp without time zone": DateTime(),
+    "date": Date(),
+    "integer": Integer(),
+    "bigint": BigInteger(),
+    "smallint": SmallInteger(),
+}
 
 
 def _sql_format(kind: str, col: Column) -> Render | None:
@@ -222,10 +235,8 @@ def export_query(
         ftype = FIELDS[spec.kind][col.field]
         if for_copy:
             if mapped and i in mapped:
-                keys, texts = mapped[i]
-                table = func.unnest(literal(keys, ARRAY(Text)), literal(texts, ARRAY(Text)))
-                lookup = table.table_valued("key", "text").render_derived(name=f"rendered_{i}")
-                joins.append((lookup, lookup.c.key == cast(attr, Text)))
+                lookup, on = _lookup(mapped[i], attr, f"rendered_{i}")
+                joins.append((lookup, on))
                 text = lookup.c.text
             else:
                 text = _sql_text(spec, col, attr)
@@ -248,6 +259,19 @@ def export_query(
     if spec.kind == "timesheets":
         return query.order_by(Timesheet.work_date, Timesheet.employee_id, Timesheet.start_at)
     return query.order_by(Actual.work_date, Actual.location)
+
+
+def _lookup(rendered: Rendered, attr: Any, name: str) -> tuple[Any, ColumnElement[Any]]:
+    """The rendered texts as a table, and how a row finds its cell's text there: by value
+    where the type allows (no per-row text conversion), else by the value as text."""
+    keys, texts, type_name = rendered
+    pairs = func.unnest(literal(keys, ARRAY(Text)), literal(texts, ARRAY(Text)))
+    table = pairs.table_valued("key", "text").render_derived(name=f"{name}_text")
+    typed = _BY_VALUE.get(type_name)
+    if typed is None:
+        return table, table.c.key == cast(attr, Text)
+    lookup = select(cast(table.c.key, typed).label("key"), table.c.text).subquery(name)
+    return lookup, lookup.c.key == attr
 
 
 def _in_period(query: Any, spec: ExportSpecModel, tenant_id: Any, start: date, end: date) -> Any:
@@ -415,13 +439,16 @@ async def _rendered_in_python(
         value = (
             type_coerce(attr, DateTime()) if FIELDS[spec.kind][col.field] == "datetime" else attr
         )
-        query = select(cast(attr, Text), value).distinct().where(attr.is_not(None))
-        query = _in_period(query, spec, tenant_id, start, end).limit(MAX_RENDERED + 1)
-        sql, args, _ = await _on_asyncpg(conn, query)
+        query = select(cast(attr, Text).label("key"), value.label("value"))
+        query = _in_period(query.distinct().where(attr.is_not(None)), spec, tenant_id, start, end)
+        found = query.limit(MAX_RENDERED + 1).subquery()
+        typed = select(found.c.key, found.c.value, cast(func.pg_typeof(found.c.value), Text))
+        sql, args, _ = await _on_asyncpg(conn, typed)
         rows = await raw.fetch(sql, *args)
         if len(rows) > MAX_RENDERED:
             return None
-        mapped[i] = ([text for text, _ in rows], [convert(v) for _, v in rows])
+        type_name = rows[0][2] if rows else "text"
+        mapped[i] = ([r[0] for r in rows], [convert(r[1]) for r in rows], type_name)
     return mapped
 
 

@@ -8,8 +8,8 @@ a SQL expression when an exact equivalent exists, and None says "Python formats 
 - Dates and times: `to_char` fields without the `TM` prefix, whose month and day names
   are English whatever the server's locale, as Python's C locale writes them; the
   few directives `to_char` has no field for (`%e`, `%k`, `%l`, `%w`, `%U`, `%W`)
-  are computed. Time zones (`%z`, `%Z`), epoch seconds and glibc's other flags stay in
-  Python.
+  are computed. Time zones (`%z`, `%Z`), epoch seconds and glibc's other flags are
+  left to Python (once per distinct value, see `build`).
 - Numbers: fill, alignment, sign, `z`, zero padding (grouped too, as Python groups the
   padding zeros), width, `,`/`_` grouping and precision, for the `f`, `F`, `%` and (for
   integers) `d` types. Rounding is Python's: half to even, where `round` and `to_char`
@@ -166,7 +166,7 @@ class NumberFormat:
     z: bool
     width: int
     group: str
-    precision: int | None  # None: all the value's digits (integers, or `f` on a Decimal)
+    precision: int | None  # None: an integer's digits, no point
     percent: bool
     grouped_zeros: bool  # zero padding that Python groups, as digits
 
@@ -218,7 +218,7 @@ def _python_accepts(fmt: str, integer: bool) -> bool:
 class Stored:
     """What a number column can hold: its decimal places (None: any) and at most how
     many digits before the point. Knowing them spares rounding values that need none
-    and keeps `to_char` patterns short (it caches short ones only)."""
+    and keeps `to_char` patterns short (a 40-digit one measured twice as slow)."""
 
     scale: int | None = None
     whole_digits: int = 40

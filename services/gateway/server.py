@@ -27,7 +27,6 @@ from courier.gateway.bans import Guard
 from courier.gateway.chaff import IgnoreOnlyForCbc
 from courier.gateway.credentials import PasswordChecker
 from courier.gateway.flood import FloodGate, raise_flood_alert
-from courier.gateway.inbound import PacketAtATime
 from courier.gateway.metrics import SFTP_REFUSED_CONNECTIONS
 from courier.gateway.sftp import CourierSFTPServer
 
@@ -147,7 +146,7 @@ class Session:
         )
 
 
-class GatewayConnection(PacketAtATime, IgnoreOnlyForCbc):
+class GatewayConnection(IgnoreOnlyForCbc):
     """asyncssh's server connection with RFC 4252 partial success.
 
     asyncssh answers success as soon as one method succeeds. When the account needs
@@ -206,6 +205,9 @@ class GatewaySSHServer(asyncssh.SSHServer):
         # Login state for the username being tried.
         self.username: str | None = None
         self.candidate: Principal | None = None
+        # The account of `username` was read (found or not): only then can a login that
+        # ends unfinished be the client's failure.
+        self.account_read = False
         self.passed: set[str] = set()
         self.pending: str | None = None
         self.failed_reason: str | None = None
@@ -291,6 +293,11 @@ class GatewaySSHServer(asyncssh.SSHServer):
             return
         elif self.username is not None and self.failed_reason is None:
             # The client gave up without completing every factor the account needs.
+            if not self.account_read:
+                # It gave up while its account was still being read (a slow database):
+                # no credential was judged, so nothing is scored against its address.
+                self.session.log.info("login abandoned unread", username=self.username)
+                return
             if self.candidate is None:
                 reason = "unknown_user"
             elif self.outside_allowlist:
@@ -322,7 +329,9 @@ class GatewaySSHServer(asyncssh.SSHServer):
         self.passed, self.pending, self.failed_reason = set(), None, None
         if not self.ctx.guard.admits_now(self.session.peer):
             raise asyncssh.PermissionDenied("address banned")
+        self.account_read = False
         self.candidate = await self.ctx.principal(username)
+        self.account_read = True
         # Not refused here: a refusal before any credential would tell the client the
         # account exists. It fails at its credentials like an unknown user.
         self.outside_allowlist = self.candidate is not None and not self.candidate.allows(
