@@ -9,7 +9,7 @@ four and no joined copy: a download's gateway CPU is mostly per-packet work, as
 OpenSSH's client takes 32 KiB packets.
 
 The bytes on the wire are the same (the tests compare both implementations packet
-for packet and transfer through OpenSSH, paramiko and asyncssh). `install()` makes
+for packet and move files through OpenSSH's and asyncssh's clients). `install()` makes
 asyncssh use this class for every chacha20-poly1305@openssh.com connection it sets
 up from then on; the algorithm lists and their order are not touched.
 """
