@@ -373,6 +373,7 @@ class CourierSFTPServer(asyncssh.SFTPServer):
             raise asyncssh.SFTPOpUnsupported(f"{loc.path}: modification times are not kept here")
         return datetime.fromtimestamp(attrs.mtime, UTC)
 
+    @_in_region
     async def close(self, file_obj: object) -> None:
         if isinstance(file_obj, Download):
             await file_obj.reader.close()
