@@ -80,6 +80,21 @@ async def create_stage(raw: Any, fields: list[Field]) -> None:
     )
 
 
+def comparison(compared: list[Field]) -> tuple[str, str, str]:
+    """SQL for "target `t` differs from staged `s`", and the audit JSON of a created and
+    of an updated record: one definition, so the small and bulk paths audit alike."""
+    differs = " OR ".join(f"t.{_q(f.name)} IS DISTINCT FROM s.{_q(f.name)}" for f in compared)
+    created_json = _json(
+        [(f.name, f"s.{_q(f.name)} IS NOT NULL", "'null'", _text(f"s.{_q(f.name)}", f))
+         for f in compared]
+    )  # fmt: skip
+    updated_json = _json(
+        [(f.name, f"t.{_q(f.name)} IS DISTINCT FROM s.{_q(f.name)}",
+          _text(f"t.{_q(f.name)}", f), _text(f"s.{_q(f.name)}", f)) for f in compared]
+    )  # fmt: skip
+    return differs or "false", created_json, updated_json
+
+
 def staged(row: Row, layout: Layout) -> tuple[Any, ...]:
     """A checked row as a staging record: its values, or its error and what key it has."""
     if row.values is not None:
@@ -222,16 +237,7 @@ async def _merge(raw: Any, ctx: Context, *, find_repeats: bool) -> Outcome:
         )
         out.held = guard_reason(ctx, out.counts.deleted, owned)
 
-    differs = " OR ".join(f"t.{_q(f.name)} IS DISTINCT FROM s.{_q(f.name)}" for f in compared)
-    differs = differs or "false"
-    created_json = _json(
-        [(f.name, f"s.{_q(f.name)} IS NOT NULL", "'null'", _text(f"s.{_q(f.name)}", f))
-         for f in compared]
-    )  # fmt: skip
-    updated_json = _json(
-        [(f.name, f"t.{_q(f.name)} IS DISTINCT FROM s.{_q(f.name)}",
-          _text(f"t.{_q(f.name)}", f), _text(f"s.{_q(f.name)}", f)) for f in compared]
-    )  # fmt: skip
+    differs, created_json, updated_json = comparison(compared)
     deleted_json = _json(
         [(f.name, f"t.{_q(f.name)} IS NOT NULL", _text(f"t.{_q(f.name)}", f), "'null'")
          for f in others]

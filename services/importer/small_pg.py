@@ -21,7 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from courier.common.db.models import ImportRecord
 from courier.importer import bulk_pg
-from courier.importer.bulk_pg import _ROW_ID, _json, _q, _sql_type, _text
+from courier.importer.bulk_pg import _ROW_ID, _q, _sql_type, comparison
 from courier.importer.changes import Context, Outcome
 from courier.importer.rows import Layout, Row
 
@@ -77,16 +77,7 @@ def statement(ctx: Context) -> str:
 
     partition = ", ".join(_q(k) for k in key)
     has_key = " AND ".join(f"s.{_q(k)} IS NOT NULL" for k in key)
-    differs = " OR ".join(f"t.{_q(f.name)} IS DISTINCT FROM s.{_q(f.name)}" for f in compared)
-    differs = differs or "false"
-    created_json = _json(
-        [(f.name, f"s.{_q(f.name)} IS NOT NULL", "'null'", _text(f"s.{_q(f.name)}", f))
-         for f in compared]
-    )  # fmt: skip
-    updated_json = _json(
-        [(f.name, f"t.{_q(f.name)} IS DISTINCT FROM s.{_q(f.name)}",
-          _text(f"t.{_q(f.name)}", f), _text(f"s.{_q(f.name)}", f)) for f in compared]
-    )  # fmt: skip
+    differs, created_json, updated_json = comparison(compared)
     records = _q(ImportRecord.__tablename__)
     writes = ""
     if ctx.apply:

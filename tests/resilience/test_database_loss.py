@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 from datetime import UTC, datetime
-from decimal import Decimal
 from pathlib import Path
 
 import pytest
@@ -16,18 +15,24 @@ from sqlalchemy import select, text
 from courier.cli import provision
 from courier.common.db.engine import Database
 from courier.common.db.migrate import upgrade
-from courier.common.db.models import Feed, Import, LeaveBalance, Tenant
+from courier.common.db.models import Feed, Tenant
 from courier.common.settings import Settings
 from courier.common.storage import Storage
-from tests.support.cluster import stream_messages
 from tests.support.deployed import ServiceProcess, deployment
-from tests.support.exactly_once import backends_of, importing, leave_rows, receive, tally
+from tests.support.exactly_once import (
+    EARLIER,
+    ROWS,
+    assert_large_file_imported_once,
+    backends_of,
+    importing,
+    leave_rows,
+    receive,
+    tally,
+    wait_all_imported,
+)
 from tests.support.outages import service_env
 from tests.support.private_pg import private_postgres, private_postgres_unavailable
 from tests.support.services import eventually
-
-ROWS = 150_000
-EARLIER = 100  # balances an earlier file set, which the large file updates
 
 
 async def _cut_mid_import(
@@ -62,48 +67,14 @@ async def _cut_mid_import(
         if asyncio.iscoroutine(done):
             await done
 
-        async def big_done() -> bool:
-            return await finished(2)
-
-        await eventually(big_done, within=180, interval=0.5)
-
-        async def relayed() -> bool:
-            return (await tally(db)).unpublished == 0
-
-        await eventually(relayed, within=30)
-        # On the bus, each event once.
-        on_bus = {
-            name: await stream_messages([own.nats_url], f"{own.nats_namespace}_{name}")
-            for name in ("COURIER_FILES", "COURIER_IMPORTS")
-        }
-        assert on_bus == {"COURIER_FILES": 2, "COURIER_IMPORTS": 2}
+        await wait_all_imported(db, own, 2)
         # The importer recovered by itself: the same process, never restarted, and it
         # said what happened to the attempt that was cut.
         assert importer.alive() and importer.starts == 1, importer.log_tail()
         said = importer.log_path.read_text()
         assert "database error; the import was rolled back and the file comes back" in said
 
-    counts = await tally(db)
-    assert counts.received == counts.imports == counts.files_imported == 2
-    assert counts.audit_rows == EARLIER + ROWS
-    assert counts.balances == ROWS
-    assert counts.completions == 2
-    async with db.session() as s:
-        big = await s.scalar(select(Import).where(Import.file_name == "leave_2.csv"))
-        earlier = {
-            b.employee_id: b.balance_hours
-            for b in await s.scalars(
-                select(LeaveBalance).where(LeaveBalance.employee_id < f"E{EARLIER:07d}")
-            )
-        }
-    assert big is not None
-    # The import that committed is a new attempt, begun after the cut.
-    assert big.started_at > cut_at
-    # Counted against the balances as they were before the cut attempt: it left none.
-    assert (big.status, big.created, big.updated, big.unchanged) == (
-        "completed", ROWS - EARLIER, EARLIER, 0,
-    )  # fmt: skip
-    assert earlier == {f"E{i:07d}": Decimal(8 + i % 40) for i in range(EARLIER)}
+    await assert_large_file_imported_once(db, cut_at)
 
 
 @pytest.mark.timeout(300)

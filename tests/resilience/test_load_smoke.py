@@ -6,13 +6,11 @@ killed, and every file they were told was stored is imported exactly once.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from bench.load import LoadOptions, run_load
-from tests.support import infra
 from tests.support.clients import openssh_available
 
 pytestmark = [
@@ -21,20 +19,8 @@ pytestmark = [
 ]
 
 
-@pytest.fixture
-def postgres_database(postgres_databases: infra.PostgresDatabases | None) -> Iterator[str]:
-    """A fresh migrated PostgreSQL database: the stack runs as deployed, on PostgreSQL."""
-    if postgres_databases is None:
-        pytest.skip("no PostgreSQL (set COURIER_TEST_DATABASE_URL or run Docker)")
-    url = postgres_databases.create()
-    try:
-        yield url
-    finally:
-        postgres_databases.drop(url)
-
-
 async def test_importer_killed_under_load_loses_and_doubles_nothing(
-    postgres_database: str, tmp_path: Path
+    database_url: str, tmp_path: Path
 ) -> None:
     options = LoadOptions(
         partners=4,
@@ -48,7 +34,7 @@ async def test_importer_killed_under_load_loses_and_doubles_nothing(
         # and through with the backlog soon after.
         sizes=((200_000, 1), (500_000, 1)),
         settle=90,
-        database_url=postgres_database,
+        database_url=database_url,
         # A killed importer's file comes back after 5 s, not 15.
         overrides={"COURIER_ACK_WAIT_SECONDS": "5"},
     )

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
 
 from sqlalchemy import func, select, text
 
@@ -13,8 +15,11 @@ from courier.common.db.engine import Database
 from courier.common.db.models import Import, ImportRecord, LeaveBalance, ReceivedFile, Tenant
 from courier.common.db.models_outbox import OutboxEvent
 from courier.common.received import record_file
+from courier.common.settings import Settings
 from courier.common.storage import Storage
 from courier.common.uow import lock_key
+from tests.support.cluster import stream_messages
+from tests.support.services import eventually
 
 
 @dataclass(frozen=True)
@@ -103,3 +108,52 @@ async def backends_of(db: Database, pid: int) -> list[int]:
             )
         )
         return [backend for backend, name in rows if pid_of(name) == pid]
+
+
+# The cut-mid-import scenario: an earlier small file sets EARLIER balances, then a large
+# file updating them and creating the rest is cut while in its transaction.
+ROWS = 150_000
+EARLIER = 100
+
+
+async def wait_all_imported(db: Database, settings: Settings, files: int) -> None:
+    """Wait until `files` imports finished and every staged event is published, then
+    check each event is on the bus exactly once."""
+
+    async def finished() -> bool:
+        return (await tally(db)).finished >= files
+
+    async def relayed() -> bool:
+        return (await tally(db)).unpublished == 0
+
+    await eventually(finished, within=180, interval=0.5)
+    await eventually(relayed, within=30)
+    on_bus = {
+        name: await stream_messages([settings.nats_url], f"{settings.nats_namespace}_{name}")
+        for name in ("COURIER_FILES", "COURIER_IMPORTS")
+    }
+    assert on_bus == {"COURIER_FILES": files, "COURIER_IMPORTS": files}
+
+
+async def assert_large_file_imported_once(db: Database, cut_at: datetime) -> None:
+    """The large file is imported once, by an attempt begun after the cut, counted
+    against the balances as the earlier file left them: the cut attempt left nothing."""
+    counts = await tally(db)
+    assert counts.received == counts.imports == counts.files_imported == 2
+    assert counts.audit_rows == EARLIER + ROWS
+    assert counts.balances == ROWS
+    assert counts.completions == 2
+    async with db.session() as s:
+        big = await s.scalar(select(Import).where(Import.file_name == "leave_2.csv"))
+        earlier = {
+            b.employee_id: b.balance_hours
+            for b in await s.scalars(
+                select(LeaveBalance).where(LeaveBalance.employee_id < f"E{EARLIER:07d}")
+            )
+        }
+    assert big is not None
+    assert big.started_at > cut_at
+    assert (big.status, big.created, big.updated, big.unchanged) == (
+        "completed", ROWS - EARLIER, EARLIER, 0,
+    )  # fmt: skip
+    assert earlier == {f"E{i:07d}": Decimal(8 + i % 40) for i in range(EARLIER)}
