@@ -14,10 +14,20 @@ from typing import Any, TypeVar
 
 from faststream import AckPolicy
 from faststream.nats import ConsumerConfig, JStream, NatsBroker, PullSub
+from nats.errors import NoRespondersError
+from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js.api import DeliverPolicy, RetentionPolicy, StorageType, StreamConfig
-from nats.js.errors import NotFoundError
+from nats.js.errors import NotFoundError, ServiceUnavailableError
+from tenacity import (
+    AsyncRetrying,
+    RetryCallState,
+    retry_if_exception_type,
+    stop_after_delay,
+    wait_exponential,
+)
 
 from courier.common.events import Event
+from courier.common.logging import get_logger
 from courier.common.settings import Settings, without_password
 
 E = TypeVar("E", bound=Event)
@@ -61,6 +71,21 @@ def stream_for(subject: str) -> str:
         if any(subject_matches(pattern, subject) for pattern in spec.subjects):
             return spec.name
     raise ValueError(f"no stream holds subject {subject}")
+
+
+# How long a starting service waits for JetStream to answer (a cluster electing leaders).
+STREAMS_READY_SECONDS = 120.0
+_NOT_READY_YET = (NatsTimeoutError, NoRespondersError, ServiceUnavailableError, TimeoutError)
+log = get_logger(__name__)
+
+
+def _waiting_for_streams(state: RetryCallState) -> None:
+    error = state.outcome.exception() if state.outcome else None
+    log.warning(
+        "jetstream not ready; declaring streams again",
+        attempt=state.attempt_number,
+        error=repr(error),
+    )
 
 
 class Bus:
@@ -128,7 +153,17 @@ class Bus:
 
     async def connect(self) -> None:
         await self.broker.connect()
-        await self.ensure_streams()
+        # A cluster that has just (re)started answers JetStream requests only once its
+        # nodes have elected leaders: a pod started then waits instead of crash-looping.
+        async for attempt in AsyncRetrying(
+            retry=retry_if_exception_type(_NOT_READY_YET),
+            wait=wait_exponential(multiplier=0.25, max=5),
+            stop=stop_after_delay(STREAMS_READY_SECONDS),
+            before_sleep=_waiting_for_streams,
+            reraise=True,
+        ):
+            with attempt:
+                await self.ensure_streams()
 
     async def start(self) -> None:
         """Connect, declare streams, then start the subscribers registered so far."""

@@ -91,3 +91,32 @@ async def test_an_acked_event_survives_the_loss_of_its_streams_leader(tmp_path: 
             raise AssertionError("no new leader for the stream")
 
         assert await kept() == 1
+
+
+@pytest.mark.timeout(120)
+async def test_a_service_started_while_the_cluster_has_no_quorum_waits_for_it(
+    tmp_path: Path,
+) -> None:
+    """After a whole-cluster restart pods may start before the nodes elect leaders: the bus
+    keeps declaring its streams until JetStream answers, instead of the pod crash-looping."""
+    namespace = f"t{uuid.uuid4().hex[:8]}"
+    with three_nodes(tmp_path) as cluster:
+        first, *others = cluster.nodes.values()
+        for node in others:
+            node.stop()
+        bus = Bus(_settings([first.url], namespace, replicas=3), client_name="courier-test")
+        starting = asyncio.create_task(bus.connect())
+        try:
+            await asyncio.sleep(5)
+            # One node of three: no quorum, so no stream can be declared yet.
+            assert not starting.done(), starting
+            for node in others:
+                node.start()
+            await asyncio.wait_for(starting, 90)
+            info = await _stream(first.url, bus.stream("COURIER_FILES"))
+            assert info.config.num_replicas == 3
+        finally:
+            starting.cancel()
+            with contextlib.suppress(BaseException):
+                await starting
+            await bus.stop()
