@@ -189,7 +189,7 @@ async def test_a_failed_import_tells_the_partner_pages_oncall_and_emails_the_con
     ):
         await send(paging, db, storage, tenant, tmp_path)
         # A database fault is tried again (max_deliver times, pausing in between) first.
-        imp = await eventually(lambda: _failed(db), within=60)
+        imp = await eventually(lambda: _failed(db), within=150)
         incident = await eventually(lambda: _incident(db), within=30)
         texts = await eventually(lambda: at_once(sns.to(ANA)), within=30)
         mails = await eventually(lambda: at_once(mailbox.to(CONTACT)), within=30)
