@@ -127,6 +127,12 @@ def _stats(text: str) -> dict[str, int]:
     return {name.strip(): int(total.replace(",", "")) for name, total in found}
 
 
+def _interruptible() -> None:
+    """Ctrl-C stops it even when the test runner was started in the background, where
+    the shell ignores SIGINT and every process started below inherits that."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 # The database plays no part in a flood: one run is enough.
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 async def test_ssh_audit_dheat_attack_gets_no_more_key_exchanges_than_the_limit(
@@ -140,6 +146,7 @@ async def test_ssh_audit_dheat_attack_gets_no_more_key_exchanges_than_the_limit(
             str(SSH_AUDIT), "--dheat", "3", "-p", str(settings.gateway_port), "127.0.0.1",
             stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
             env={**os.environ, "NO_COLOR": "1"}, start_new_session=True,
+            preexec_fn=_interruptible,
         )  # fmt: skip
         try:
             await asyncio.sleep(7)
