@@ -112,6 +112,9 @@ async def slot_for(
             Import.feed_id == feed.id, Import.status == "scheduled", Import.id != imp.id
         )
     )
+    if ahead is None and spec.apply_window is None:
+        # Nothing scheduled ahead and no window: now (the tenant's calendar is not needed).
+        return None
     tenant = await session.get(Tenant, feed.tenant_id)
     calendar = calendar_of(spec, tenant)
     window = window_for(spec.apply_window, calendar, now) if spec.apply_window else None

@@ -23,6 +23,7 @@ from courier.common.db.models import ImportRecord
 from courier.importer import bulk_pg
 from courier.importer.bulk_pg import _ROW_ID, _q, _sql_type, comparison
 from courier.importer.changes import Context, Outcome
+from courier.importer.kinds import Field
 from courier.importer.rows import Layout, Row
 
 
@@ -47,10 +48,20 @@ def _needs_decision(ctx: Context, rows: list[Row]) -> bool:
 
 
 def _columns(rows: list[Row], layout: Layout) -> list[list[Any]]:
-    """The staged records (as the bulk path stages them), one list per column."""
+    """The staged records (as the bulk path stages them), one list per column.
+
+    Decimals go as their text (cast by the statement): asyncpg encodes a `Decimal` at
+    about 0.8 µs, a third of the client's cost of sending a 1,000-row file."""
     records = [bulk_pg.staged(row, layout) for row in rows]
-    width = 2 + len(layout.fields)
-    return [[r[i] for r in records] for i in range(width)]
+    columns = [[r[i] for r in records] for i in range(2 + len(layout.fields))]
+    for i, f in enumerate(layout.fields, start=2):
+        if f.type == "decimal":
+            columns[i] = [None if v is None else str(v) for v in columns[i]]
+    return columns
+
+
+def _array(f: Field) -> str:
+    return "text[]::" + _sql_type(f) + "[]" if f.type == "decimal" else _sql_type(f) + "[]"
 
 
 def statement(ctx: Context) -> str:
@@ -66,7 +77,7 @@ def statement(ctx: Context) -> str:
         [
             "$3::integer[]",
             "$4::text[]",
-            *(f"${5 + i}::{_sql_type(f)}[]" for i, f in enumerate(fields)),
+            *(f"${5 + i}::{_array(f)}" for i, f in enumerate(fields)),
         ]
     )
     feed = f"${5 + len(fields)}"

@@ -10,12 +10,14 @@ from sqlalchemy import event
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import InvalidatePoolError
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
     async_sessionmaker,
     create_async_engine,
 )
+from sqlalchemy.util import await_only
 
 
 def is_sqlite(url: str) -> bool:
@@ -56,7 +58,24 @@ def create_engine(url: str, application_name: str | None = None, **kwargs: objec
         # PostgreSQL keeps 63 bytes of it.
         settings = {"application_name": application_name[:63]}
         kwargs["connect_args"] = {"server_settings": settings}
-    return create_async_engine(url, pool_pre_ping=True, **kwargs)
+    engine = create_async_engine(url, **kwargs)
+    event.listen(engine.sync_engine, "checkout", _alive)
+    return engine
+
+
+def _alive(dbapi_conn: Any, _record: Any, _proxy: Any) -> None:
+    """A pooled connection is checked before each use, in one round trip.
+
+    SQLAlchemy's `pool_pre_ping` on asyncpg takes three (BEGIN, a statement, ROLLBACK,
+    so that pgbouncer's transaction mode keeps them on one server connection), and each
+    message a service handles checks a connection out. A `SELECT 1` in the simple protocol
+    prepares nothing, so it is as safe there. As with `pool_pre_ping`, a dead connection
+    (the server restarted, or ended it) makes the pool drop every connection it holds
+    from before and connect afresh."""
+    try:
+        await_only(dbapi_conn._connection.execute("SELECT 1"))
+    except Exception as exc:
+        raise InvalidatePoolError(f"pooled connection is gone: {type(exc).__name__}") from exc
 
 
 def session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
