@@ -128,8 +128,10 @@ def events_for(imp: Import, event: FileReceived) -> list[Event]:
     ]
 
 
-async def imported(session: AsyncSession, file_id: uuid.UUID) -> Import | None:
-    return await session.scalar(select(Import).where(Import.file_id == file_id))
+async def imported(session: AsyncSession, file_id: uuid.UUID) -> uuid.UUID | None:
+    """The import of the file, if it has one (its id: asked once or twice a file, so no
+    row is loaded with its tenant and feed)."""
+    return await session.scalar(select(Import.id).where(Import.file_id == file_id))
 
 
 def is_test(event: FileReceived, feed: Feed | None) -> bool:
@@ -251,18 +253,20 @@ async def import_file(uow: UnitOfWork, feed: Feed, event: FileReceived) -> Impor
             await _record(uow, imp, event)
         # A test file is never a duplicate, nor is a live file a duplicate of a test file.
         elif not imp.test and (
-            earlier := await session.scalar(
-                select(Import)
-                .where(
-                    Import.tenant_id == event.tenant_id,
-                    Import.feed_id == feed.id,
-                    Import.sha256 == event.sha256,
-                    Import.status.in_(TAKEN),
-                    Import.test.is_(False),
+            earlier := (
+                await session.execute(
+                    select(Import.id, Import.file_name)
+                    .where(
+                        Import.tenant_id == event.tenant_id,
+                        Import.feed_id == feed.id,
+                        Import.sha256 == event.sha256,
+                        Import.status.in_(TAKEN),
+                        Import.test.is_(False),
+                    )
+                    .order_by(Import.received_at)
+                    .limit(1)
                 )
-                .order_by(Import.received_at)
-                .limit(1)
-            )
+            ).first()
         ):
             imp.status = "duplicate"
             imp.details = {
