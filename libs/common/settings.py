@@ -85,6 +85,9 @@ class Settings(_PrintsNoPassword, BaseSettings):
     gateway_state_refresh_seconds: float = 5.0
     # How often the gateway looks for passwords nearing expiry (alert `password_expiring`).
     gateway_password_check_seconds: float = 3600.0
+    # Password checks (argon2id: 64 MiB and about 0.25 s of a core each) run this many at
+    # a time, the rest wait; 0: the cores the process may use, at most 4.
+    gateway_password_checks_at_once: int = 0
     # Session audit lines are written in one batch this often (and once more at a stop).
     gateway_audit_flush_seconds: float = 0.2
     # A drain (preStop hook or SIGTERM) lets open sessions finish for this long, then

@@ -7,6 +7,7 @@ from datetime import timedelta
 from courier.common.runtime import Runtime
 from courier.gateway.audit import AuditLog
 from courier.gateway.bans import Guard
+from courier.gateway.credentials import PasswordChecker
 from courier.gateway.drain import Drain
 from courier.gateway.expiry import keep_checking
 from courier.gateway.server import GatewayContext, start
@@ -26,7 +27,14 @@ async def main(runtime: Runtime) -> None:
     guard = Guard(settings, runtime.db)
     audit = AuditLog(runtime.db, every=settings.gateway_audit_flush_seconds)
     ctx = GatewayContext(
-        settings, runtime.db, runtime.bus, runtime.storage, guard, audit, clock=runtime.clock
+        settings,
+        runtime.db,
+        runtime.bus,
+        runtime.storage,
+        guard,
+        audit,
+        passwords=PasswordChecker(at_once=settings.gateway_password_checks_at_once),
+        clock=runtime.clock,
     )
     server = await start(ctx)
     runtime.log.info("sftp listening", host=settings.gateway_host, port=settings.gateway_port)

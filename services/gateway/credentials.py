@@ -6,6 +6,14 @@ one with argon2 would make a burst of logins queue for seconds. A success is
 remembered (as a keyed BLAKE2 digest, never the password) for a few minutes and
 only for the same stored hash, so a password change forgets it at once. Failures
 are never remembered: every wrong guess pays the full argon2 price.
+
+Each argon2id check also takes 64 MiB while it runs (argon2-cffi's default memory
+cost). Run in as many threads as asyncio's pool has (the CPU count plus four, up to 32),
+a burst of logins to different accounts, or a password spray, took the gateway from
+140 to 540 MB on two cores, and on a node with many cores could pass the pod's memory
+limit. So only `at_once` checks run at a time (the usable cores, at most four, unless
+set); the rest wait their turn, unknown accounts' checks included, so waiting tells
+nothing about whether an account exists.
 """
 
 from __future__ import annotations
@@ -13,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import hmac
+import os
 import secrets
 import time
 
@@ -20,14 +29,28 @@ from courier.common.passwords import verify_password
 from courier.gateway.metrics import SFTP_PASSWORD_VERIFICATIONS
 
 REMEMBER_SECONDS = 300.0
+MOST_AT_ONCE = 4
+
+
+def default_at_once() -> int:
+    """The cores this process may run on, at most `MOST_AT_ONCE` (argon2 is CPU-bound:
+    more at once than cores only holds more memory)."""
+    return max(1, min(MOST_AT_ONCE, len(os.sched_getaffinity(0))))
 
 
 class PasswordChecker:
-    def __init__(self, remember: float = REMEMBER_SECONDS) -> None:
+    def __init__(self, remember: float = REMEMBER_SECONDS, at_once: int = 0) -> None:
         self.remember = remember
+        self.at_once = at_once or default_at_once()
         self._key = secrets.token_bytes(32)
         self._known: dict[tuple[str, str], tuple[float, bytes]] = {}
         self._locks: dict[str, asyncio.Lock] = {}
+        self._slots = asyncio.Semaphore(self.at_once)
+
+    async def _verify(self, password_hash: str | None, password: str) -> bool:
+        SFTP_PASSWORD_VERIFICATIONS.inc()
+        async with self._slots:
+            return await asyncio.to_thread(verify_password, password_hash, password)
 
     def _digest(self, password: str) -> bytes:
         return hashlib.blake2b(password.encode(), key=self._key, digest_size=32).digest()
@@ -46,8 +69,7 @@ class PasswordChecker:
         that a right password costs what a wrong one does."""
         if password_hash is None:
             # Unknown account: spend the same time as a real check.
-            SFTP_PASSWORD_VERIFICATIONS.inc()
-            await asyncio.to_thread(verify_password, None, password)
+            await self._verify(None, password)
             return False
         if recall and self._remembered(username, password_hash, password):
             return True
@@ -56,8 +78,7 @@ class PasswordChecker:
         async with lock:
             if recall and self._remembered(username, password_hash, password):
                 return True
-            SFTP_PASSWORD_VERIFICATIONS.inc()
-            ok = await asyncio.to_thread(verify_password, password_hash, password)
+            ok = await self._verify(password_hash, password)
             if ok:
                 self._known[(username, password_hash)] = (time.monotonic(), self._digest(password))
         return ok
