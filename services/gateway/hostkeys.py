@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import tempfile
 from pathlib import Path
 
 import asyncssh
@@ -31,11 +32,28 @@ _KEYS: tuple[tuple[str, str, dict[str, int]], ...] = (
 
 
 def _create(path: Path, alg: str, options: dict[str, int]) -> None:
+    """Create the key unless another process got there first, whose key is then kept.
+
+    Replicas sharing a key directory start together: each finds the key missing and
+    generates one. The first to link its key in wins and the others read that one, so
+    every replica serves the same host key (a plain replace let each keep its own, and a
+    shared temporary name made one fail to start)."""
     key = asyncssh.generate_private_key(alg, **options)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_bytes(key.export_private_key())
-    os.chmod(tmp, 0o600)
-    os.replace(tmp, path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(key.export_private_key())
+        os.chmod(tmp, 0o600)
+        try:
+            os.link(tmp, path)
+        except FileExistsError:
+            return
+        except OSError:
+            # A filesystem without hard links: last writer wins, as before.
+            os.replace(tmp, path)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
     path.with_suffix(".pub").write_bytes(key.export_public_key())
 
 
