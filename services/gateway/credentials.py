@@ -35,7 +35,9 @@ MOST_AT_ONCE = 4
 def default_at_once() -> int:
     """The cores this process may run on, at most `MOST_AT_ONCE` (argon2 is CPU-bound:
     more at once than cores only holds more memory)."""
-    return max(1, min(MOST_AT_ONCE, len(os.sched_getaffinity(0))))
+    usable = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else None
+    cores = len(usable) if usable else (os.cpu_count() or 1)
+    return max(1, min(MOST_AT_ONCE, cores))
 
 
 class PasswordChecker:
