@@ -120,9 +120,11 @@ async def pgloader(server: str, path: Path, tenant_id: object, work: Path) -> fl
     pgloader 3.6.7 sometimes crashes at start ("Unsafe concurrent operations on
     #<HASH-TABLE …>", before loading a row): such a run is tried again, up to three times.
     """
+    with path.open() as fh:
+        expected = sum(1 for _ in fh) - 1
     for attempt in range(1, 4):
         elapsed, loaded, said = await _pgloader_once(server, path, tenant_id, work)
-        if loaded == sum(1 for _ in path.open()) - 1:
+        if loaded == expected:
             return elapsed
         crashed = loaded == 0 and "Unsafe concurrent operations" in said
         if not crashed or attempt == 3:
